@@ -1,0 +1,178 @@
+"""Resize a frame to a model's input size and map boxes back to frame pixels.
+
+Sizes passed to the resize functions are ``(height, width)``, the order of a model's input tensor
+``[1, H, W, 3]``. Sizes stored in :class:`ImageTransform` are ``(width, height)``, the order of
+``PipelineResult.image_size`` and :func:`edgeskin.core.boxes.clip_boxes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike
+
+from edgeskin.core.boxes import _as_boxes, clip_boxes
+from edgeskin.errors import ConfigError, ImageError
+
+__all__ = ["ImageTransform", "letterbox", "resize_stretch", "resize_to_input", "RESIZE_MODES"]
+
+RESIZE_MODES = ("stretch", "letterbox")
+ResizeMode = Literal["stretch", "letterbox"]
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """How a frame was mapped onto a model input: ``input = frame * scale + pad`` per axis.
+
+    Attributes:
+        scale_x: Input pixels per frame pixel along x.
+        scale_y: Input pixels per frame pixel along y.
+        pad_x: Left padding of the input, in input pixels.
+        pad_y: Top padding of the input, in input pixels.
+        src_size: ``(width, height)`` of the original frame.
+        dst_size: ``(width, height)`` of the model input.
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    src_size: tuple[int, int]
+    dst_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if not (self.scale_x > 0 and self.scale_y > 0):
+            raise ValueError(f"expected positive scales, got scale_x={self.scale_x}, scale_y={self.scale_y}")
+
+    def to_frame(self, xyxy: ArrayLike) -> np.ndarray:
+        """Map boxes from model-input pixels to original-frame pixels, clipped to the frame.
+
+        Args:
+            xyxy: Boxes of shape (..., 4) in model-input pixels.
+
+        Returns:
+            float32 boxes of the same shape in frame pixels.
+        """
+        b = _as_boxes(xyxy, "xyxy")
+        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y], dtype=np.float32)
+        return clip_boxes((b - offset) / scale, self.src_size)
+
+    def to_input(self, xyxy: ArrayLike) -> np.ndarray:
+        """Map boxes from original-frame pixels to model-input pixels, clipped to the input.
+
+        Args:
+            xyxy: Boxes of shape (..., 4) in frame pixels.
+
+        Returns:
+            float32 boxes of the same shape in model-input pixels.
+        """
+        b = _as_boxes(xyxy, "xyxy")
+        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y], dtype=np.float32)
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y], dtype=np.float32)
+        return clip_boxes(b * scale + offset, self.dst_size)
+
+
+def _check_image(image: np.ndarray) -> tuple[int, int]:
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise ImageError(f"expected a non-empty (H, W) or (H, W, C) image array, got {shape}")
+    return image.shape[0], image.shape[1]
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"size: expected (height, width), got {size!r}") from None
+    if height < 1 or width < 1:
+        raise ConfigError(f"size: expected positive (height, width), got {size!r}")
+    return height, width
+
+
+def _resize(image: np.ndarray, width: int, height: int, interpolation: int) -> np.ndarray:
+    # cv2.resize drops a trailing channel axis of size 1; keep the caller's layout.
+    return cv2.resize(image, (width, height), interpolation=interpolation).reshape(height, width, *image.shape[2:])
+
+
+def resize_stretch(
+    image: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR
+) -> tuple[np.ndarray, ImageTransform]:
+    """Resize to ``size`` ignoring the aspect ratio.
+
+    Args:
+        image: (H, W) or (H, W, C) array.
+        size: ``(height, width)`` of the output.
+        interpolation: OpenCV interpolation flag.
+
+    Returns:
+        The resized image (the input itself when it already has that size) and the transform from
+        frame to output pixels.
+    """
+    src_h, src_w = _check_image(image)
+    dst_h, dst_w = _check_size(size)
+    out = image if (src_h, src_w) == (dst_h, dst_w) else _resize(image, dst_w, dst_h, interpolation)
+    transform = ImageTransform(dst_w / src_w, dst_h / src_h, 0.0, 0.0, (src_w, src_h), (dst_w, dst_h))
+    return out, transform
+
+
+def letterbox(
+    image: np.ndarray,
+    size: tuple[int, int],
+    pad_value: int = 114,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, ImageTransform]:
+    """Resize keeping the aspect ratio and pad to ``size``, the content centred.
+
+    Args:
+        image: (H, W) or (H, W, C) array.
+        size: ``(height, width)`` of the output.
+        pad_value: Value of the padding pixels (114 is the YOLO convention).
+        interpolation: OpenCV interpolation flag.
+
+    Returns:
+        The padded image and the transform from frame to output pixels. Its scales are the exact
+        per-axis ratios after rounding the resized size to whole pixels.
+    """
+    src_h, src_w = _check_image(image)
+    dst_h, dst_w = _check_size(size)
+    ratio = min(dst_h / src_h, dst_w / src_w)
+    new_w = min(dst_w, max(1, round(src_w * ratio)))
+    new_h = min(dst_h, max(1, round(src_h * ratio)))
+    resized = image if (new_h, new_w) == (src_h, src_w) else _resize(image, new_w, new_h, interpolation)
+    left = (dst_w - new_w) // 2
+    top = (dst_h - new_h) // 2
+    if (new_h, new_w) == (dst_h, dst_w):
+        out = resized
+    else:
+        out = np.full((dst_h, dst_w, *image.shape[2:]), pad_value, dtype=image.dtype)
+        out[top : top + new_h, left : left + new_w] = resized
+    transform = ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
+    return out, transform
+
+
+def resize_to_input(
+    image: np.ndarray,
+    size: tuple[int, int],
+    mode: ResizeMode = "stretch",
+    pad_value: int = 114,
+) -> tuple[np.ndarray, ImageTransform]:
+    """Resize a frame to a model's input size with the spec's resize mode.
+
+    Args:
+        image: (H, W) or (H, W, C) array.
+        size: ``(height, width)`` of the model input.
+        mode: ``"stretch"`` or ``"letterbox"``.
+        pad_value: Padding value for ``"letterbox"``.
+
+    Returns:
+        The model-input image and the transform from frame to input pixels.
+    """
+    if mode == "stretch":
+        return resize_stretch(image, size)
+    if mode == "letterbox":
+        return letterbox(image, size, pad_value=pad_value)
+    raise ConfigError(f"resize mode: expected one of {', '.join(RESIZE_MODES)}, got {mode!r}")

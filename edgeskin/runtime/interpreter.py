@@ -1,0 +1,618 @@
+"""The one module that touches TFLite interpreters.
+
+It picks an interpreter package (``ai_edge_litert``, else ``tflite_runtime``, else ``tensorflow.lite``),
+knows about delegates (the Coral Edge TPU), and owns quantization: every conversion between float
+values and a tensor's integers goes through :func:`quantize` and :func:`dequantize`, using the tensor's
+own scale and zero point.
+
+Nothing here imports TensorFlow unless neither of the light interpreter packages is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edgeskin.errors import ConfigError, DelegateError, InterpreterNotFoundError, ModelError
+
+logger = logging.getLogger(__name__)
+
+Delegate = Literal["cpu", "edgetpu", "auto"]
+DELEGATES: tuple[str, ...] = ("cpu", "edgetpu", "auto")
+
+TFLITE_IDENTIFIER = b"TFL3"
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+EDGETPU_FIX = (
+    "install the Edge TPU runtime (Linux: 'sudo apt-get install libedgetpu1-std' from Coral's apt repository "
+    "https://coral.ai/software/#debian-packages), plug in the Coral device, and use an '_edgetpu.tflite' model "
+    "compiled with edgetpu_compiler; or pass --delegate cpu (or auto to fall back to the CPU)"
+)
+
+_auto_fallback_lock = threading.Lock()
+_stderr_lock = threading.Lock()  # one fd-2 redirection at a time
+_auto_fallback_warned = False
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing the interpreter package
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterpreterBackend:
+    """An interpreter package: its name, its ``Interpreter`` class and its ``load_delegate`` function."""
+
+    name: str
+    Interpreter: Any
+    load_delegate: Any
+
+
+def _backend_from(module_name: str) -> InterpreterBackend:
+    if module_name == "tensorflow.lite":
+        tf = importlib.import_module("tensorflow")
+        return InterpreterBackend("tensorflow.lite", tf.lite.Interpreter, tf.lite.experimental.load_delegate)
+    module = importlib.import_module(module_name)
+    return InterpreterBackend(module_name, module.Interpreter, module.load_delegate)
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_backend() -> InterpreterBackend:
+    """Return the first interpreter package that imports, in order of preference.
+
+    ``ai_edge_litert`` (the current light runtime), then ``tflite_runtime`` (its predecessor, still the
+    one on older Raspberry Pi OS images), then ``tensorflow.lite``. The answer is cached; tests reset it
+    with ``interpreter_backend.cache_clear()``.
+
+    Raises:
+        InterpreterNotFoundError: none of them is installed.
+    """
+    failures = []
+    for module_name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+        try:
+            backend = _backend_from(module_name)
+        except ImportError as exc:
+            failures.append(f"{module_name} ({exc})")
+            continue
+        logger.debug("TFLite interpreter from %s", backend.name)
+        return backend
+    raise InterpreterNotFoundError(
+        "no TFLite interpreter is installed (tried " + ", ".join(failures) + "): pip install ai-edge-litert"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Model files and delegates
+# --------------------------------------------------------------------------------------------------
+
+
+def check_model_file(model_path: str | Path) -> Path:
+    """Check that ``model_path`` is an existing file that starts like a TFLite flatbuffer.
+
+    The flatbuffer file identifier ``TFL3`` sits at bytes 4:8; checking it first turns "a JPEG renamed
+    .tflite" into a one-line error instead of an interpreter crash.
+
+    Raises:
+        ModelError: the file is missing, not a file, or not a TFLite flatbuffer.
+    """
+    path = Path(model_path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"{path}: not a TFLite flatbuffer (expected the identifier 'TFL3' at bytes 4-8, got {head[4:8]!r})"
+        )
+    return path
+
+
+def edgetpu_library_name(system: str | None = None) -> str:
+    """The Edge TPU runtime library's file name on this (or the given) operating system."""
+    system = system or platform.system()
+    return {"Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}.get(system, "libedgetpu.so.1")
+
+
+def _library_loadable(name: str) -> bool:
+    # Probing with ctypes first keeps the failure path quiet: load_delegate on a missing library leaves a
+    # half-built Delegate whose __del__ prints an ignored exception.
+    import ctypes
+
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def load_edgetpu_delegate(backend: InterpreterBackend | None = None) -> Any:
+    """Load the Edge TPU delegate.
+
+    Raises:
+        DelegateError: the Edge TPU runtime library or the device is not available; the message names
+            the fix.
+    """
+    backend = backend or interpreter_backend()
+    library = edgetpu_library_name()
+    if not _library_loadable(library):
+        raise DelegateError(f"the Edge TPU delegate was requested but {library} is not installed: {EDGETPU_FIX}")
+    try:
+        return backend.load_delegate(library)
+    except (ValueError, RuntimeError, OSError) as exc:
+        detail = " ".join(str(exc).split())
+        raise DelegateError(f"the Edge TPU delegate could not be loaded ({detail}): {EDGETPU_FIX}") from exc
+
+
+def _warn_auto_fallback_once(reason: str) -> None:
+    global _auto_fallback_warned
+    with _auto_fallback_lock:
+        if _auto_fallback_warned:
+            logger.debug("delegate 'auto': Edge TPU unavailable, using the CPU")
+            return
+        _auto_fallback_warned = True
+    logger.warning("delegate 'auto': Edge TPU unavailable, running on the CPU (%s)", reason)
+
+
+def _reset_auto_fallback_warning() -> None:
+    """Forget that the 'auto' fallback was logged (for tests)."""
+    global _auto_fallback_warned
+    with _auto_fallback_lock:
+        _auto_fallback_warned = False
+
+
+# The native runtime prints this once per process on stderr; it is noise in a one-line CLI error report.
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _filter_native_stderr() -> Iterator[None]:
+    """Hold back the native library's informational stderr lines while an interpreter is built.
+
+    Other lines written to stderr meanwhile (real warnings, errors) are passed on afterwards.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a real file (e.g. captured in tests)
+        yield
+        return
+    sys.stderr.flush()
+    with _stderr_lock, tempfile.TemporaryFile() as held:
+        saved = os.dup(fd)
+        os.dup2(held.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if line.strip() not in _NATIVE_NOISE)
+            if kept:
+                os.write(fd, kept.encode("utf-8"))
+
+
+def _open_interpreter(
+    model_path: str | Path,
+    *,
+    num_threads: int | None = None,
+    delegate: str = "cpu",
+    backend: InterpreterBackend | None = None,
+) -> tuple[Any, str]:
+    """Create and allocate an interpreter; return it with the delegate actually used ("cpu"/"edgetpu")."""
+    if delegate not in DELEGATES:
+        raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {delegate!r}")
+    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        raise ConfigError(f"num_threads must be a positive integer or None; got {num_threads!r}")
+    path = check_model_file(model_path)
+    backend = backend or interpreter_backend()
+
+    delegates = []
+    used = "cpu"
+    if delegate in ("edgetpu", "auto"):
+        try:
+            delegates.append(load_edgetpu_delegate(backend))
+            used = "edgetpu"
+        except DelegateError as exc:
+            if delegate == "edgetpu":
+                raise
+            _warn_auto_fallback_once(str(exc).split(":")[0])
+
+    kwargs: dict[str, Any] = {"model_path": str(path)}
+    if num_threads is not None:
+        kwargs["num_threads"] = num_threads
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
+    try:
+        with _filter_native_stderr():
+            interpreter = backend.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())
+        if "edgetpu-custom-op" in detail:
+            raise ModelError(
+                f"{path}: this model is compiled for the Edge TPU and cannot run on the CPU ({detail}); "
+                f"use --delegate edgetpu, or the model's CPU version (without '_edgetpu')"
+            ) from exc
+        raise ModelError(
+            f"{path}: the interpreter cannot load this model; the file may be truncated or corrupt ({detail})"
+        ) from exc
+    if used == "edgetpu" and not _has_edgetpu_op(path):
+        logger.warning(
+            "%s has no Edge TPU operations: everything runs on the CPU; compile it with edgetpu_compiler", path
+        )
+    return interpreter, used
+
+
+def _has_edgetpu_op(path: Path) -> bool:
+    return EDGETPU_CUSTOM_OP in path.read_bytes()
+
+
+def make_interpreter(model_path: str | Path, *, num_threads: int | None = None, delegate: Delegate = "cpu") -> Any:
+    """Create an allocated TFLite interpreter for ``model_path``.
+
+    Args:
+        model_path: The ``.tflite`` file.
+        num_threads: CPU threads for the kernels (None: the interpreter's default).
+        delegate: ``"cpu"``; ``"edgetpu"`` (the Coral Edge TPU, an error if absent); or ``"auto"`` (the
+            Edge TPU when present, else the CPU, logged once per process).
+
+    Raises:
+        ModelError: missing file, not a TFLite flatbuffer, truncated or corrupt.
+        DelegateError: ``"edgetpu"`` was asked but is not available.
+        InterpreterNotFoundError: no interpreter package is installed.
+    """
+    interpreter, _ = _open_interpreter(model_path, num_threads=num_threads, delegate=delegate)
+    return interpreter
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantization
+# --------------------------------------------------------------------------------------------------
+
+
+def _per_axis(values: Any, ndim: int, axis: int) -> np.ndarray | float:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 1:
+        return float(arr.reshape(()))
+    shape = [1] * ndim
+    shape[axis] = arr.size
+    return arr.reshape(shape)
+
+
+def quantize(
+    x: Any,
+    scale: float | Sequence[float] | np.ndarray,
+    zero_point: int | Sequence[int] | np.ndarray,
+    dtype: Any,
+    *,
+    axis: int = -1,
+) -> np.ndarray:
+    """Quantize float values: ``q = clip(round(x / scale) + zero_point)`` in ``dtype``'s range.
+
+    Rounding is half away from zero, as TFLite's own QUANTIZE kernel does.
+
+    Args:
+        x: Float values.
+        scale: One scale (per tensor) or one per slice along ``axis`` (per axis).
+        zero_point: Matching zero point(s).
+        dtype: Integer numpy dtype of the tensor (int8, uint8, int16, int32).
+        axis: The quantized dimension for per-axis parameters.
+
+    Returns:
+        Array of ``dtype``.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise ConfigError(f"quantize needs an integer dtype; got {dtype}")
+    values = np.asarray(x, dtype=np.float64)
+    s = _per_axis(scale, values.ndim, axis)
+    zp = _per_axis(zero_point, values.ndim, axis)
+    if np.any(np.asarray(s) <= 0):
+        raise ConfigError(f"quantization scale must be positive; got {scale}")
+    scaled = values / s
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    info = np.iinfo(dtype)
+    return np.clip(rounded + zp, info.min, info.max).astype(dtype)
+
+
+def dequantize(
+    q: Any, scale: float | Sequence[float] | np.ndarray, zero_point: int | Sequence[int] | np.ndarray, *, axis: int = -1
+) -> np.ndarray:
+    """Dequantize integers: ``x = (q - zero_point) * scale`` as float32.
+
+    The integers are widened to int32 before the zero point is subtracted, so ``uint8 - 128`` cannot wrap.
+    """
+    values = np.asarray(q)
+    widened = values.astype(np.int32) if values.dtype.kind in "iu" else values.astype(np.float64)
+    zp = np.asarray(zero_point, dtype=np.int32)
+    if zp.size > 1:
+        shape = [1] * values.ndim
+        shape[axis] = zp.size
+        zp = zp.reshape(shape)
+    else:
+        zp = zp.reshape(())
+    s = _per_axis(scale, values.ndim, axis)
+    return ((widened - zp) * s).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# TFLiteModel
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor of a model.
+
+    Attributes:
+        name: The signature name when the model has a signature def, else the tensor name.
+        shape: The tensor shape, batch included.
+        dtype: numpy dtype of the tensor.
+        scale: Per-tensor scale (0.0 when the tensor is not quantized; the first scale if per-axis).
+        zero_point: Per-tensor zero point.
+        index: Tensor index in the interpreter.
+        tensor_name: The tensor's own name in the graph.
+        scales: All scales (more than one for per-axis quantization).
+        zero_points: All zero points.
+        quantized_dimension: The axis of per-axis quantization.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+    index: int
+    tensor_name: str = ""
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any], name: str | None = None) -> TensorInfo:
+        params = details.get("quantization_parameters") or {}
+        scale, zero_point = details.get("quantization", (0.0, 0)) or (0.0, 0)
+        scales = tuple(float(s) for s in np.asarray(params.get("scales", []), dtype=np.float64).reshape(-1))
+        zero_points = tuple(int(z) for z in np.asarray(params.get("zero_points", []), dtype=np.int64).reshape(-1))
+        if not scales and scale:
+            scales, zero_points = (float(scale),), (int(zero_point),)
+        if scales and not scale:
+            scale, zero_point = scales[0], zero_points[0] if zero_points else 0
+        return cls(
+            name=name or str(details["name"]),
+            shape=tuple(int(d) for d in np.asarray(details["shape"]).reshape(-1)),
+            dtype=np.dtype(details["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+            index=int(details["index"]),
+            tensor_name=str(details["name"]),
+            scales=scales,
+            zero_points=zero_points,
+            quantized_dimension=int(params.get("quantized_dimension", 0) or 0),
+        )
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.dtype.kind in "iu" and bool(self.scales) and all(s > 0 for s in self.scales)
+
+    def quantize(self, x: Any) -> np.ndarray:
+        """Float values → this tensor's integers (or float32 for a float tensor)."""
+        if not self.is_quantized:
+            return np.asarray(x, dtype=self.dtype)
+        return quantize(x, self.scales, self.zero_points, self.dtype, axis=self.quantized_dimension)
+
+    def dequantize(self, q: Any) -> np.ndarray:
+        """This tensor's values → float32."""
+        if not self.is_quantized:
+            return np.asarray(q, dtype=np.float32)
+        return dequantize(q, self.scales, self.zero_points, axis=self.quantized_dimension)
+
+    def describe(self) -> str:
+        quant = ""
+        if self.is_quantized:
+            if len(self.scales) > 1:
+                quant = f" per-axis({len(self.scales)} scales, axis {self.quantized_dimension})"
+            else:
+                quant = f" scale={self.scale:.6g} zero_point={self.zero_point}"
+        alias = f" (tensor '{self.tensor_name}')" if self.tensor_name and self.tensor_name != self.name else ""
+        return f"{self.name}{alias}: {list(self.shape)} {self.dtype.name}{quant}"
+
+
+class TFLiteModel:
+    """One TFLite interpreter with named, dequantized inputs and outputs.
+
+    Models with a signature def run through its signature runner, and their tensors are named by the
+    signature (those are the names a spec's ``outputs`` refer to); other models use tensor indices and
+    graph tensor names.
+
+    Example:
+        >>> with TFLiteModel.from_file("model.tflite", num_threads=2) as model:
+        ...     outputs = model.run(x)          # dict name -> float32 array
+        ...     print(model.invoke_ms)
+    """
+
+    def __init__(self, interpreter: Any, *, path: str | Path | None = None, delegate: str = "cpu") -> None:
+        self._interpreter = interpreter
+        self.path = Path(path) if path is not None else None
+        self.delegate = delegate
+        self.invoke_ms = 0.0
+        self._runner = None
+        self._pending: dict[str, np.ndarray] = {}
+        signatures = {}
+        if hasattr(interpreter, "get_signature_list"):
+            signatures = interpreter.get_signature_list() or {}
+        if signatures:
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            self.signature_key: str | None = key
+            self._runner = interpreter.get_signature_runner(key)
+            self.inputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_input_details().items())
+            self.outputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_output_details().items())
+        else:
+            self.signature_key = None
+            self.inputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_input_details())
+            self.outputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_output_details())
+
+    @classmethod
+    def from_file(
+        cls, model_path: str | Path, *, num_threads: int | None = None, delegate: Delegate = "cpu"
+    ) -> TFLiteModel:
+        """Open ``model_path`` (see :func:`make_interpreter` for the arguments and errors)."""
+        interpreter, used = _open_interpreter(model_path, num_threads=num_threads, delegate=delegate)
+        return cls(interpreter, path=model_path, delegate=used)
+
+    # -- context manager ---------------------------------------------------------------------------
+    def __enter__(self) -> TFLiteModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the interpreter (and its delegate)."""
+        self._runner = None
+        self._interpreter = None
+
+    @property
+    def interpreter(self) -> Any:
+        if self._interpreter is None:
+            raise ModelError(f"model {self.path or ''} is closed".replace("  ", " "))
+        return self._interpreter
+
+    # -- tensors -----------------------------------------------------------------------------------
+    @property
+    def input(self) -> TensorInfo:
+        """The only input (most models have one)."""
+        return self.inputs[0]
+
+    def output(self, name: str) -> TensorInfo:
+        """The output tensor called ``name``."""
+        for info in self.outputs:
+            if info.name == name:
+                return info
+        raise ModelError(f"model has no output named {name!r}; its outputs are {[o.name for o in self.outputs]}")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
+
+    def _prepare(self, info: TensorInfo, x: Any) -> np.ndarray:
+        arr = np.asarray(x)
+        if arr.ndim == len(info.shape) - 1:
+            arr = arr[np.newaxis]
+        if tuple(arr.shape) != info.shape:
+            raise ConfigError(f"input '{info.name}': expected shape {info.shape}, got {tuple(arr.shape)}")
+        if arr.dtype == info.dtype:
+            return np.ascontiguousarray(arr)  # already in the tensor's own representation
+        if info.dtype.kind == "f":
+            return np.ascontiguousarray(arr, dtype=info.dtype)
+        if not info.is_quantized:
+            raise ConfigError(
+                f"input '{info.name}' is {info.dtype.name} without quantization; give {info.dtype.name} values"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"input '{info.name}' holds NaN or infinite values")
+        return np.ascontiguousarray(info.quantize(arr))
+
+    def set_input(self, x: Any, name: str | None = None) -> np.ndarray:
+        """Set one input from float values (quantized with the tensor's own parameters).
+
+        An array already of the tensor's dtype is taken as the tensor's own integers, unchanged. A
+        missing batch axis is added. Returns the array that was set.
+        """
+        info = self.inputs[0] if name is None else next((i for i in self.inputs if i.name == name), None)
+        if info is None:
+            raise ConfigError(f"model has no input named {name!r}; its inputs are {[i.name for i in self.inputs]}")
+        prepared = self._prepare(info, x)
+        if self._runner is None:
+            self.interpreter.set_tensor(info.index, prepared)
+        else:
+            self._pending[info.name] = prepared  # the signature runner takes all inputs in one call
+        return prepared
+
+    def run(self, x: Any | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model once.
+
+        Args:
+            x: The input (one array for a single-input model) or a mapping input name → array, as float
+                values or already in the tensor's dtype.
+
+        Returns:
+            Dict output name → float32 array (dequantized), in the model's output order.
+        """
+        feeds = x if isinstance(x, Mapping) else {self.inputs[0].name: x}
+        if len(feeds) != len(self.inputs):
+            raise ConfigError(
+                f"model takes {len(self.inputs)} inputs {[i.name for i in self.inputs]}; got {len(feeds)}"
+            )
+        for name, value in feeds.items():
+            self.set_input(value, name)
+        if self._runner is not None:
+            pending, self._pending = self._pending, {}
+            start = time.perf_counter()
+            raw = self._runner(**pending)
+            self.invoke_ms = (time.perf_counter() - start) * 1000.0
+            return {info.name: info.dequantize(raw[info.name]) for info in self.outputs}
+        interpreter = self.interpreter
+        start = time.perf_counter()
+        interpreter.invoke()
+        self.invoke_ms = (time.perf_counter() - start) * 1000.0
+        return {info.name: info.dequantize(interpreter.get_tensor(info.index)) for info in self.outputs}
+
+    # -- introspection -----------------------------------------------------------------------------
+    def op_names(self, *, include_delegate_nodes: bool = False) -> list[str]:
+        """Names of the model's operations in graph order (empty if the interpreter cannot tell).
+
+        Args:
+            include_delegate_nodes: Also list the ``DELEGATE`` nodes that a delegate (XNNPACK on the
+                CPU) adds when it takes over parts of the graph; the original operations stay listed.
+        """
+        get_ops = getattr(self.interpreter, "_get_ops_details", None)
+        if get_ops is None:
+            return []
+        try:
+            names = [str(op["op_name"]) for op in get_ops()]
+        except (RuntimeError, ValueError, KeyError):
+            return []
+        return names if include_delegate_nodes else [name for name in names if name != "DELEGATE"]
+
+    def op_counts(self) -> dict[str, int]:
+        """Operation name → how many times it occurs, most frequent first."""
+        return dict(Counter(self.op_names()).most_common())
+
+    def __repr__(self) -> str:
+        ins = ", ".join(i.describe() for i in self.inputs)
+        outs = ", ".join(o.describe() for o in self.outputs)
+        return f"TFLiteModel({self.path}, delegate={self.delegate}, inputs=[{ins}], outputs=[{outs}])"
+
+
+__all__ = [
+    "DELEGATES",
+    "EDGETPU_FIX",
+    "InterpreterBackend",
+    "TFLiteModel",
+    "TensorInfo",
+    "check_model_file",
+    "dequantize",
+    "edgetpu_library_name",
+    "interpreter_backend",
+    "load_edgetpu_delegate",
+    "make_interpreter",
+    "quantize",
+]

@@ -1,0 +1,275 @@
+"""Image classification with an INT8 TFLite model: edgeskin's own models or any third-party classifier."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskin.core.geometry import resize_to_input
+from edgeskin.errors import ConfigError, ImageError
+from edgeskin.results import Classification
+from edgeskin.runtime.interpreter import DELEGATES, TFLiteModel
+from edgeskin.runtime.spec import (
+    THIRD_PARTY_MEAN,
+    THIRD_PARTY_STD,
+    ModelSpec,
+    load_model,
+    load_third_party_classifier,
+)
+
+__all__ = ["Classifier", "ClassifierOptions", "softmax"]
+
+logger = logging.getLogger(__name__)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax of ``logits / temperature`` over the last axis (float32)."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _renormalise(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities that sum to 1; with ``temperature`` T ≠ 1, ``p ∝ exp(log p / T)``.
+
+    A quantized softmax sums to 1 only within a few quantization steps, so it is renormalised too.
+    """
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
+    if temperature != 1.0:
+        p = np.power(p, 1.0 / temperature)
+    total = p.sum()
+    if not total > 0 or not np.isfinite(total):
+        return np.full(p.shape, 1.0 / p.size, dtype=np.float32)
+    return (p / total).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """Options of a :class:`Classifier`.
+
+    Attributes:
+        model_path: The ``.tflite`` classification model.
+        spec: Its :class:`ModelSpec` or spec path; None: ``<stem>.json`` beside the model. Leave None for
+            a third-party model and give ``labels`` instead.
+        labels: Third-party models only: a labels file (one label per line, in output order) or a list.
+        mean: Third-party models only: per-channel (or one) mean on pixels in [0, 255]; default 127.5.
+        std: Third-party models only: per-channel (or one) divisor; default 127.5 (pixels → [-1, 1]).
+        num_threads: Interpreter CPU threads (None: the interpreter's default).
+        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
+        apply_preprocessing: Run the spec's preprocessing profile (turn off only when the caller has
+            already applied it).
+    """
+
+    model_path: str | Path
+    spec: ModelSpec | str | Path | None = None
+    labels: str | Path | Sequence[str] | None = None
+    mean: float | Sequence[float] | None = None
+    std: float | Sequence[float] | None = None
+    num_threads: int | None = None
+    delegate: str = "cpu"
+    apply_preprocessing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.spec is not None and self.labels is not None:
+            raise ConfigError("give either a model spec or a labels file (for a third-party model), not both")
+        if self.labels is None and (self.mean is not None or self.std is not None):
+            raise ConfigError(
+                "mean/std are for third-party models (given with a labels file); an edgeskin model's spec "
+                "carries its own normalisation"
+            )
+        if self.delegate not in DELEGATES:
+            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
+
+
+class Classifier:
+    """Classify an RGB image (or a lesion crop) into the model's classes.
+
+    Tensor contract:
+        * Input: one ``[1, H, W, 3]`` tensor, int8/uint8 (quantized) or float32. H, W, colour order,
+          resize mode and normalisation ``(pixel - mean) / std`` come from the spec; the runtime then
+          quantizes with the input tensor's own scale and zero point.
+        * Output ``spec.outputs["probabilities"]``: ``[1, C]`` with C == len(labels), either softmax
+          probabilities or logits (``spec.outputs_are``). A calibration temperature in the spec is
+          applied here.
+        * Optional output ``spec.outputs["features"]``: ``[1, h, w, K]`` feature map before global
+          average pooling, for class activation maps.
+
+    Use :meth:`create` (or :meth:`from_model`) and close it, or use it as a context manager::
+
+        with Classifier.from_model("mobilenet.tflite", labels="labels.txt") as classifier:
+            result = classifier.classify(image_rgb)
+            print(result.top_k(3), classifier.last_timings_ms)
+
+    One instance is not thread-safe (it owns one interpreter); make one per thread.
+    """
+
+    def __init__(self, model: TFLiteModel, spec: ModelSpec, *, apply_preprocessing: bool = True) -> None:
+        if spec.task != "classification":
+            raise ConfigError(f"Classifier needs a classification spec; '{spec.name}' is a {spec.task} spec")
+        self.model = model
+        self.spec = spec
+        self.labels: tuple[str, ...] = spec.labels
+        self._profile = spec.preprocessing_profile() if apply_preprocessing else None
+        self._probabilities_output = spec.outputs["probabilities"]
+        self._features_output = spec.outputs.get("features")
+        self._mean = np.asarray(spec.input.mean, dtype=np.float32)
+        self._std = np.asarray(spec.input.std, dtype=np.float32)
+        self._integer_shift = self._direct_integer_shift()
+        self.last_timings_ms: dict[str, float] = {}
+        self._warned_not_probabilities = False
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, options: ClassifierOptions) -> Classifier:
+        """Open the model of ``options`` and check it against its spec.
+
+        Raises:
+            ModelError: missing/corrupt model, checksum mismatch, a detection model, or tensors that
+                disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
+        """
+        if options.labels is not None:
+            model, spec = load_third_party_classifier(
+                options.model_path,
+                options.labels,
+                THIRD_PARTY_MEAN if options.mean is None else options.mean,
+                THIRD_PARTY_STD if options.std is None else options.std,
+                num_threads=options.num_threads,
+                delegate=options.delegate,
+            )
+        else:
+            model, spec = load_model(
+                options.model_path,
+                options.spec,
+                expected_task="classification",
+                num_threads=options.num_threads,
+                delegate=options.delegate,
+            )
+        try:
+            return cls(model, spec, apply_preprocessing=options.apply_preprocessing)
+        except BaseException:
+            model.close()
+            raise
+
+    @classmethod
+    def from_model(
+        cls,
+        model_path: str | Path,
+        labels: str | Path | Sequence[str] | None = None,
+        *,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        threads: int | None = None,
+        delegate: str = "cpu",
+    ) -> Classifier:
+        """Shortcut for ``create(ClassifierOptions(...))``: an edgeskin model (spec beside it) when
+        ``labels`` is None, else a third-party model with that labels file."""
+        return cls.create(
+            ClassifierOptions(model_path, labels=labels, mean=mean, std=std, num_threads=threads, delegate=delegate)
+        )
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.model.close()
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the model input."""
+        return self.spec.input.size
+
+    # -- preprocessing -----------------------------------------------------------------------------
+    def _direct_integer_shift(self) -> int | None:
+        """The integer ``b`` when normalise-then-quantize is exactly ``q = pixel + b`` (edgeskin's models:
+        mean 0, std 1, scale 1), so the per-frame float maths can be skipped."""
+        info = self.model.input
+        if not info.is_quantized or len(info.scales) != 1:
+            return None
+        gain = 1.0 / (self._std * info.scale)
+        offset = info.zero_point - self._mean * gain
+        if np.allclose(gain, 1.0, atol=1e-9) and np.allclose(offset, offset[0]) and float(offset[0]).is_integer():
+            return int(offset[0])
+        return None
+
+    def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
+        """Frame → the input tensor's values (resize, profile, colour order, normalise, quantize)."""
+        _check_frame(image_rgb)
+        resized, _ = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
+        if self._profile is not None:
+            resized = self._profile.apply(resized)
+        if self.spec.input.color_order == "BGR":
+            resized = resized[..., ::-1]
+        info = self.model.input
+        if self._integer_shift is not None:
+            limits = np.iinfo(info.dtype)
+            shifted = resized.astype(np.int16) + self._integer_shift
+            return np.clip(shifted, limits.min, limits.max).astype(info.dtype)[np.newaxis]
+        normalised = (resized.astype(np.float32) - self._mean) / self._std
+        return info.quantize(normalised[np.newaxis])
+
+    # -- inference ---------------------------------------------------------------------------------
+    def classify(self, image_rgb: np.ndarray) -> Classification:
+        """Class probabilities of an RGB uint8 (H, W, 3) image; timings in :attr:`last_timings_ms`.
+
+        Raises:
+            ImageError: the image is not an RGB uint8 (H, W, 3) array.
+        """
+        return self._run(image_rgb, want_features=False)[0]
+
+    def classify_with_features(self, image_rgb: np.ndarray) -> tuple[Classification, np.ndarray | None]:
+        """Like :meth:`classify`, plus the dequantized (h, w, K) feature map when the spec has a
+        ``features`` output (else None)."""
+        return self._run(image_rgb, want_features=True)
+
+    def _run(self, image_rgb: np.ndarray, *, want_features: bool) -> tuple[Classification, np.ndarray | None]:
+        start = time.perf_counter()
+        x = self.preprocess(image_rgb)
+        ready = time.perf_counter()
+        outputs = self.model.run(x)
+        invoke_ms = self.model.invoke_ms
+        scores = outputs[self._probabilities_output].reshape(-1)
+        if self.spec.outputs_are == "logits":
+            probabilities = softmax(scores, self.spec.temperature)
+        else:
+            if not self._warned_not_probabilities and (scores.min() < -0.01 or scores.sum() > 1.5):
+                self._warned_not_probabilities = True
+                logger.warning(
+                    "%s: the output does not look like probabilities (min %.3g, sum %.3g); if the model "
+                    "ends without a softmax, its spec needs \"outputs_are\": \"logits\"",
+                    self.spec.name, float(scores.min()), float(scores.sum()),
+                )  # fmt: skip
+            probabilities = _renormalise(scores, self.spec.temperature)
+        result = Classification(probabilities, self.labels)
+        features = None
+        if want_features and self._features_output is not None:
+            features = outputs[self._features_output][0]
+        end = time.perf_counter()
+        self.last_timings_ms = {
+            "preprocess_ms": (ready - start) * 1000.0,
+            "invoke_ms": invoke_ms,
+            # Tensor copies and dequantization count as postprocessing, so the three stages add up.
+            "postprocess_ms": max(0.0, (end - ready) * 1000.0 - invoke_ms),
+        }
+        return result, features
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.spec.name!r}, {len(self.labels)} classes, input {list(self.input_size)}, delegate={self.model.delegate})"
+
+
+def _check_frame(image: Any) -> None:
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"expected a non-empty image, got shape {image.shape}")

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The one place that knows how edgeskin's dependencies install on this kind of machine.
+# Usage: scripts/install.sh [runtime|dev|train|ui|all]...   (default: runtime dev)
+# Installs into the Python given by $PYTHON (default: .venv/bin/python, created if missing).
+#
+# Known traps handled here:
+#  - tf-keras and tensorflow-model-optimization are installed with --no-deps: otherwise pip pulls a
+#    second, full (GPU) TensorFlow next to tensorflow-cpu.
+#  - torch is pinned to the local CPU wheel version (2.13.0); an unpinned torch pulls several GB of CUDA.
+#  - PyPI's torchvision is built against CUDA torch: its compiled ops (torchvision::nms) do not load on
+#    CPU torch. It is installed with --no-deps for its Python API, and edgeskin_train registers a pure
+#    torch CPU kernel for torchvision::nms (training/torch_ops.py) before ultralytics runs.
+#  - ultralytics is installed with --no-deps so that it cannot swap opencv-python-headless for
+#    opencv-python or pull a CUDA torch; its real requirements are listed explicitly below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+  fi
+  PYTHON="$VENV/bin/python"
+fi
+PIP=("$PYTHON" -m pip install -q --disable-pip-version-check)
+
+TF_VERSION=2.21.0
+TORCH_VERSION=2.13.0
+
+install_runtime() {
+  "${PIP[@]}" -e .
+}
+
+install_dev() {
+  "${PIP[@]}" -e ".[dev]"
+}
+
+install_ui() {
+  "${PIP[@]}" -e ".[ui]"
+}
+
+install_train() {
+  "${PIP[@]}" "tensorflow-cpu==${TF_VERSION}" "keras>=3.15,<3.16" "torch==${TORCH_VERSION}" \
+    scikit-learn matplotlib pandas tqdm "onnx>=1.23,<1.24" onnxruntime onnxslim \
+    pyyaml requests scipy psutil polars "pillow>=9" sng4onnx onnx-graphsurgeon ai-edge-litert \
+    "opencv-python-headless>=4.9"
+  "${PIP[@]}" --no-deps "tf-keras==${TF_VERSION}" "tensorflow-model-optimization==0.8.1" dm-tree \
+    "torchvision==0.29.*" "ultralytics>=8.4,<8.5" "ultralytics-thop>=2.0" "onnx2tf>=1.28,<1.30"
+  "${PIP[@]}" -e ".[train]" --no-deps
+}
+
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(runtime dev)
+for t in "${targets[@]}"; do
+  case "$t" in
+    runtime) install_runtime ;;
+    dev) install_dev ;;
+    ui) install_ui ;;
+    train) install_train ;;
+    all) install_runtime; install_dev; install_ui; install_train ;;
+    *) echo "install.sh: unknown target '$t' (runtime|dev|train|ui|all)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,56 @@
+"""``import edgeskin`` is fast, and the runtime never loads TensorFlow, PyTorch or Keras."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+IMPORT_BUDGET_S = 0.3
+HEAVY = ("tensorflow", "torch", "keras")
+
+
+def _python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.shared
+def test_classify_does_not_load_tensorflow_torch_or_keras(shared_file):
+    model = shared_file("weights/tflite/mobilenet_v2_1.0_224_quant.tflite")
+    labels = shared_file("weights/tflite/imagenet_labels.txt")
+    panda = shared_file("data/non_lesion/panda.jpg")
+    out = _python(
+        f"""
+        import json, sys
+        import edgeskin
+        with edgeskin.Classifier.from_model({str(model)!r}, {str(labels)!r}) as classifier:
+            label = classifier.classify(edgeskin.read_image({str(panda)!r})).label
+        print(json.dumps({{"label": label, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+        """
+    )
+    report = json.loads(out)
+    assert report["label"].startswith("giant panda")
+    assert report["loaded"] == []
+
+
+def test_import_edgeskin_loads_nothing_heavy():
+    out = _python(
+        """
+        import sys
+        import edgeskin
+        print(sorted(m for m in ("numpy", "cv2", "ai_edge_litert", "tensorflow", "torch", "keras") if m in sys.modules))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_import_edgeskin_takes_at_most_300_ms():
+    code = "import time; t = time.perf_counter(); import edgeskin; print(time.perf_counter() - t)"
+    seconds = min(float(_python(code)) for _ in range(3))
+    print(f"import edgeskin: {seconds * 1000:.1f} ms (min of 3)")
+    assert seconds <= IMPORT_BUDGET_S
