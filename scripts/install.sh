@@ -10,6 +10,8 @@
 #  - PyPI's torchvision is built against CUDA torch: its compiled ops (torchvision::nms) do not load on
 #    CPU torch. It is installed with --no-deps for its Python API, and edgeskin_train registers a pure
 #    torch CPU kernel for torchvision::nms (training/torch_ops.py) before ultralytics runs.
+#  - tf2onnx pins protobuf~=3.20, which would downgrade TensorFlow's protobuf: --no-deps (Keras patches it
+#    for numpy 2 itself).
 #  - ultralytics is installed with --no-deps so that it cannot swap opencv-python-headless for
 #    opencv-python or pull a CUDA torch; its real requirements are listed explicitly below.
 set -euo pipefail
@@ -46,7 +48,8 @@ install_train() {
     pyyaml requests scipy psutil polars "pillow>=9" sng4onnx onnx-graphsurgeon ai-edge-litert \
     "opencv-python-headless>=4.9"
   "${PIP[@]}" --no-deps "tf-keras==${TF_VERSION}" "tensorflow-model-optimization==0.8.1" dm-tree \
-    "torchvision==0.29.*" "ultralytics>=8.4,<8.5" "ultralytics-thop>=2.0" "onnx2tf>=1.28,<1.30"
+    "torchvision==0.29.*" "ultralytics>=8.4,<8.5" "ultralytics-thop>=2.0" "onnx2tf>=1.28,<1.30" \
+    "tf2onnx==1.17.0"
   "${PIP[@]}" -e ".[train]" --no-deps
 }
 

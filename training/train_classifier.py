@@ -30,7 +30,7 @@ from edgeskin.core.geometry import resize_to_input  # noqa: E402
 from edgeskin.core.preprocess import get_profile  # noqa: E402
 from edgeskin.image import read_image  # noqa: E402
 from edgeskin.labels import DX_CLASSES  # noqa: E402
-from training.data import apply_split, grouped_stratified_split, load_ham10000, save_split  # noqa: E402
+from edgeskin.datasets import apply_split, grouped_stratified_split, load_ham10000, save_split  # noqa: E402
 
 log = logging.getLogger("train_classifier")
 

@@ -26,7 +26,7 @@ from types import ModuleType
 from edgeskin.errors import EdgeskinError
 
 PROG = "edgeskin"
-SUBCOMMANDS: tuple[str, ...] = ("predict", "classify", "info", "evaluate", "run", "ui", "bench")
+SUBCOMMANDS: tuple[str, ...] = ("predict", "classify", "info", "evaluate", "run", "kiosk", "ui", "bench")
 EXIT_ERROR = 2
 
 logger = logging.getLogger("edgeskin")

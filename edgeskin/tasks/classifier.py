@@ -197,8 +197,15 @@ class Classifier:
             return None
         gain = 1.0 / (self._std * info.scale)
         offset = info.zero_point - self._mean * gain
-        if np.allclose(gain, 1.0, atol=1e-9) and np.allclose(offset, offset[0]) and float(offset[0]).is_integer():
-            return int(offset[0])
+        # Exact when rounding pixel * gain + offset gives pixel + round(offset) for every pixel in
+        # [0, 255]: |gain - 1| * 255 well below half a step (converters emit scales like 0.9999987).
+        rounded = np.rint(offset)
+        if (
+            np.all(np.abs(gain - 1.0) * 255.0 < 0.01)
+            and np.allclose(offset, rounded, atol=1e-3)
+            and np.all(rounded == rounded[0])
+        ):
+            return int(rounded[0])
         return None
 
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:

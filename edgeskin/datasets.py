@@ -1,4 +1,4 @@
-"""Dataset loaders for classifier training and evaluation.
+"""Dataset loaders shared by training and `edgeskin evaluate` (no TensorFlow; scikit-learn only for the split).
 
 Layouts:
 - HAM10000: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...) + ``images/<image_id>.jpg``. Rows

@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make demo   installs the runtime and runs the full pipeline on the bundled example image
+#   make test   installs everything the tests need and runs them (what .ci/run calls)
+# All installation steps live in scripts/install.sh.
+
+PYTHON := .venv/bin/python
+EDGESKIN := .venv/bin/edgeskin
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-dev setup-train demo test test-slow lint bench report clean
+
+setup:
+	scripts/install.sh runtime
+
+setup-dev:
+	scripts/install.sh runtime dev ui train
+	scripts/install-browser-test-deps.sh
+
+setup-train:
+	scripts/install.sh runtime dev train
+
+demo: setup
+	$(EDGESKIN) predict examples/IMD058.jpg --out demo-output
+	@echo "Annotated result and JSON report: demo-output/"
+
+test: setup-dev
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup-dev
+	$(PYTHON) -m pytest -m slow $(PYTEST_ARGS)
+
+lint:
+	$(PYTHON) -m ruff check edgeskin training convert benchmarks tests
+
+bench: setup
+	$(EDGESKIN) bench
+
+clean:
+	rm -rf .venv demo-output .pytest_cache test-artifacts

@@ -1,0 +1,307 @@
+"""Convert a trained edgeskin classifier (Keras) to full-INT8 TFLite, check it, calibrate it, ship it.
+
+Example (the shipped model)::
+
+    python -m convert.export_classifier --run artifacts/classifier --out edgeskin/models
+
+Steps:
+1. Deployable graph with two named outputs: ``logits`` (1, 7) and ``features`` (1, h, w, C), the last
+   feature map for the class activation map.
+2. Post-training full-integer quantization (int8 input/output, int8 ops only) with a representative set
+   of real training images passed through the runtime's own resize and preprocessing profile.
+   ``--qat-epochs N`` also runs quantization-aware training (tensorflow-model-optimization on a tf_keras
+   copy of the model) and reports PTQ against QAT.
+3. Check INT8 against float on the validation split through the edgeskin runtime itself (max probability
+   difference, top-1 agreement, balanced accuracy / AUC deltas).
+4. Temperature scaling fitted on validation INT8 logits; ECE before and after (in-sample and 2-fold
+   cross-fitted); malignant triage threshold at sensitivity ≥ 0.85 on validation.
+5. Writes ``<name>.tflite``, its spec ``<name>.json`` (with SHA-256, CAM head weights, calibration, triage
+   and metrics) and the float ONNX export (``--onnx-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgeskin.calibration import expected_calibration_error, fit_temperature, triage_threshold  # noqa: E402
+from edgeskin.core.preprocess import get_profile  # noqa: E402
+from edgeskin.datasets import apply_split, load_ham10000  # noqa: E402
+from edgeskin.image import read_image  # noqa: E402
+from edgeskin.labels import DX_CLASSES, MALIGNANT_DX, dx_index_to_group_index, to_groups  # noqa: E402
+from edgeskin.runtime.spec import ModelSpec, sha256_file  # noqa: E402
+
+log = logging.getLogger("export_classifier")
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    group_probs = to_groups(probs)
+    group_labels = dx_index_to_group_index(labels)
+    malignant_idx = [DX_CLASSES.index(d) for d in MALIGNANT_DX]
+    out = {}
+    for view, y, p in (("dx", labels, probs), ("group", group_labels, group_probs)):
+        pred = p.argmax(1)
+        out[view] = {
+            "accuracy": float((pred == y).mean()),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, average="macro")),
+            "auc": float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=range(p.shape[1]))),
+        }
+    out["malignant_auc"] = float(roc_auc_score(np.isin(labels, malignant_idx), probs[:, malignant_idx].sum(1)))
+    return out
+
+
+def save_signature_model(deploy, size: int, directory: str) -> None:
+    """SavedModel with one signature: ``image`` (1, S, S, 3) float → ``logits``, ``features``.
+
+    Keras' ExportArchive tracks every variable the endpoint reads; a hand-made tf.Module leaves seed
+    generator state behind as READ_VARIABLE ops that the INT8 calibrator cannot run.
+    """
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(deploy)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda image: deploy(image, training=False),
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")],
+    )
+    archive.write_out(directory, verbose=False)
+
+
+def convert_int8(saved_model_dir: str, representative: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def deployable(model):
+    import keras
+
+    return keras.Model(
+        model.inputs,
+        {"logits": model.get_layer("logits").output, "features": model.get_layer("features").output},
+    )
+
+
+def run_int8(model_path: Path, spec: ModelSpec, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    """INT8 logits and features of raw images through the edgeskin runtime (resize + profile + quantize)."""
+    from edgeskin.tasks.classifier import Classifier
+
+    spec.save(model_path.with_suffix(".json"))
+    classifier = Classifier.from_model(model_path, threads=2)
+    logits, feats, invoke = [], [], []
+    for image in images:
+        out = classifier.model.run(classifier.preprocess(image))
+        invoke.append(classifier.model.invoke_ms)
+        logits.append(out["logits"].reshape(-1))
+        feats.append(out["features"][0])
+    return np.array(logits), np.array(feats), float(np.median(invoke))
+
+
+def run_qat(model, run: Path, train, config: dict, epochs: int, name: str) -> Path:
+    """Quantization-aware fine-tune in a separate process (see convert/qat_classifier.py)."""
+    import subprocess
+
+    from training.train_classifier import load_pixels
+
+    weights = {"/".join(w.path.split("/")[-2:]): np.asarray(w) for w in model.weights}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "weights.npz", **weights)
+        x = load_pixels(train.paths, config["input_size"], config["profile"], "train (QAT)")
+        np.savez(Path(tmp) / "data.npz", x=x, y=train.labels, n_classes=len(DX_CLASSES))
+        out = run / f"{name}_qat.tflite"
+        subprocess.run(
+            [sys.executable, "-m", "convert.qat_classifier", "--weights", str(Path(tmp) / "weights.npz"),
+             "--data", str(Path(tmp) / "data.npz"), "--config", str(run / "config.json"),
+             "--epochs", str(epochs), "--out", str(out)],
+            check=True, cwd=REPO,
+        )  # fmt: skip
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default=str(REPO / "artifacts/classifier"), help="training output directory")
+    parser.add_argument("--checkpoint", default="model.keras", help="file in --run (model.keras = last epoch)")
+    parser.add_argument("--out", default=str(REPO / "edgeskin/models"), help="where the .tflite and spec go")
+    parser.add_argument("--name", default="edgeskin-mnv2-cls")
+    parser.add_argument("--representative", type=int, default=300, help="training images for PTQ calibration")
+    parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity on val")
+    parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
+    parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    import keras
+    from tqdm import tqdm
+
+    from training.train_classifier import load_pixels
+
+    started = time.time()
+    run = Path(args.run)
+    config = json.loads((run / "config.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    size = config["input_size"]
+    data = load_ham10000(REPO / config["metadata"], REPO / config["images"])
+    train, val = apply_split(data, split, "train"), apply_split(data, split, "val")
+    rng = np.random.default_rng(0)
+    rep_idx = rng.choice(len(train), size=min(args.representative, len(train)), replace=False)
+    x_rep = load_pixels([train.paths[i] for i in rep_idx], size, config["profile"], "representative")
+    x_val = load_pixels(val.paths, size, config["profile"], "val (float)")
+    raw_val = [read_image(p) for p in tqdm(val.paths, desc="val (raw)", mininterval=5)]
+
+    model = keras.models.load_model(run / args.checkpoint, compile=False)
+    deploy = deployable(model)
+    float_out = deploy.predict(x_val, batch_size=32, verbose=0)
+    float_logits = np.asarray(float_out["logits"])
+    float_probs = softmax(float_logits)
+    float_metrics = classification_metrics(val.labels, float_probs)
+    log.info("float: %s", float_metrics)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{args.name}.tflite"
+    with tempfile.TemporaryDirectory() as tmp:
+        save_signature_model(deploy, size, tmp)
+        tflite = convert_int8(tmp, x_rep)
+    model_path.write_bytes(tflite)
+    kernel, bias = model.get_layer("logits").get_weights()
+    base_spec = {
+        "format_version": 1,
+        "name": args.name,
+        "task": "classification",
+        "model_file": model_path.name,
+        "sha256": sha256_file(model_path),
+        "input": {"size": [size, size], "color_order": "RGB", "resize": "stretch", "mean": [0, 0, 0], "std": [1, 1, 1]},
+        "preprocessing": get_profile(config["profile"]).to_dict(),
+        "labels": list(DX_CLASSES),
+        "outputs": {"probabilities": "logits", "features": "features"},
+        "outputs_are": "logits",
+        "cam": {"weights": kernel.astype(float).round(6).tolist(), "bias": bias.astype(float).round(6).tolist()},
+    }
+    spec = ModelSpec.from_dict(base_spec)
+    int8_logits, int8_features, invoke_ms = run_int8(model_path, spec, raw_val)
+    int8_probs = softmax(int8_logits)
+    int8_metrics = classification_metrics(val.labels, int8_probs)
+    agreement = {
+        "top1_agreement": float((int8_probs.argmax(1) == float_probs.argmax(1)).mean()),
+        "max_probability_difference": float(np.abs(int8_probs - float_probs).max()),
+        "mean_probability_difference": float(np.abs(int8_probs - float_probs).mean()),
+        "balanced_accuracy_delta": int8_metrics["dx"]["balanced_accuracy"] - float_metrics["dx"]["balanced_accuracy"],
+        "auc_delta": int8_metrics["dx"]["auc"] - float_metrics["dx"]["auc"],
+    }
+    log.info("int8: %s", int8_metrics)
+    log.info("int8 vs float: %s", agreement)
+
+    # Calibration on INT8 logits: in-sample fit (stored) and a 2-fold cross-fit (honest estimate).
+    temperature = fit_temperature(int8_logits, val.labels)
+    ece_before = expected_calibration_error(int8_probs, val.labels)
+    ece_after = expected_calibration_error(softmax(int8_logits, temperature), val.labels)
+    halves = np.arange(len(val)) % 2 == 0
+    cross = []
+    for fit_part in (halves, ~halves):
+        t = fit_temperature(int8_logits[fit_part], val.labels[fit_part])
+        cross.append(expected_calibration_error(softmax(int8_logits[~fit_part], t), val.labels[~fit_part]))
+    calibrated = softmax(int8_logits, temperature)
+    malignant_idx = [DX_CLASSES.index(d) for d in MALIGNANT_DX]
+    triage = triage_threshold(calibrated[:, malignant_idx].sum(1), np.isin(val.labels, malignant_idx), args.min_sensitivity)
+    calibration = {
+        "temperature": round(temperature, 5),
+        "fitted_on": f"validation split ({len(val)} images), INT8 logits",
+        "ece_before": round(ece_before, 5),
+        "ece_after": round(ece_after, 5),
+        "ece_after_2fold_crossfit": round(float(np.mean(cross)), 5),
+    }
+    log.info("calibration: %s; triage: %s", calibration, triage)
+
+    qat = None
+    if args.qat_epochs > 0:
+        qat_path = run_qat(model, run, train, config, args.qat_epochs, args.name)
+        qat_spec = ModelSpec.from_dict({**base_spec, "model_file": qat_path.name, "sha256": sha256_file(qat_path)})
+        q_logits, _, q_invoke = run_int8(qat_path, qat_spec, raw_val)
+        qat = {
+            "epochs": args.qat_epochs,
+            "file": str(qat_path),
+            **classification_metrics(val.labels, softmax(q_logits)),
+            "top1_agreement_with_float": float((q_logits.argmax(1) == float_probs.argmax(1)).mean()),
+        }
+        log.info("QAT: %s", qat)
+
+    onnx_path, onnx_check = None, None
+    try:
+        Path(args.onnx_dir).mkdir(parents=True, exist_ok=True)
+        onnx_path = Path(args.onnx_dir) / f"{args.name}.onnx"
+        model.predict(x_val[:1].astype(np.float32), verbose=0)  # a loaded model must be called before export
+        model.export(str(onnx_path), format="onnx", verbose=False)
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        onnx_probs = session.run(None, {session.get_inputs()[0].name: x_val[:16].astype(np.float32)})[0]
+        onnx_check = float(np.abs(onnx_probs - float_probs[:16]).max())
+        log.info("ONNX float export: max |p_onnx - p_keras| = %.2e on 16 validation images", onnx_check)
+    except Exception as exc:  # ONNX is a side export: report, keep the INT8 model
+        log.warning("ONNX export failed: %s", exc)
+        onnx_path = None
+
+    spec = ModelSpec.from_dict({
+        **base_spec,
+        "calibration": calibration,
+        "triage": triage,
+        "metrics": {
+            "validation_images": len(val),
+            "float": float_metrics,
+            "int8_uncalibrated": int8_metrics,
+            "int8_calibrated": classification_metrics(val.labels, calibrated),
+            "int8_vs_float": agreement,
+            "qat": qat,
+            "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
+        },
+        "provenance": {
+            "data": "HAM10000 (CC BY-NC 4.0), lesion-grouped stratified split, seed %d" % split["seed"],
+            "training_config": config,
+            "checkpoint": args.checkpoint,
+            "representative_images": len(x_rep),
+            "train_command": "python -m training.train_classifier --config training/configs/classifier.json --out artifacts/classifier",
+            "export_command": "python -m convert.export_classifier --run artifacts/classifier --out edgeskin/models",
+            "onnx": str(onnx_path) if onnx_path else None,
+            "onnx_max_probability_difference_vs_keras": onnx_check,
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    })
+    spec.save(model_path.with_suffix(".json"))
+    (run / "export_summary.json").write_text(json.dumps(spec.to_dict()["metrics"], indent=1))
+    log.info("wrote %s (%.1f MB) and its spec in %.0f s", model_path, model_path.stat().st_size / 1e6, time.time() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,413 @@
+"""Export the trained YOLOv5n lesion detector to ONNX and full-INT8 TFLite, check it, and write its spec.
+
+``python -m convert.export_detector --help``. Steps:
+
+1. Wrap ``best.pt`` for export: the input is float RGB pixels in [0, 255], NCHW ``[1, 3, S, S]``, and the
+   ``/255`` is folded into the graph (spec mean 0, std 1, so int8 input = pixel - 128). The head decodes
+   boxes normalised by the input size (ultralytics' TFLite decode), so boxes and scores share one int8
+   scale without crushing the scores. Output ``predictions``: ``[1, 5, N]`` = ``cx, cy, w, h`` (0..1 of
+   the letterboxed input) and the lesion score (sigmoid), N = (S/8)² + (S/16)² + (S/32)².
+2. ONNX export (opset 17, onnxslim) and an onnxruntime check against PyTorch.
+3. onnx2tf → TFLite full integer quantization (int8 input and output, per-channel weights), calibrated
+   on letterboxed real training images (PH2 training half, derived-box HAM10000 images, composites).
+   Nothing is downloaded: onnx2tf's sample-data file is written locally from the same real images.
+4. Float (PyTorch, same pre/post-processing) vs INT8 (through ``edgeskin.runtime.TFLiteModel``) vs the
+   classical baseline on the held-out PH2 images; box agreement float vs INT8.
+5. Spec JSON (``docs/ARCHITECTURE.md``), copies into ``edgeskin/models/``, and the Edge TPU report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from edgeskin.core.boxes import nms, xywh_to_xyxy  # noqa: E402
+from edgeskin.core.geometry import letterbox  # noqa: E402
+
+LOG = logging.getLogger("edgeskin.export_detector")
+WORK = REPO_ROOT / "artifacts" / "detector"
+MODEL_NAME = "edgeskin-yolov5n-det"
+INPUT_NAME = "images"
+OUTPUT_NAME = "predictions"
+CONFIDENCE = 0.25
+IOU = 0.45
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+# ------------------------------------------------------------------------------------------- export
+def build_export_module(weights: str | Path):
+    """``best.pt`` → torch module: float NCHW pixels [0, 255] → ``[1, 4 + nc, N]`` (normalised xywh, scores)."""
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.modules import Detect
+    from ultralytics.utils.export.tensorflow import tf_wrapper
+
+    model = YOLO(str(weights), task="detect").model
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    model = model.float().eval().fuse()
+    for module in model.modules():
+        if isinstance(module, Detect):
+            module.dynamic = False
+            module.export = True
+            module.format = "tflite"
+    model = tf_wrapper(model)
+
+    class PixelInput(torch.nn.Module):
+        """Folds the [0, 255] → [0, 1] scaling into the graph and clamps the output to [0, 1]."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            # Clamping to [0, 1] costs nothing for boxes inside the input and gives the int8 output
+            # its finest scale (1/255): an untrained corner of the range would otherwise coarsen it.
+            return torch.clamp(self.inner(images * (1.0 / 255.0)), 0.0, 1.0)
+
+    return PixelInput(model).eval()
+
+
+def export_onnx(module, path: Path, imgsz: int) -> Path:
+    """Trace to ONNX (opset 17, static shape), simplify with onnxslim, check with onnx.checker."""
+    import onnx
+    import torch
+
+    dummy = torch.zeros(1, 3, imgsz, imgsz)
+    torch.onnx.export(module, dummy, str(path), opset_version=17, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], dynamo=False)
+    model = onnx.load(str(path))
+    try:
+        import onnxslim
+
+        model = onnxslim.slim(model)
+    except ImportError:  # pragma: no cover - onnxslim is in the [train] extra
+        LOG.warning("onnxslim not installed: ONNX left unsimplified")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def letterboxed(image_rgb: np.ndarray, imgsz: int):
+    """Model input (uint8 ``[S, S, 3]``, pad 114) and the transform back to frame pixels."""
+    return letterbox(image_rgb, (imgsz, imgsz), pad_value=114)
+
+
+def representative_images(dataset_dir: Path, imgsz: int, count: int, seed: int = 0) -> np.ndarray:
+    """``(count, S, S, 3)`` float32 [0, 255] letterboxed RGB training images, a seeded sample per source."""
+    from training.detector_data import read_rgb
+
+    files = sorted((dataset_dir / "images" / "train").glob("*.jpg"))
+    if not files:
+        raise FileNotFoundError(f"no training images under {dataset_dir / 'images' / 'train'}")
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Path]] = {}
+    for file in files:
+        groups.setdefault(file.name.split("_")[0], []).append(file)
+    chosen: list[Path] = []
+    per_group = max(1, count // len(groups))
+    for name in sorted(groups):
+        members = groups[name]
+        chosen += [members[i] for i in rng.choice(len(members), min(per_group, len(members)), replace=False)]
+    batch = [letterboxed(read_rgb(f), imgsz)[0] for f in chosen[:count]]
+    return np.stack(batch).astype(np.float32)
+
+
+def convert_tflite(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
+    """onnx2tf full-integer quantization; returns the ``*_full_integer_quant.tflite`` path."""
+    import onnx2tf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calib_file = out_dir / "calibration.npy"
+    np.save(calib_file, calibration)
+    # onnx2tf loads this file from the working directory (else downloads COCO samples): write it
+    # from our own real images, in [0, 1] as onnx2tf expects.
+    sample = np.stack([cv2_resize(img, 128) for img in calibration[:20]]) / 255.0
+    previous = Path.cwd()
+    os.chdir(out_dir)
+    try:
+        np.save(ONNX2TF_SAMPLE, sample.astype(np.float32))
+        onnx2tf.convert(
+            input_onnx_file_path=str(onnx_path),
+            output_folder_path=str(out_dir / "saved_model"),
+            output_integer_quantized_tflite=True,
+            quant_type="per-channel",
+            custom_input_op_name_np_data_path=[
+                [INPUT_NAME, str(calib_file), np.zeros((1, 1, 1, 3), np.float32), np.ones((1, 1, 1, 3), np.float32)]
+            ],
+            input_quant_dtype="int8",
+            output_quant_dtype="int8",
+            not_use_onnxsim=True,
+            output_signaturedefs=True,
+            copy_onnx_input_output_names_to_tflite=True,
+            verbosity="error",
+        )
+    finally:
+        os.chdir(previous)
+    found = sorted((out_dir / "saved_model").glob("*_full_integer_quant.tflite"))
+    if not found:
+        raise RuntimeError(f"onnx2tf wrote no *_full_integer_quant.tflite under {out_dir / 'saved_model'}")
+    return found[0]
+
+
+def cv2_resize(image: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------------------------------- inference
+def decode_yolo(raw: np.ndarray, imgsz: int, transform, boxes_normalized: bool = True,
+                confidence: float = CONFIDENCE, iou: float = IOU) -> tuple[np.ndarray, np.ndarray]:
+    """``[1, 4 + nc, N]`` (or ``[1, N, 4 + nc]``) → (xyxy frame boxes, scores) after threshold and NMS."""
+    pred = np.asarray(raw, np.float32)[0]
+    if pred.shape[0] > pred.shape[1]:
+        pred = pred.T
+    boxes_xywh, scores = pred[:4].T, pred[4:].max(axis=0)
+    keep = scores >= confidence
+    boxes_xywh, scores = boxes_xywh[keep], scores[keep]
+    if boxes_normalized:
+        boxes_xywh = boxes_xywh * imgsz
+    xyxy = xywh_to_xyxy(boxes_xywh)
+    order = nms(xyxy, scores, iou)
+    return transform.to_frame(xyxy[order]), scores[order]
+
+
+def torch_predictor(module, imgsz: int):
+    import torch
+
+    def predict(image_rgb: np.ndarray):
+        x, transform = letterboxed(image_rgb, imgsz)
+        tensor = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            raw = module(tensor).numpy()
+        return decode_yolo(raw, imgsz, transform)
+
+    return predict
+
+
+def tflite_predictor(path: Path, imgsz: int, output_name: str):
+    from edgeskin.runtime.interpreter import TFLiteModel
+
+    model = TFLiteModel.from_file(path, num_threads=2)
+
+    def predict(image_rgb: np.ndarray):
+        x, transform = letterboxed(image_rgb, imgsz)
+        outputs = model.run(x.astype(np.float32))  # quantized with the input tensor's own scale/zero point
+        return decode_yolo(outputs[output_name], imgsz, transform)
+
+    return predict, model
+
+
+def agreement(float_eval: dict, int8_eval: dict) -> dict:
+    """Per-image agreement of the top boxes of two evaluations."""
+    from training.detector_data import box_iou_single
+
+    pair_ious, deltas = [], []
+    for image_id, f in float_eval["per_image"].items():
+        q = int8_eval["per_image"][image_id]
+        fb = None if f["box"] is None else np.array(f["box"], np.float32)
+        qb = None if q["box"] is None else np.array(q["box"], np.float32)
+        pair_ious.append(1.0 if fb is None and qb is None else box_iou_single(fb, qb))
+        deltas.append(q["iou"] - f["iou"])
+    pair = np.array(pair_ious)
+    delta = np.array(deltas)
+    return {
+        "mean_iou_float_vs_int8_box": round(float(pair.mean()), 4),
+        "min_iou_float_vs_int8_box": round(float(pair.min()), 4),
+        "share_boxes_iou_ge_0.9": round(float((pair >= 0.9).mean()), 4),
+        "mean_iou_delta_int8_minus_float": round(float(delta.mean()), 4),
+        "max_abs_iou_delta": round(float(np.abs(delta).max()), 4),
+    }
+
+
+def _strip(evaluation: dict) -> dict:
+    return {k: v for k, v in evaluation.items() if k != "per_image"}
+
+
+# -------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--weights", default=str(WORK / "run" / "weights" / "best.pt"))
+    parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json)")
+    parser.add_argument("--config", default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"))
+    parser.add_argument("--out", default=str(WORK / "export"), help="where ONNX/TFLite/reports go")
+    parser.add_argument("--models-dir", default=str(REPO_ROOT / "edgeskin" / "models"),
+                        help="where the shipped .tflite + .json are copied ('' to skip)")
+    parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    from training.train_detector import (
+        apply_offline_settings,
+        classical_predictor,
+        evaluate_detector,
+        load_train_config,
+        ph2_validation_items,
+        yolo_labelled_images,
+    )
+
+    work, out = Path(args.work).resolve(), Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    apply_offline_settings(work / "yolo_config")
+    from training.detector_data import load_dataset_config
+
+    data_config = load_dataset_config(args.config)
+    train_options = load_train_config(args.config)
+    imgsz = int(train_options["imgsz"])
+    started = time.time()
+
+    module = build_export_module(Path(args.weights).resolve())
+    onnx_path = export_onnx(module, out / f"{MODEL_NAME}.onnx", imgsz)
+    import onnxruntime
+    import torch
+
+    probe = np.random.default_rng(0).uniform(0, 255, (1, 3, imgsz, imgsz)).astype(np.float32)
+    with torch.no_grad():
+        reference = module(torch.from_numpy(probe)).numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {INPUT_NAME: probe})[0]
+    onnx_max_diff = float(np.abs(onnx_out - reference).max())
+    LOG.info("ONNX vs PyTorch max abs diff %.2e (output %s)", onnx_max_diff, onnx_out.shape)
+
+    calibration = representative_images(work / "dataset", imgsz, args.calibration, seed=data_config.seed)
+    tflite_built = convert_tflite(onnx_path, calibration, out / "tflite")
+    tflite_path = out / f"{MODEL_NAME}.tflite"
+    shutil.copyfile(tflite_built, tflite_path)
+
+    # Evaluate float vs INT8 vs classical on the held-out PH2 images.
+    items = ph2_validation_items(work / "dataset", data_config)
+    from edgeskin.runtime.interpreter import TFLiteModel
+
+    with TFLiteModel.from_file(tflite_path) as probe_model:
+        if len(probe_model.outputs) != 1:
+            raise RuntimeError(f"expected one output, got {probe_model.output_names}")
+        output_name = probe_model.output_names[0]  # the signature's name for ONNX output 'predictions'
+    int8_predict, tflite_model = tflite_predictor(tflite_path, imgsz, output_name)
+    LOG.info("TFLite model: %r", tflite_model)
+    evaluations = {
+        "float": evaluate_detector(torch_predictor(module, imgsz), items),
+        "int8": evaluate_detector(int8_predict, items),
+        "classical_baseline": evaluate_detector(classical_predictor, items),
+    }
+    agree = agreement(evaluations["float"], evaluations["int8"])
+    # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from
+    # HAM10000 images held out of training (derived boxes, so this is a robustness check, not expert truth).
+    scenes = yolo_labelled_images(work / "dataset", "val", "comp_")
+    composites = {
+        "float": evaluate_detector(torch_predictor(module, imgsz), scenes),
+        "int8": evaluate_detector(int8_predict, scenes),
+        "classical_baseline": evaluate_detector(classical_predictor, scenes),
+    }
+
+    from convert.edgetpu_report import edgetpu_report
+
+    report = edgetpu_report(tflite_path)
+    (out / f"{MODEL_NAME}.edgetpu_report.json").write_text(json.dumps(report, indent=1))
+
+    from edgeskin.runtime.spec import ModelSpec, sha256_file
+
+    inp = tflite_model.input
+    outp = tflite_model.output(output_name)
+    train_metrics = {}
+    if (work / "metrics.json").is_file():
+        train_metrics = json.loads((work / "metrics.json").read_text())
+    manifest = json.loads((work / "dataset" / "manifest.json").read_text())
+    spec_dict = {
+        "format_version": 1,
+        "name": MODEL_NAME,
+        "task": "detection",
+        "model_file": tflite_path.name,
+        "sha256": sha256_file(tflite_path),
+        "input": {"size": [imgsz, imgsz], "color_order": "RGB", "resize": "letterbox",
+                  "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+        "preprocessing": {"name": "none", "steps": []},
+        "labels": ["lesion"],
+        "outputs": {"predictions": output_name},
+        "layout": "yolo",
+        "boxes": "xywh_normalized",
+        "thresholds": {"confidence": CONFIDENCE, "iou": IOU},
+        "metrics": {
+            "evaluated_on": f"{len(items)} held-out PH2 images (ph2_split.json 'val', never trained on); "
+                            "top-scoring box per image, no box = IoU 0",
+            "float": _strip(evaluations["float"]),
+            "int8": _strip(evaluations["int8"]),
+            "classical_baseline": _strip(evaluations["classical_baseline"]),
+            "float_vs_int8": agree,
+            "onnx_vs_pytorch_max_abs_diff": onnx_max_diff,
+            "composite_scenes": {
+                "evaluated_on": f"{len(scenes)} validation composites: held-out HAM10000 lesions (derived boxes) "
+                                "pasted small and off-centre on skin scenes",
+                **{name: _strip(ev) for name, ev in composites.items()},
+            },
+        },
+        "provenance": {
+            "command": "python -m training.train_detector && python -m convert.export_detector",
+            "config": train_options,
+            "data": {
+                "counts": manifest["counts"],
+                "ham_box_derivation": manifest["ham_box_derivation"],
+                "labeller_quality_on_ph2_train": manifest["labeller_quality_on_ph2_train"],
+                "ph2_validation_ids": manifest["ph2_split"]["val"],
+                "sources": "PH2 (expert masks, research use with citation); HAM10000 (CC BY-NC 4.0) with boxes "
+                           "derived by classical segmentation; composites of both on skin scenes",
+            },
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "training_seconds": train_metrics.get("timings", {}).get("train_s"),
+            "model": "ultralytics yolov5n.yaml (anchor-free v5u head), nc=1, trained from scratch",
+            "tensors": {
+                "input": {"name": inp.name, "shape": list(inp.shape), "dtype": inp.dtype.name,
+                          "scale": _scalar(inp.scale), "zero_point": _scalar(inp.zero_point)},
+                "output": {"name": outp.name, "shape": list(outp.shape), "dtype": outp.dtype.name,
+                           "scale": _scalar(outp.scale), "zero_point": _scalar(outp.zero_point)},
+            },
+            "quantization": "post-training full integer (onnx2tf/TFLite converter), per-channel weights, "
+                            f"{len(calibration)} representative training images",
+        },
+    }
+    spec = ModelSpec.from_dict(spec_dict)
+    spec_path = out / f"{MODEL_NAME}.json"
+    spec_path.write_text(json.dumps(spec_dict, indent=1) + "\n")
+    spec.save(out / f"{MODEL_NAME}.validated.json")
+    (out / "evaluation.json").write_text(json.dumps({**evaluations, "float_vs_int8": agree,
+                                                     "composite_scenes": composites}, indent=1))
+    if args.models_dir:
+        models_dir = Path(args.models_dir)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tflite_path, models_dir / tflite_path.name)
+        shutil.copyfile(spec_path, models_dir / spec_path.name)
+    for name, evaluation in evaluations.items():
+        print(f"{name}: {json.dumps(_strip(evaluation))}")
+    print(f"float vs int8: {json.dumps(agree)}")
+    for name, evaluation in composites.items():
+        print(f"composites {name}: {json.dumps(_strip(evaluation))}")
+    print(f"tensors: {json.dumps(spec_dict['provenance']['tensors'])}")
+    print(f"edge tpu: {json.dumps(report['summary'])}")
+    print(f"export took {time.time() - started:.0f} s; {tflite_path} ({tflite_path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _scalar(values) -> float | int | list:
+    arr = np.asarray(values).reshape(-1)
+    if arr.size == 1:
+        return arr[0].item()
+    return arr.tolist()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Quantization-aware training (tensorflow-model-optimization) of the edgeskin classifier.
+
+tfmot needs tf_keras (Keras 2) functional models, and importing it switches TF_USE_LEGACY_KERAS, so
+this runs in its own process, called by ``convert/export_classifier.py --qat-epochs N``:
+
+    python -m convert.qat_classifier --weights W.npz --data D.npz --config config.json --epochs 1 --out qat.tflite
+
+``W.npz`` maps Keras weight paths (``layer/variable``) of the trained Keras 3 model to arrays; ``D.npz``
+holds preprocessed uint8 training pixels and labels. The same MobileNetV2 graph is rebuilt in tf_keras
+(identical layer names), the weights are copied by name, every supported layer is wrapped with fake
+quantization, the model is fine-tuned, and converted to full-INT8 TFLite with the same signature names
+(``image`` → ``logits``, ``features``) as the PTQ model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def build_legacy(size: int, alpha: float, n_classes: int):
+    import tf_keras
+
+    inputs = tf_keras.Input((size, size, 3), name="image")
+    x = tf_keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+    base = tf_keras.applications.MobileNetV2(input_tensor=x, alpha=alpha, include_top=False, weights=None)
+    features = tf_keras.layers.Activation("linear", name="features")(base.output)
+    pooled = tf_keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    logits = tf_keras.layers.Dense(n_classes, name="logits")(pooled)
+    return tf_keras.Model(inputs, {"logits": logits, "features": features})
+
+
+def copy_weights(model, weights: dict[str, np.ndarray]) -> int:
+    copied = 0
+    for variable in model.weights:
+        layer, name = variable.name.split("/")[-2], variable.name.split("/")[-1].split(":")[0]
+        # Keras 3 names a DepthwiseConv2D kernel "kernel"; tf_keras names it "depthwise_kernel".
+        value = weights.get(f"{layer}/{name}")
+        if value is None and name == "depthwise_kernel":
+            value = weights.get(f"{layer}/kernel")
+        if value is not None and tuple(value.shape) == tuple(variable.shape):
+            variable.assign(value)
+            copied += 1
+    return copied
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+    from sklearn.utils.class_weight import compute_class_weight
+
+    config = json.loads(Path(args.config).read_text())
+    data = np.load(args.data)
+    x, y = data["x"], data["y"]
+    n_classes = int(data["n_classes"])
+    weights = dict(np.load(args.weights))
+    model = build_legacy(config["input_size"], config["alpha"], n_classes)
+    copied = copy_weights(model, weights)
+    print(f"QAT: copied {copied}/{len(model.weights)} weights", flush=True)
+    if copied != len(model.weights):
+        raise SystemExit(f"QAT: only {copied} of {len(model.weights)} weights matched by name; refusing to fine-tune a partly random model")
+
+    def annotate(layer):
+        # Rescaling has no quantize config in tfmot's registry; it is folded into the input scale.
+        if isinstance(layer, tf_keras.layers.Rescaling):
+            return layer
+        return tfmot.quantization.keras.quantize_annotate_layer(layer)
+
+    annotated = tf_keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    q_model = tfmot.quantization.keras.quantize_apply(annotated)
+    class_weight = compute_class_weight("balanced", classes=np.arange(n_classes), y=y)
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes), class_weight[y].astype(np.float32)))
+        .shuffle(len(x), seed=0)
+        .map(lambda a, b, w: (tf.cast(a, tf.float32), {"logits": b}, {"logits": w}))
+        .batch(32)
+        .prefetch(2)
+    )
+    q_model.compile(
+        optimizer=tf_keras.optimizers.Adam(config["learning_rate"] / 20),
+        loss={"logits": tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.get("label_smoothing", 0.0))},
+    )
+    q_model.fit(ds, epochs=args.epochs, verbose=2)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, config["input_size"], config["input_size"], 3], tf.float32, name="image")])
+    def serve(image):
+        out = q_model(image, training=False)
+        return {"logits": out["logits"], "features": out["features"]}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], q_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # The input Rescaling carries no fake-quant node; a representative set calibrates it (and only it),
+    # so the model is integer end to end like the PTQ one.
+    rng = np.random.default_rng(0)
+    sample = x[rng.choice(len(x), size=min(100, len(x)), replace=False)]
+    converter.representative_dataset = lambda: ([s[None].astype(np.float32)] for s in sample)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    Path(args.out).write_bytes(converter.convert())
+    print(f"QAT: wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""``edgeskin evaluate classify|detect``: score a model on a labelled image folder.
+
+``classify``: a HAM10000 metadata CSV or an ISIC 2018 Task 3 ground-truth CSV with ``DIR/<id>.jpg|.png``;
+the classifier sees the whole image (these datasets are lesion-centred crops), or the full pipeline with
+``--detect``. ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
+box being the tight box of the mask. Both print a summary and write the JSON report with ``--json OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgeskin.errors import ConfigError, EdgeskinError
+
+NAME = "evaluate"
+MASK_SUFFIX = "_segmentation.png"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# --model values for the model-free localisers of edgeskin.core.localize (ClassicalDetector methods)
+CLASSICAL_MODELS = {"classical": "segment", "classical-otsu": "otsu"}
+
+logger = logging.getLogger("edgeskin")
+T = TypeVar("T")
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    # The top-level --debug/-v also work after the nested command (argparse gives each parser its own).
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        NAME,
+        help="score a classifier or a detector on labelled images",
+        description="Score a model on labelled images: 'classify' (dx labels) or 'detect' (lesion masks).",
+    )
+    commands = parser.add_subparsers(dest="evaluate_command", metavar="TASK")
+
+    classify = commands.add_parser(
+        "classify",
+        help="classification metrics (7 dx, 4 groups, malignant triage)",
+        description=(
+            "Classify every labelled image and report accuracy, balanced accuracy, macro F1, one-vs-rest AUC, "
+            "per-class precision/recall/F1 and confusion matrices for the 7 diagnoses and the 4 groups, and "
+            "sensitivity/specificity of the malignant triage. Images listed in the CSV but absent are counted."
+        ),
+    )
+    classify.add_argument("--images", required=True, metavar="DIR", help="folder with <id>.jpg|.png")
+    classify.add_argument("--labels", required=True, metavar="CSV",
+                          help="HAM10000 metadata (image_id, dx) or ISIC 2018 Task 3 ground truth")  # fmt: skip
+    classify.add_argument("--model", metavar="M", help="classifier .tflite (default: the shipped one)")
+    classify.add_argument("--json", metavar="OUT", help="write the JSON report here ('-': stdout)")
+    classify.add_argument("--plots", metavar="DIR", help="write confusion matrices and ROC curves here")
+    classify.add_argument("--detect", action="store_true",
+                          help="run the full pipeline (detect, crop, classify) and score its best lesion")  # fmt: skip
+    classify.add_argument("--detector", metavar="M",
+                          help="with --detect: detector .tflite or 'classical' (default: the shipped detector)")  # fmt: skip
+    classify.add_argument("--threads", type=int, default=None, help="interpreter CPU threads")
+    classify.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    _common_flags(classify)
+
+    detect = commands.add_parser(
+        "detect",
+        help="localisation metrics against lesion masks (IoU, mAP@0.5)",
+        description=(
+            "Detect lesions in DIR/<id>.jpg|.png and compare the boxes with the tight boxes of the masks "
+            "<id>_segmentation.png: mean/median IoU and IoU>=0.5 rate of each image's highest-scoring box (no "
+            "box = IoU 0), and mAP at IoU 0.5."
+        ),
+    )
+    detect.add_argument("--images", required=True, metavar="DIR", help="folder with <id>.jpg|.png")
+    detect.add_argument("--masks", required=True, metavar="DIR", help="folder with <id>_segmentation.png")
+    detect.add_argument(
+        "--model",
+        metavar="M",
+        help="detector .tflite; 'classical' (the runtime fallback: careful segmentation) or 'classical-otsu' "
+        "(the plain Otsu baseline) (default: the shipped detector)",
+    )
+    detect.add_argument("--json", metavar="OUT", help="write the JSON report here ('-': stdout)")
+    detect.add_argument("--threads", type=int, default=None, help="interpreter CPU threads")
+    detect.add_argument("--limit", type=int, default=None, help="evaluate only the first N masks (sorted by id)")
+    _common_flags(detect)
+    return parser
+
+
+def _progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    """A tqdm bar on stderr when tqdm is installed and stderr is a terminal; plain iteration otherwise."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield from items
+        return
+    yield from tqdm(items, total=total, desc=description, unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def _model_info(path: Path | str) -> dict[str, Any]:
+    from edgeskin.runtime.spec import sha256_file
+
+    path = Path(path)
+    return {"path": str(path), "name": path.stem, "sha256": sha256_file(path)}
+
+
+def _emit(report: dict[str, Any], destination: str | None) -> None:
+    text = json.dumps(report, indent=2)
+    if destination == "-":
+        print(text)
+    elif destination:
+        target = Path(destination)
+        if target.parent != Path(""):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n", encoding="utf-8")
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: expected a positive number, got {args.threads}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: expected a positive number, got {args.limit}")
+    if not Path(args.images).is_dir():
+        raise ConfigError(f"--images: {args.images} is not a folder")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# -- classify ----------------------------------------------------------------------------------------------
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgeskin.datasets import load_labelled_images
+    from edgeskin.evaluation import classify_report, save_classification_plots
+    from edgeskin.image import read_image
+    from edgeskin.labels import DX_CLASSES
+    from edgeskin.models import default_classifier_path, default_detector_path
+    from edgeskin.tasks.classifier import Classifier, ClassifierOptions
+    from edgeskin.tasks.pipeline import CLASSICAL, LesionPipeline, PipelineOptions
+
+    _check_common(args)
+    if args.detector is not None and not args.detect:
+        raise ConfigError("--detector is used with --detect only")
+    if not Path(args.labels).is_file():
+        raise ConfigError(f"--labels: {args.labels} is not a file")
+    try:
+        data = load_labelled_images(args.labels, args.images)
+    except ValueError as exc:
+        raise ConfigError(f"--labels: {exc}") from None
+    missing = int(data.missing)
+    if args.limit is not None:
+        data = data.subset(range(min(args.limit, len(data))))
+    if len(data) == 0:
+        raise ConfigError(
+            f"no labelled image found: none of the ids in {args.labels} has an image in {args.images} "
+            f"({missing} missing)"
+        )
+    model_path = Path(args.model) if args.model else default_classifier_path()
+
+    pipeline = None
+    if args.detect:
+        detector = args.detector if args.detector is not None else default_detector_path()
+        detector = CLASSICAL if str(detector).lower() == CLASSICAL else detector
+        pipeline = LesionPipeline.create(
+            PipelineOptions(model_path, detector=detector, num_threads=args.threads, cam=False, max_lesions=1)
+        )
+        classifier = pipeline.classifier
+    else:
+        classifier = Classifier.create(ClassifierOptions(model_path, num_threads=args.threads))
+    if sorted(classifier.labels) != sorted(DX_CLASSES):
+        classifier.close()
+        raise ConfigError(
+            f"{model_path}: expected a classifier over the 7 dx classes {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
+        )
+    to_dx_order = np.array([list(classifier.labels).index(dx) for dx in DX_CLASSES])
+
+    rows: list[np.ndarray] = []
+    labels: list[int] = []
+    unreadable: list[str] = []
+    no_lesion = 0
+    try:
+        for path, label in _progress(zip(data.paths, data.labels, strict=True), len(data), "classify"):
+            try:
+                frame = read_image(path)
+                if pipeline is not None:
+                    result = pipeline.predict(frame, source=str(path))
+                    if result.lesions:
+                        probabilities = result.lesions[0].dx.probabilities  # the highest-scoring box
+                    else:
+                        no_lesion += 1
+                        probabilities = classifier.classify(frame).probabilities
+                else:
+                    probabilities = classifier.classify(frame).probabilities
+            except EdgeskinError as exc:
+                unreadable.append(str(path))
+                print(f"edgeskin: warning: skipped {' '.join(str(exc).split())}", file=sys.stderr)
+                continue
+            rows.append(np.asarray(probabilities, np.float32)[to_dx_order])
+            labels.append(int(label))
+    finally:
+        (pipeline or classifier).close()
+    if not rows:
+        raise ConfigError(f"none of the {len(data)} labelled images could be read")
+
+    probs = np.stack(rows)
+    y = np.asarray(labels, np.int64)
+    threshold = classifier.spec.malignant_threshold
+    report: dict[str, Any] = classify_report(y, probs, malignant_threshold=threshold)
+    report["model"] = _model_info(model_path)
+    report["missing_images"] = missing
+    report["unreadable_images"] = len(unreadable)
+    report["labels_csv"] = str(args.labels)
+    report["images_dir"] = str(args.images)
+    report["label_format"] = data.source
+    report["mode"] = "pipeline" if pipeline is not None else "whole-image"
+    if pipeline is not None:
+        report["detect"] = {
+            "detector": CLASSICAL if detector == CLASSICAL else _model_info(detector),
+            "no_lesion_found": no_lesion,
+            "fallback": "images without a detected lesion were classified as a whole",
+            "lesion_used": "the highest-scoring detected box",
+        }
+    if args.plots:
+        report["plots"] = [str(p) for p in save_classification_plots(y, probs, report, args.plots)]
+    _emit(report, args.json)
+    if args.json != "-":
+        _print_classify_summary(report)
+    return 0
+
+
+def _print_classify_summary(report: dict[str, Any]) -> None:
+    print(f"{report['model']['name']}: {report['n']} images ({report['mode']}), {report['missing_images']} missing, "
+          f"{report['unreadable_images']} unreadable")  # fmt: skip
+    if "detect" in report:
+        print(f"  no lesion found in {report['detect']['no_lesion_found']} (classified as a whole)")
+    for section in ("dx", "group"):
+        m = report[section]
+        print(f"  {section:5s}  accuracy {_fmt(m['accuracy'])}  balanced {_fmt(m['balanced_accuracy'])}  "
+              f"macro-F1 {_fmt(m['macro_f1'])}  AUC {_fmt(m['auc'])}")  # fmt: skip
+    m = report["malignant"]
+    print(f"  malignant  sensitivity {_fmt(m['sensitivity'])}  specificity {_fmt(m['specificity'])}  ({m['rule']})")
+
+
+# -- detect ------------------------------------------------------------------------------------------------
+
+
+def _find_image(folder: Path, image_id: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (folder / f"{image_id}{suffix}", folder / f"{image_id}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgeskin.core.boxes import mask_to_box
+    from edgeskin.evaluation import detection_report
+    from edgeskin.image import read_image
+    from edgeskin.models import default_detector_path
+    from edgeskin.tasks.detector import ClassicalDetector, Detector, DetectorOptions
+
+    _check_common(args)
+    masks_dir = Path(args.masks)
+    if not masks_dir.is_dir():
+        raise ConfigError(f"--masks: {args.masks} is not a folder")
+    masks = sorted(masks_dir.glob(f"*{MASK_SUFFIX}"))
+    if args.limit is not None:
+        masks = masks[: args.limit]
+    if not masks:
+        raise ConfigError(f"--masks: no <id>{MASK_SUFFIX} file in {masks_dir}")
+    model = args.model if args.model is not None else default_detector_path()
+    if str(model).lower() in CLASSICAL_MODELS:
+        # A classical localiser always reports its box here: the runtime's contrast gate (which drops boxes
+        # not darker than their surroundings, e.g. lesions filling the frame) is not part of the baseline.
+        method = CLASSICAL_MODELS[str(model).lower()]
+        detector: Any = ClassicalDetector(method, min_contrast=0.0)  # type: ignore[arg-type]
+        model_info: Any = {"path": str(model).lower(), "name": repr(detector), "sha256": None}
+    else:
+        detector = Detector.create(DetectorOptions(model, num_threads=args.threads))
+        model_info = _model_info(model)
+
+    images_dir = Path(args.images)
+    ground_truth: list[Any] = []
+    predictions: list[tuple[Any, Any]] = []
+    missing: list[str] = []
+    unreadable: list[str] = []
+    with detector:
+        for mask_path in _progress(masks, len(masks), "detect"):
+            image_id = mask_path.name[: -len(MASK_SUFFIX)]
+            image_path = _find_image(images_dir, image_id)
+            if image_path is None:
+                missing.append(image_id)
+                continue
+            try:
+                mask = read_image(mask_path, min_size=1)[..., 0] > 127
+                frame = read_image(image_path)
+            except EdgeskinError as exc:
+                unreadable.append(image_id)
+                print(f"edgeskin: warning: skipped {' '.join(str(exc).split())}", file=sys.stderr)
+                continue
+            if mask.shape != frame.shape[:2]:
+                unreadable.append(image_id)
+                print(f"edgeskin: warning: skipped {image_id}: the mask is {mask.shape[1]}x{mask.shape[0]} but the "
+                      f"image is {frame.shape[1]}x{frame.shape[0]}", file=sys.stderr)  # fmt: skip
+                continue
+            detections = detector.detect(frame)
+            ground_truth.append(mask_to_box(mask))
+            predictions.append((np.asarray(detections.xyxy), np.asarray(detections.confidence)))
+    if not ground_truth:
+        raise ConfigError(
+            f"no image could be evaluated ({len(missing)} missing from {images_dir}, {len(unreadable)} unreadable)"
+        )
+    report = detection_report(ground_truth, predictions)
+    report["model"] = model_info
+    report["missing_images"] = len(missing)
+    report["unreadable_images"] = len(unreadable)
+    report["images_dir"] = str(images_dir)
+    report["masks_dir"] = str(masks_dir)
+    _emit(report, args.json)
+    if args.json != "-":
+        print(f"{model_info['name']}: {report['n']} images, {len(missing)} missing, {len(unreadable)} unreadable, "
+              f"{report['no_box']} without a box")  # fmt: skip
+        print(f"  top box  mean IoU {_fmt(report['mean_iou'])}  median IoU {_fmt(report['median_iou'])}  "
+              f"IoU>=0.5 {_fmt(report['iou50_rate'])}  mAP@0.5 {_fmt(report['map50'])}")  # fmt: skip
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    command = getattr(args, "evaluate_command", None)
+    if command == "classify":
+        return _run_classify(args)
+    if command == "detect":
+        return _run_detect(args)
+    raise ConfigError(
+        "evaluate: name what to evaluate: 'edgeskin evaluate classify ...' or 'edgeskin evaluate detect ...'"
+    )

@@ -1,0 +1,394 @@
+"""Evaluation metrics and plots for ``edgeskin evaluate`` (classification, triage, localisation).
+
+Pure functions on arrays: predictions in, JSON-ready dicts out. Classification metrics come from
+scikit-learn and plots from matplotlib (Agg backend, files only); both are imported lazily inside the
+functions that need them (``pip install 'edgeskin[eval]'``). Detection metrics are numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskin.core.boxes import box_iou
+from edgeskin.errors import require
+from edgeskin.labels import DX_CLASSES, GROUPS, MALIGNANT_DX, dx_index_to_group_index, malignant_probability, to_groups
+
+__all__ = [
+    "average_precision",
+    "classification_metrics",
+    "classify_report",
+    "detection_report",
+    "malignant_metrics",
+    "plot_confusion_matrix",
+    "plot_roc_curves",
+    "save_classification_plots",
+    "top_box_ious",
+]
+
+_PURPOSE = "edgeskin evaluation"
+
+
+def _sklearn_metrics() -> Any:
+    return require("sklearn.metrics", "eval", _PURPOSE)
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def _check_predictions(y_true: np.ndarray, probabilities: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(np.int64).reshape(-1)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != n_labels:
+        raise ValueError(f"probabilities: expected shape (n, {n_labels}), got {p.shape}")
+    if len(y) != len(p):
+        raise ValueError(f"expected one label per prediction, got {len(y)} labels and {len(p)} predictions")
+    if len(y) == 0:
+        raise ValueError("expected at least one prediction, got none")
+    if y.min() < 0 or y.max() >= n_labels:
+        raise ValueError(f"labels: expected class indices in [0, {n_labels}), got values in [{y.min()}, {y.max()}]")
+    return y, p
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Multi-class metrics of predicted probabilities against integer labels.
+
+    Args:
+        y_true: (n,) true class indices into ``labels``.
+        probabilities: (n, K) predicted probabilities in ``labels`` order; the prediction is the argmax.
+        labels: The K class names.
+
+    Returns:
+        ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present in ``y_true``, as
+        scikit-learn), ``macro_f1`` (scikit-learn's macro F1 over the classes present in the truth or the
+        predictions), ``auc`` (one-vs-rest ROC AUC averaged over the classes that have both positives and
+        negatives in ``y_true``; equal to ``roc_auc_score(multi_class="ovr", average="macro")`` when every
+        class is present; None when no class qualifies), ``per_class`` ({label: precision, recall, f1,
+        support, auc}), ``confusion_matrix`` (rows: true, columns: predicted) and ``labels`` (its order).
+    """
+    metrics = _sklearn_metrics()
+    labels = list(labels)
+    y, p = _check_predictions(np.asarray(y_true), probabilities, len(labels))
+    pred = p.argmax(axis=1)
+    index = list(range(len(labels)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" and zero-division notes
+        balanced = metrics.balanced_accuracy_score(y, pred)
+        macro_f1 = metrics.f1_score(y, pred, average="macro", zero_division=0)
+        precision, recall, f1, support = metrics.precision_recall_fscore_support(y, pred, labels=index, zero_division=0)
+    per_class_auc: list[float | None] = []
+    for k in index:
+        positives = y == k
+        if positives.all() or not positives.any():
+            per_class_auc.append(None)
+        else:
+            per_class_auc.append(float(metrics.roc_auc_score(positives, p[:, k])))
+    defined = [a for a in per_class_auc if a is not None]
+    return {
+        "accuracy": _round(metrics.accuracy_score(y, pred)),
+        "balanced_accuracy": _round(balanced),
+        "macro_f1": _round(macro_f1),
+        "auc": _round(float(np.mean(defined))) if defined else None,
+        "per_class": {
+            name: {
+                "precision": _round(precision[k]),
+                "recall": _round(recall[k]),
+                "f1": _round(f1[k]),
+                "support": int(support[k]),
+                "auc": _round(per_class_auc[k]),
+            }
+            for k, name in enumerate(labels)
+        },
+        "confusion_matrix": metrics.confusion_matrix(y, pred, labels=index).tolist(),
+        "labels": labels,
+    }
+
+
+def malignant_metrics(
+    y_true_dx: Sequence[int] | np.ndarray,
+    dx_probabilities: np.ndarray,
+    threshold: float | None = None,
+    dx_labels: Sequence[str] = DX_CLASSES,
+) -> dict[str, Any]:
+    """Sensitivity and specificity of the refer decision for malignant lesions (mel, bcc, akiec).
+
+    The decision is the pipeline's (:func:`edgeskin.tasks.pipeline.refer_decision`): malignant
+    probability >= ``threshold`` when the model has a triage threshold, else "the most probable of
+    the 4 groups is not Benign". ``rule`` says which was used.
+    """
+    from edgeskin.tasks.pipeline import refer_decision, refer_rule
+
+    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
+    malignant_index = [list(dx_labels).index(dx) for dx in MALIGNANT_DX]
+    truth = np.isin(y, malignant_index)
+    decided = refer_decision(p.astype(np.float32), dx_labels, threshold)
+    tp = int((truth & decided).sum())
+    fn = int((truth & ~decided).sum())
+    tn = int((~truth & ~decided).sum())
+    fp = int((~truth & decided).sum())
+    auc = None
+    if truth.any() and not truth.all():
+        auc = float(_sklearn_metrics().roc_auc_score(truth, malignant_probability(p, dx_labels)))
+    return {
+        "sensitivity": _round(tp / (tp + fn)) if tp + fn else None,
+        "specificity": _round(tn / (tn + fp)) if tn + fp else None,
+        "rule": refer_rule(threshold),
+        "threshold": threshold,
+        "auc": _round(auc),
+        "n_malignant": int(truth.sum()),
+        "n_benign": int((~truth).sum()),
+        "counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
+        "malignant_dx": list(MALIGNANT_DX),
+    }
+
+
+def classify_report(
+    y_true_dx: Sequence[int] | np.ndarray, dx_probabilities: np.ndarray, *, malignant_threshold: float | None = None
+) -> dict[str, Any]:
+    """``n``, ``dx``, ``group`` and ``malignant`` sections of ``edgeskin evaluate classify``.
+
+    Args:
+        y_true_dx: (n,) true dx indices into :data:`~edgeskin.labels.DX_CLASSES`.
+        dx_probabilities: (n, 7) probabilities in ``DX_CLASSES`` order.
+        malignant_threshold: The model's triage threshold, or None.
+
+    Group probabilities are the sums of their dx probabilities; the group prediction is their argmax.
+    """
+    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(DX_CLASSES))
+    return {
+        "n": int(len(y)),
+        "dx": classification_metrics(y, p, DX_CLASSES),
+        "group": classification_metrics(dx_index_to_group_index(y), to_groups(p.astype(np.float32)), GROUPS),
+        "malignant": malignant_metrics(y, p, malignant_threshold),
+    }
+
+
+# -- localisation ------------------------------------------------------------------------------------------
+
+
+def average_precision(scores: np.ndarray, is_true_positive: np.ndarray, n_ground_truth: int) -> float:
+    """All-point interpolated average precision (PASCAL VOC 2010+), for one class.
+
+    Args:
+        scores: (M,) confidence of every prediction over all images.
+        is_true_positive: (M,) whether each prediction was matched to a ground-truth box.
+        n_ground_truth: Number of ground-truth boxes; those never matched bound the recall below 1.
+
+    Returns:
+        The area under the precision envelope (precision made monotone from the right) against recall;
+        0.0 without predictions.
+    """
+    if n_ground_truth <= 0:
+        raise ValueError(f"n_ground_truth: expected a positive count, got {n_ground_truth}")
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    hits = np.asarray(is_true_positive, dtype=bool).reshape(-1)
+    if scores.size == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(hits[order])
+    fp = np.cumsum(~hits[order])
+    recall = tp / n_ground_truth
+    precision = tp / (tp + fp)
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+def top_box_ious(gt_box: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(IoU of the highest-scoring box, highest IoU of any box) with the ground truth; (0, 0) without boxes."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if len(boxes) == 0:
+        return 0.0, 0.0
+    ious = box_iou(np.asarray(gt_box, np.float32).reshape(1, 4), boxes)[0]
+    top = int(np.argmax(np.asarray(scores, dtype=np.float64)))  # first of equal scores
+    return float(ious[top]), float(ious.max())
+
+
+def _iou_stats(ious: np.ndarray) -> dict[str, float | None]:
+    if ious.size == 0:
+        return {"mean": None, "median": None, "iou50_rate": None}
+    return {
+        "mean": _round(float(ious.mean())),
+        "median": _round(float(np.median(ious))),
+        "iou50_rate": _round(float((ious >= 0.5).mean())),
+    }
+
+
+def detection_report(
+    ground_truth: Sequence[np.ndarray | None],
+    predictions: Sequence[tuple[np.ndarray, np.ndarray]],
+    iou_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Localisation metrics with one ground-truth lesion box per image.
+
+    Args:
+        ground_truth: Per image, the (4,) ground-truth xyxy box, or None when the mask is empty (such
+            images are left out of the IoU statistics; their predictions count as false positives in AP).
+        predictions: Per image, ``(boxes (k, 4), scores (k,))`` in the same pixels.
+        iou_threshold: IoU for a correct box (0.5).
+
+    Returns:
+        ``n`` (images with a ground-truth box), ``mean_iou`` / ``median_iou`` / ``iou50_rate`` of the
+        **highest-scoring box** of each image (no box: IoU 0), ``map50`` (all-point interpolated AP at
+        ``iou_threshold`` over all predictions of all images ranked by score; a prediction is a true
+        positive when it is the highest-scoring box of its image with IoU >= the threshold with the
+        ground truth, later ones are duplicates), ``best_box_iou`` (the same statistics for the
+        highest-IoU box of each image, an upper bound), ``no_box`` and ``empty_masks`` counts.
+    """
+    if len(ground_truth) != len(predictions):
+        raise ValueError(
+            f"expected one prediction per image, got {len(ground_truth)} images and {len(predictions)} predictions"
+        )
+    top_ious, best_ious = [], []
+    all_scores, all_hits = [], []
+    no_box = empty = 0
+    for gt, (boxes, scores) in zip(ground_truth, predictions, strict=True):
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(scores) != len(boxes):
+            raise ValueError(f"expected one score per box, got {len(boxes)} boxes and {len(scores)} scores")
+        order = np.argsort(-scores, kind="stable")
+        hits = np.zeros(len(boxes), bool)
+        if gt is None:
+            empty += 1
+        else:
+            if len(boxes) == 0:
+                no_box += 1
+            top, best = top_box_ious(gt, boxes, scores)
+            top_ious.append(top)
+            best_ious.append(best)
+            if len(boxes):
+                ious = box_iou(np.asarray(gt, np.float32).reshape(1, 4), boxes[order])[0]
+                matched = np.flatnonzero(ious >= iou_threshold)
+                if matched.size:
+                    hits[order[matched[0]]] = True  # one ground truth: the best-ranked match takes it
+        all_scores.append(scores)
+        all_hits.append(hits)
+    n = len(top_ious)
+    top_arr, best_arr = np.asarray(top_ious, np.float64), np.asarray(best_ious, np.float64)
+    top_stats = _iou_stats(top_arr)
+    map50 = None
+    if n:
+        map50 = _round(average_precision(np.concatenate(all_scores), np.concatenate(all_hits), n))
+    return {
+        "n": n,
+        "mean_iou": top_stats["mean"],
+        "median_iou": top_stats["median"],
+        "iou50_rate": top_stats["iou50_rate"],
+        "map50": map50,
+        "best_box_iou": _iou_stats(best_arr),
+        "no_box": no_box,
+        "empty_masks": empty,
+        "definitions": {
+            "mean_iou/median_iou/iou50_rate": "IoU of the highest-scoring box of each image with the ground-truth "
+            "box (tight box of the mask); an image without a box counts as IoU 0; iou50_rate = share with IoU >= 0.5",
+            "map50": f"all-point interpolated average precision (PASCAL VOC 2010+) at IoU {iou_threshold}, all "
+            "predicted boxes of all images ranked by score, one ground-truth box per image, duplicates are false positives",
+            "best_box_iou": "the same statistics for the box with the highest IoU in each image (an upper bound)",
+        },
+    }
+
+
+# -- plots -------------------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    matplotlib = require("matplotlib", "eval", _PURPOSE + " plots")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str) -> Path:
+    """Save a confusion matrix (rows: true, columns: predicted), coloured by row share, with counts."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, np.float64), where=rows > 0)
+    size = 1.2 + 0.75 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    try:
+        image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")  # fmt: skip
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_roc_curves(
+    y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, labels: Sequence[str], path: str | Path, title: str
+) -> Path:
+    """Save one-vs-rest ROC curves, one per class present with positives and negatives, AUC in the legend."""
+    plt = _pyplot()
+    metrics = _sklearn_metrics()
+    y, p = _check_predictions(np.asarray(y_true), probabilities, len(labels))
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    try:
+        for k, name in enumerate(labels):
+            positives = y == k
+            if positives.all() or not positives.any():
+                continue
+            fpr, tpr, _ = metrics.roc_curve(positives, p[:, k])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {metrics.auc(fpr, tpr):.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("false positive rate (1 - specificity)")
+        ax.set_ylabel("true positive rate (sensitivity)")
+        ax.set_title(title)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def save_classification_plots(
+    y_true_dx: Sequence[int] | np.ndarray, dx_probabilities: np.ndarray, report: dict[str, Any], folder: str | Path
+) -> list[Path]:
+    """Confusion matrices (dx, group) and ROC curves (dx, group, malignant) of a :func:`classify_report`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(y_true_dx, dtype=np.int64)
+    p = np.asarray(dx_probabilities, dtype=np.float32)
+    y_group = dx_index_to_group_index(y)
+    p_group = to_groups(p)
+    malignant_index = [DX_CLASSES.index(dx) for dx in MALIGNANT_DX]
+    y_malignant = np.isin(y, malignant_index).astype(np.int64)
+    p_malignant = malignant_probability(p)
+    n = report["n"]
+    return [
+        plot_confusion_matrix(report["dx"]["confusion_matrix"], DX_CLASSES, folder / "confusion_dx.png",
+                              f"Diagnosis (7 dx), n = {n}"),
+        plot_confusion_matrix(report["group"]["confusion_matrix"], GROUPS, folder / "confusion_group.png",
+                              f"Clinical group, n = {n}"),
+        plot_roc_curves(y, p, DX_CLASSES, folder / "roc_dx.png", f"ROC one-vs-rest, 7 dx, n = {n}"),
+        plot_roc_curves(y_group, p_group, GROUPS, folder / "roc_group.png", f"ROC one-vs-rest, groups, n = {n}"),
+        plot_roc_curves(y_malignant, np.stack([1 - p_malignant, p_malignant], axis=1), ("benign", "malignant"),
+                        folder / "roc_malignant.png", f"ROC malignant (mel + bcc + akiec), n = {n}"),
+    ]  # fmt: skip

@@ -1,0 +1,489 @@
+"""Lesion detection: a YOLO-family INT8 TFLite detector, and a classical fallback with the same interface.
+
+Both return :class:`~edgeskin.results.Detections` in original-frame pixels from ``detect(frame_rgb)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from edgeskin.core.boxes import nms
+from edgeskin.core.geometry import ImageTransform, resize_to_input
+from edgeskin.errors import ConfigError, ImageError, SpecError
+from edgeskin.results import Detections
+from edgeskin.runtime.interpreter import DELEGATES, TensorInfo, TFLiteModel
+from edgeskin.runtime.spec import ModelSpec, load_model
+
+__all__ = [
+    "ClassicalDetector",
+    "Detector",
+    "DetectorOptions",
+    "decode_yolo",
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_IOU",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIDENCE = 0.25  # used when neither the options nor the spec's "thresholds" give one
+DEFAULT_IOU = 0.45
+DEFAULT_MAX_DET = 100
+# Greedy NMS is quadratic in the candidates it visits; an untrained or badly thresholded model can
+# put thousands above the threshold. Like ultralytics' max_nms, keep only the best ones.
+MAX_NMS_CANDIDATES = 3000
+
+
+def _check_threshold(value: float | None, name: str) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Options of a :class:`Detector`.
+
+    Attributes:
+        model_path: The ``.tflite`` detection model.
+        spec: Its :class:`ModelSpec` or spec path; None: ``<stem>.json`` beside the model.
+        confidence_threshold: Keep boxes scoring at least this (None: the spec's
+            ``thresholds.confidence``, else 0.25).
+        iou_threshold: NMS overlap above which the lower-scored box of the same class is dropped
+            (None: the spec's ``thresholds.iou``, else 0.45).
+        max_det: Keep at most this many boxes per frame.
+        class_agnostic: NMS across classes (default: class-aware, a box only suppresses its own class).
+        num_threads: Interpreter CPU threads (None: the interpreter's default).
+        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
+    """
+
+    model_path: str | Path
+    spec: ModelSpec | str | Path | None = None
+    confidence_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_det: int = DEFAULT_MAX_DET
+    class_agnostic: bool = False
+    num_threads: int | None = None
+    delegate: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check_threshold(self.confidence_threshold, "confidence_threshold")
+        _check_threshold(self.iou_threshold, "iou_threshold")
+        if not isinstance(self.max_det, int) or self.max_det < 1:
+            raise ConfigError(f"max_det: expected a positive integer, got {self.max_det!r}")
+        if self.delegate not in DELEGATES:
+            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
+
+
+def _integer_shift(info: TensorInfo, mean: np.ndarray, std: np.ndarray) -> int | None:
+    """The integer ``b`` when normalise-then-quantize is exactly ``q = pixel + b`` (mean 0, std 1, scale 1:
+    what ``convert/`` builds), so per-frame float maths can be skipped."""
+    if not info.is_quantized or len(info.scales) != 1:
+        return None
+    gain = 1.0 / (std * info.scale)
+    offset = info.zero_point - mean * gain
+    # Exact when rounding pixel * gain + offset gives pixel + round(offset) for every pixel in [0, 255]:
+    # |gain - 1| * 255 well below half a step (converters emit scales like 0.9999987).
+    rounded = np.rint(offset)
+    if (
+        np.all(np.abs(gain - 1.0) * 255.0 < 0.01)
+        and np.allclose(offset, rounded, atol=1e-3)
+        and np.all(rounded == rounded[0])
+    ):
+        return int(rounded[0])
+    return None
+
+
+def decode_yolo(
+    raw: np.ndarray,
+    input_size: tuple[int, int],
+    transform: ImageTransform,
+    *,
+    num_classes: int | None = None,
+    boxes: Literal["xywh_normalized", "xywh_pixels"] = "xywh_normalized",
+    confidence_threshold: float = DEFAULT_CONFIDENCE,
+    iou_threshold: float = DEFAULT_IOU,
+    max_det: int = DEFAULT_MAX_DET,
+    class_agnostic: bool = False,
+) -> Detections:
+    """Decode a YOLO (v5u/v8-style, anchor-free, decoded in the graph) prediction tensor.
+
+    Args:
+        raw: Dequantized ``[1, 4 + nc, N]`` (or ``[1, N, 4 + nc]``; the axis of size ``4 + nc`` is found)
+            predictions: rows ``cx, cy, w, h`` then one score per class.
+        input_size: ``(height, width)`` of the model input.
+        transform: The frame → input transform of this frame (letterbox or stretch).
+        num_classes: nc, to find the channel axis; None: the smaller of the two axes.
+        boxes: ``"xywh_normalized"`` (fractions of the input size) or ``"xywh_pixels"`` (input pixels).
+        confidence_threshold: Keep boxes whose best class score is at least this.
+        iou_threshold: NMS threshold.
+        max_det: Most boxes kept.
+        class_agnostic: NMS across classes instead of per class.
+
+    Returns:
+        Detections in frame pixels (clipped to the frame; boxes with no area left are dropped), highest
+        score first.
+    """
+    pred = np.asarray(raw, dtype=np.float32)
+    if pred.ndim == 3 and pred.shape[0] == 1:
+        pred = pred[0]
+    if pred.ndim != 2:
+        raise ValueError(f"predictions: expected shape [1, 4 + nc, N] or [1, N, 4 + nc], got {np.shape(raw)}")
+    rows, cols = pred.shape
+    if num_classes is not None:
+        channels = 4 + num_classes
+        if rows == channels:
+            pass  # [4 + nc, N], the ultralytics TFLite layout (also when N happens to equal 4 + nc)
+        elif cols == channels:
+            pred = pred.T
+        else:
+            raise ValueError(
+                f"predictions: expected an axis of size 4 + {num_classes} = {channels}, got shape {np.shape(raw)}"
+            )
+    elif rows > cols:
+        pred = pred.T
+    if pred.shape[0] < 5:
+        raise ValueError(f"predictions: expected at least 5 rows (4 box values + scores), got shape {np.shape(raw)}")
+    if boxes not in ("xywh_normalized", "xywh_pixels"):
+        raise ConfigError(f"boxes: expected 'xywh_normalized' or 'xywh_pixels', got {boxes!r}")
+
+    class_scores = pred[4:]
+    if class_scores.shape[0] == 1:
+        scores = class_scores[0]
+        candidates = np.flatnonzero(scores >= confidence_threshold)
+        class_id = np.zeros(candidates.size, np.int32)
+    else:
+        best = class_scores.argmax(axis=0)
+        scores = class_scores[best, np.arange(class_scores.shape[1])]
+        candidates = np.flatnonzero(scores >= confidence_threshold)
+        class_id = best[candidates].astype(np.int32)
+    if candidates.size == 0:
+        return Detections.empty()
+    score = scores[candidates]
+    if candidates.size > MAX_NMS_CANDIDATES:
+        top = np.argpartition(-score, MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
+        candidates, score, class_id = candidates[top], score[top], class_id[top]
+
+    xywh = pred[:4, candidates].T  # (k, 4)
+    if boxes == "xywh_normalized":
+        height, width = input_size
+        xywh = xywh * np.array([width, height, width, height], dtype=np.float32)
+    half = xywh[:, 2:] / 2
+    xyxy = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+    keep = nms(xyxy, score, iou_threshold, max_det=max_det, class_ids=None if class_agnostic else class_id)
+    frame_boxes = transform.to_frame(xyxy[keep])
+    has_area = (frame_boxes[:, 2] > frame_boxes[:, 0]) & (frame_boxes[:, 3] > frame_boxes[:, 1])
+    return Detections(frame_boxes[has_area], score[keep][has_area], class_id[keep][has_area])
+
+
+class Detector:
+    """Find lesions in an RGB frame with a YOLO-family TFLite model.
+
+    Tensor contract:
+        * Input: one ``[1, H, W, 3]`` tensor, int8/uint8 (quantized) or float32. The frame is resized as
+          the spec says (``input.resize``, ``"letterbox"`` with pad value 114 for YOLO), the spec's
+          preprocessing profile is applied to the input-sized image, then ``(pixel - mean) / std`` and the
+          input tensor's own scale and zero point. edgeskin's detector folds ``/255`` into the graph
+          (mean 0, std 1, so int8 input = pixel - 128).
+        * Output ``spec.outputs["predictions"]``: ``[1, 4 + nc, N]`` (``layout: "yolo"``; ``[1, N, 4 + nc]``
+          is accepted too): ``cx, cy, w, h`` in input coordinates, normalised to [0, 1]
+          (``boxes: "xywh_normalized"``) or in input pixels (``"xywh_pixels"``), then nc class scores
+          in [0, 1] (sigmoid, no objectness). Decoding, thresholding and NMS run here in numpy.
+
+    Use :meth:`create` (or :meth:`from_model`) and close it, or use it as a context manager::
+
+        with Detector.from_model("edgeskin-yolov5n-det.tflite") as detector:
+            detections = detector.detect(frame_rgb)
+            print(detections.xyxy, detections.confidence, detector.last_timings_ms)
+
+    One instance is not thread-safe (it owns one interpreter); make one per thread.
+    """
+
+    def __init__(
+        self,
+        model: TFLiteModel,
+        spec: ModelSpec,
+        *,
+        confidence_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        max_det: int = DEFAULT_MAX_DET,
+        class_agnostic: bool = False,
+    ) -> None:
+        if spec.task != "detection":
+            raise ConfigError(f"Detector needs a detection spec; '{spec.name}' is a {spec.task} spec")
+        _check_threshold(confidence_threshold, "confidence_threshold")
+        _check_threshold(iou_threshold, "iou_threshold")
+        if not isinstance(max_det, int) or max_det < 1:
+            raise ConfigError(f"max_det: expected a positive integer, got {max_det!r}")
+        self.model = model
+        self.spec = spec
+        self.labels: tuple[str, ...] = spec.labels
+        thresholds = spec.thresholds
+        self.confidence_threshold = float(
+            confidence_threshold
+            if confidence_threshold is not None
+            else thresholds.get("confidence", DEFAULT_CONFIDENCE)
+        )
+        self.iou_threshold = float(iou_threshold if iou_threshold is not None else thresholds.get("iou", DEFAULT_IOU))
+        _check_threshold(self.confidence_threshold, "thresholds.confidence")
+        _check_threshold(self.iou_threshold, "thresholds.iou")
+        self.max_det = max_det
+        self.class_agnostic = class_agnostic
+        self._predictions_output = spec.outputs["predictions"]
+        self._profile = spec.preprocessing_profile()
+        if self._profile is not None and not self._profile.steps:
+            self._profile = None
+        self._mean = np.asarray(spec.input.mean, dtype=np.float32)
+        self._std = np.asarray(spec.input.std, dtype=np.float32)
+        self._integer_shift = _integer_shift(model.input, self._mean, self._std)
+        self.last_timings_ms: dict[str, float] = {}
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, options: DetectorOptions) -> Detector:
+        """Open the model of ``options`` and check it against its spec.
+
+        Raises:
+            ModelError: missing/corrupt model, checksum mismatch, a classification model, or tensors
+                that disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
+        """
+        model, spec = load_model(
+            options.model_path,
+            options.spec,
+            expected_task="detection",
+            num_threads=options.num_threads,
+            delegate=options.delegate,
+        )
+        try:
+            return cls(
+                model,
+                spec,
+                confidence_threshold=options.confidence_threshold,
+                iou_threshold=options.iou_threshold,
+                max_det=options.max_det,
+                class_agnostic=options.class_agnostic,
+            )
+        except BaseException:
+            model.close()
+            raise
+
+    @classmethod
+    def from_model(
+        cls,
+        model_path: str | Path,
+        spec: ModelSpec | str | Path | None = None,
+        *,
+        confidence_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        max_det: int = DEFAULT_MAX_DET,
+        threads: int | None = None,
+        delegate: str = "cpu",
+    ) -> Detector:
+        """Shortcut for ``create(DetectorOptions(...))``."""
+        return cls.create(
+            DetectorOptions(
+                model_path,
+                spec,
+                confidence_threshold=confidence_threshold,
+                iou_threshold=iou_threshold,
+                max_det=max_det,
+                num_threads=threads,
+                delegate=delegate,
+            )
+        )
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.model.close()
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the model input."""
+        return self.spec.input.size
+
+    # -- stages ------------------------------------------------------------------------------------
+    def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
+        """Frame → (the input tensor's values ``[1, H, W, 3]``, the frame → input transform)."""
+        _check_frame(image_rgb)
+        resized, transform = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
+        if self._profile is not None:
+            resized = self._profile.apply(resized)
+        if self.spec.input.color_order == "BGR":
+            resized = resized[..., ::-1]
+        info = self.model.input
+        if self._integer_shift is not None:
+            limits = np.iinfo(info.dtype)
+            shifted = resized.astype(np.int16) + self._integer_shift
+            return np.clip(shifted, limits.min, limits.max).astype(info.dtype)[np.newaxis], transform
+        normalised = (resized.astype(np.float32) - self._mean) / self._std
+        return info.quantize(normalised[np.newaxis]), transform
+
+    def decode(self, raw: np.ndarray, transform: ImageTransform) -> Detections:
+        """Dequantized predictions → :class:`Detections` in frame pixels (see :func:`decode_yolo`)."""
+        return decode_yolo(
+            raw,
+            self.spec.input.size,
+            transform,
+            num_classes=len(self.labels) or None,
+            boxes=self.spec.boxes,  # type: ignore[arg-type]
+            confidence_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            max_det=self.max_det,
+            class_agnostic=self.class_agnostic,
+        )
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        """Boxes, scores and classes of the lesions in an RGB uint8 (H, W, 3) frame.
+
+        Timings (``preprocess_ms``, ``invoke_ms``, ``postprocess_ms``) go to :attr:`last_timings_ms`.
+
+        Raises:
+            ImageError: the frame is not an RGB uint8 (H, W, 3) array.
+        """
+        start = time.perf_counter()
+        x, transform = self.preprocess(image_rgb)
+        ready = time.perf_counter()
+        outputs = self.model.run(x)
+        invoke_ms = self.model.invoke_ms
+        try:
+            raw = outputs[self._predictions_output]
+        except KeyError:
+            raise SpecError(
+                f"the spec's predictions output {self._predictions_output!r} is not among the model's "
+                f"outputs {sorted(outputs)}"
+            ) from None
+        detections = self.decode(raw, transform)
+        end = time.perf_counter()
+        self.last_timings_ms = {
+            "preprocess_ms": (ready - start) * 1000.0,
+            "invoke_ms": invoke_ms,
+            "postprocess_ms": max(0.0, (end - ready) * 1000.0 - invoke_ms),
+        }
+        return detections
+
+    __call__ = detect
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector({self.spec.name!r}, {len(self.labels)} classes, input {list(self.input_size)}, "
+            f"confidence>={self.confidence_threshold}, iou {self.iou_threshold}, delegate={self.model.delegate})"
+        )
+
+
+class ClassicalDetector:
+    """The model-free lesion localiser of :mod:`edgeskin.core.localize` behind the :class:`Detector` interface.
+
+    It finds at most one lesion: the dark component chosen by :func:`~edgeskin.core.localize.lesion_box`
+    (``method="segment"``, the careful segmentation: colour constancy, vignette removal, Otsu, central
+    component) or :func:`~edgeskin.core.localize.classical_box` (``method="otsu"``, the plain baseline the
+    learned detector is compared against).
+
+    Its ``confidence`` is **not a probability**: it is the *darkness contrast* of the box,
+    ``clip((L_around - L_inside) / L_around, 0, 1)``, where ``L`` is the mean CIE L* lightness of the box
+    and ``L_around`` that of a ring around it (a band of a quarter of the box size, inside the frame).
+    0 means the box is no darker than its surroundings (or covers the whole frame, leaving no ring);
+    pigmented lesions on PH2 dermoscopy give about 0.15-0.4. Boxes below ``min_contrast`` (default 0.05)
+    are dropped, so a frame without a dark blob yields no detection; the same gate also drops a lesion
+    that fills the whole frame (``edgeskin evaluate detect --model classical`` therefore runs it with
+    ``min_contrast=0``, as the plain localiser).
+    """
+
+    name = "classical"
+
+    def __init__(self, method: Literal["segment", "otsu"] = "segment", *, min_contrast: float = 0.05) -> None:
+        if method not in ("segment", "otsu"):
+            raise ConfigError(f"method: expected 'segment' or 'otsu', got {method!r}")
+        _check_threshold(min_contrast, "min_contrast")
+        from edgeskin.core import localize
+
+        self.method = method
+        self.min_contrast = float(min_contrast)
+        self._localize = localize.lesion_box if method == "segment" else localize.classical_box
+        self.labels: tuple[str, ...] = ("lesion",)
+        self.last_timings_ms: dict[str, float] = {}
+
+    def __enter__(self) -> ClassicalDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release (kept for the :class:`Detector` interface)."""
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        """At most one lesion box with its darkness-contrast score; timings in :attr:`last_timings_ms`."""
+        _check_frame(image_rgb)
+        start = time.perf_counter()
+        box = self._localize(image_rgb)
+        located = time.perf_counter()
+        detections = Detections.empty()
+        if box is not None and box[2] > box[0] and box[3] > box[1]:
+            contrast = darkness_contrast(image_rgb, box)
+            if contrast >= self.min_contrast:
+                detections = Detections(box[np.newaxis], [contrast], [0])
+        end = time.perf_counter()
+        self.last_timings_ms = {
+            "preprocess_ms": 0.0,
+            "invoke_ms": (located - start) * 1000.0,
+            "postprocess_ms": (end - located) * 1000.0,
+        }
+        return detections
+
+    __call__ = detect
+
+    def __repr__(self) -> str:
+        return f"ClassicalDetector(method={self.method!r}, min_contrast={self.min_contrast})"
+
+
+def darkness_contrast(image_rgb: np.ndarray, box: Sequence[float] | np.ndarray, work_side: int = 256) -> float:
+    """How much darker a box is than a ring around it: ``clip((L_ring - L_box) / L_ring, 0, 1)``.
+
+    Computed on a copy downscaled to ``work_side`` pixels on the long side (L* from CIE Lab). The ring
+    extends a quarter of the box's width and height beyond it, clipped to the frame; when the box
+    covers the whole frame the ring is empty and the contrast is 0.
+    """
+    height, width = image_rgb.shape[:2]
+    scale = min(1.0, work_side / max(height, width))
+    small = image_rgb
+    if scale < 1.0:
+        small = cv2.resize(
+            image_rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    lightness = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    h, w = lightness.shape
+    x0, y0, x1, y1 = (float(v) * scale for v in box)
+    bx0, by0 = int(np.clip(np.floor(x0), 0, w - 1)), int(np.clip(np.floor(y0), 0, h - 1))
+    bx1, by1 = int(np.clip(np.ceil(x1), bx0 + 1, w)), int(np.clip(np.ceil(y1), by0 + 1, h))
+    pad_x, pad_y = max(1, round((bx1 - bx0) / 4)), max(1, round((by1 - by0) / 4))
+    rx0, ry0 = max(0, bx0 - pad_x), max(0, by0 - pad_y)
+    rx1, ry1 = min(w, bx1 + pad_x), min(h, by1 + pad_y)
+    inside = lightness[by0:by1, bx0:bx1]
+    outer = lightness[ry0:ry1, rx0:rx1]
+    ring_count = outer.size - inside.size
+    if ring_count <= 0 or inside.size == 0:
+        return 0.0
+    ring_mean = (float(outer.sum()) - float(inside.sum())) / ring_count
+    if ring_mean <= 0:
+        return 0.0
+    return float(np.clip((ring_mean - float(inside.mean())) / ring_mean, 0.0, 1.0))
+
+
+def _check_frame(image: Any) -> None:
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"expected a non-empty image, got shape {image.shape}")

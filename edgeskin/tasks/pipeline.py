@@ -1,0 +1,387 @@
+"""LesionPipeline: frame → detect → crop → classify → CAM, with per-stage timings.
+
+The stages are the tasks of this package; the pipeline only wires them, keeps one interpreter per
+model for its lifetime, and turns the classifier's 7 dx probabilities into the product's views (4
+clinical groups, malignant probability, refer flag).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeskin.core.crop import crop_with_margin
+from edgeskin.errors import ConfigError
+from edgeskin.image import validate_frame
+from edgeskin.labels import DX_CLASSES, DX_TO_GROUP, GROUPS, malignant_probability, to_groups
+from edgeskin.results import Classification, Detections, Lesion, PipelineResult
+from edgeskin.runtime.interpreter import DELEGATES
+from edgeskin.runtime.spec import ModelSpec
+from edgeskin.tasks.cam import CamExplainer
+
+__all__ = [
+    "CLASSICAL",
+    "NO_LESION_FOUND",
+    "LesionPipeline",
+    "PipelineOptions",
+    "TIMING_STAGES",
+    "refer_decision",
+    "refer_rule",
+]
+
+logger = logging.getLogger(__name__)
+
+CLASSICAL = "classical"
+NO_LESION_FOUND = "no lesion found"
+TIMING_STAGES: tuple[str, ...] = ("preprocess", "detect", "crop", "classify", "cam", "total")
+
+
+class _DetectorLike(Protocol):  # Detector, ClassicalDetector, or a test fake
+    def detect(self, image_rgb: np.ndarray) -> Detections: ...
+
+
+def refer_rule(threshold: float | None) -> str:
+    """The referral rule in words (also written into evaluation reports)."""
+    if threshold is None:
+        return "most probable group is malignant (Melanoma, BCC or SCC); the model has no triage threshold"
+    return f"malignant probability (mel + bcc + akiec) >= {threshold:g}"
+
+
+def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None) -> np.ndarray:
+    """Whether each lesion should be referred to a doctor, shape (...,) bool.
+
+    With a triage ``threshold`` (the spec's ``triage.malignant_threshold``, chosen on validation for a
+    sensitivity of at least 0.85): malignant probability >= threshold. Without one: the most probable of
+    the 4 groups is not Benign.
+    """
+    probs = np.asarray(dx_probabilities, dtype=np.float32)
+    if threshold is not None:
+        return malignant_probability(probs, dx_labels) >= np.float32(threshold)
+    groups = to_groups(probs, dx_labels)
+    return groups.argmax(axis=-1) != GROUPS.index("Benign")
+
+
+def _check_fraction(value: float | None, name: str) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Options of a :class:`LesionPipeline`.
+
+    Attributes:
+        classifier_path: The 7-class dx classifier ``.tflite`` (edgeskin spec beside it).
+        classifier_spec: Its spec or spec path (None: ``<stem>.json`` beside the model).
+        detector: A detector ``.tflite`` path; ``"classical"`` for the model-free localiser
+            (:class:`~edgeskin.tasks.detector.ClassicalDetector`); or None to classify the whole frame as
+            one lesion (for lesion-centred dermoscopy crops).
+        detector_spec: The detector's spec or spec path (None: beside the model).
+        num_threads: Interpreter CPU threads for each model (None: the interpreter's default).
+        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
+        crop_margin: Skin around each box given to the classifier, as a fraction of the box size per side.
+        max_lesions: Analyse at most this many boxes per frame, highest detector confidence first.
+        min_confidence: Detector confidence threshold (None: the detector spec's).
+        cam: Compute a class activation map for each lesion's top diagnosis.
+        refer_threshold: Malignant-probability threshold for "refer" (None: the classifier spec's
+            ``triage.malignant_threshold``; without one, refer when the top group is malignant).
+    """
+
+    classifier_path: str | Path
+    classifier_spec: ModelSpec | str | Path | None = None
+    detector: str | Path | None = None
+    detector_spec: ModelSpec | str | Path | None = None
+    num_threads: int | None = None
+    delegate: str = "cpu"
+    crop_margin: float = 0.15
+    max_lesions: int = 3
+    min_confidence: float | None = None
+    cam: bool = True
+    refer_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.delegate not in DELEGATES:
+            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
+        if not isinstance(self.max_lesions, int) or self.max_lesions < 1:
+            raise ConfigError(f"max_lesions: expected a positive integer, got {self.max_lesions!r}")
+        if not (isinstance(self.crop_margin, (int, float)) and 0.0 <= self.crop_margin <= 5.0):
+            raise ConfigError(f"crop_margin: expected a fraction of the box size in [0, 5], got {self.crop_margin!r}")
+        _check_fraction(self.min_confidence, "min_confidence")
+        _check_fraction(self.refer_threshold, "refer_threshold")
+        if self.detector_spec is not None and (self.detector is None or self.detector == CLASSICAL):
+            raise ConfigError("detector_spec is given but the detector is not a model file")
+
+
+class LesionPipeline:
+    """Find lesions in a frame, classify each, and explain the answer.
+
+    Stages: validate the frame (RGB uint8) → detect (a YOLO detector, the classical localiser, or the
+    whole frame as one lesion) → crop each box with a margin → classify the crop (the classifier applies
+    its own spec's resize and preprocessing profile to the model-input-sized crop) → 7 dx probabilities,
+    4 group probabilities (sums), malignant probability and the refer flag → CAM of the top diagnosis
+    over the crop. No box: no lesion and the message ``"no lesion found"``.
+
+    Example::
+
+        with LesionPipeline.from_defaults(threads=2) as pipeline:
+            result = pipeline(read_image("photo.jpg"))
+            for lesion in result.lesions:
+                print(lesion.label, lesion.malignant, lesion.refer)
+            print(result.timings_ms)
+
+    Args:
+        classifier: A :class:`~edgeskin.tasks.classifier.Classifier` over the 7 HAM10000 dx classes.
+        detector: Anything with ``detect(frame) -> Detections`` (:class:`~edgeskin.tasks.detector.Detector`,
+            :class:`~edgeskin.tasks.detector.ClassicalDetector`), or None for whole-frame classification.
+        crop_margin, max_lesions, min_confidence, cam, refer_threshold: see :class:`PipelineOptions`.
+        explainer: The CAM explainer (default: from the classifier's spec when ``cam`` is on).
+
+    One instance owns its interpreters and is not thread-safe; make one per thread. Closing the
+    pipeline closes its models.
+    """
+
+    def __init__(
+        self,
+        classifier: Any,
+        detector: _DetectorLike | None = None,
+        *,
+        crop_margin: float = 0.15,
+        max_lesions: int = 3,
+        min_confidence: float | None = None,
+        cam: bool = True,
+        refer_threshold: float | None = None,
+        explainer: CamExplainer | None = None,
+    ) -> None:
+        labels = tuple(classifier.labels)
+        if sorted(labels) != sorted(DX_CLASSES):
+            raise ConfigError(
+                f"LesionPipeline needs a classifier over the 7 dx classes {list(DX_CLASSES)}, got labels "
+                f"{list(labels)[:10]}{' ...' if len(labels) > 10 else ''}"
+            )
+        if not isinstance(max_lesions, int) or max_lesions < 1:
+            raise ConfigError(f"max_lesions: expected a positive integer, got {max_lesions!r}")
+        _check_fraction(min_confidence, "min_confidence")
+        _check_fraction(refer_threshold, "refer_threshold")
+        self.classifier = classifier
+        self.detector = detector
+        self.dx_labels = labels
+        self.group_labels = GROUPS
+        self.crop_margin = float(crop_margin)
+        self.max_lesions = max_lesions
+        self.min_confidence = min_confidence
+        spec = getattr(classifier, "spec", None)
+        spec_threshold = spec.malignant_threshold if spec is not None else None
+        self.refer_threshold: float | None = refer_threshold if refer_threshold is not None else spec_threshold
+        self.explainer: CamExplainer | None = None
+        if cam:
+            if explainer is not None:
+                self.explainer = explainer
+            elif spec is not None and spec.cam_arrays() is not None and "features" in spec.outputs:
+                self.explainer = CamExplainer.from_spec(spec)
+            else:
+                logger.warning('CAM is off: the classifier\'s spec has no "cam" weights or "features" output')
+        # The group matrix is built once; per frame only a (7,) @ (7, 4) product remains.
+        self._group_of_dx = np.array([GROUPS.index(DX_TO_GROUP[dx]) for dx in labels])
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, options: PipelineOptions) -> LesionPipeline:
+        """Open the models named in ``options``.
+
+        Raises:
+            ModelError: a model is missing, corrupt or disagrees with its spec. ConfigError: the classifier
+                is not a 7-class dx model. DelegateError: the Edge TPU was asked but is absent.
+        """
+        from edgeskin.tasks.classifier import Classifier, ClassifierOptions
+        from edgeskin.tasks.detector import ClassicalDetector, Detector, DetectorOptions
+
+        classifier = Classifier.create(
+            ClassifierOptions(
+                options.classifier_path,
+                spec=options.classifier_spec,
+                num_threads=options.num_threads,
+                delegate=options.delegate,
+            )
+        )
+        detector: Any = None
+        try:
+            if options.detector is not None and str(options.detector) == CLASSICAL:
+                detector = ClassicalDetector()
+            elif options.detector is not None:
+                detector = Detector.create(
+                    DetectorOptions(
+                        options.detector,
+                        options.detector_spec,
+                        confidence_threshold=options.min_confidence,
+                        # NMS keeps boxes best first, so stopping at max_lesions changes nothing but the time.
+                        max_det=options.max_lesions,
+                        num_threads=options.num_threads,
+                        delegate=options.delegate,
+                    )
+                )
+            return cls(
+                classifier,
+                detector,
+                crop_margin=options.crop_margin,
+                max_lesions=options.max_lesions,
+                min_confidence=options.min_confidence,
+                cam=options.cam,
+                refer_threshold=options.refer_threshold,
+            )
+        except BaseException:
+            classifier.close()
+            if detector is not None:
+                detector.close()
+            raise
+
+    @classmethod
+    def from_defaults(cls, **overrides: Any) -> LesionPipeline:
+        """The pipeline on the shipped models (``edgeskin/models``), with :class:`PipelineOptions` overrides.
+
+        ``threads=`` is accepted for ``num_threads`` and ``classifier=`` for ``classifier_path``. Passing ``classifier_path`` or ``detector`` (a path,
+        ``"classical"`` or None) replaces that default; a default model is only looked up when it is used.
+
+        Raises:
+            NoDefaultModelError: a default model that is needed is not installed.
+            ConfigError: an unknown option.
+        """
+        from edgeskin.models import default_classifier_path, default_detector_path
+
+        for alias, name in (("threads", "num_threads"), ("classifier", "classifier_path")):
+            if alias in overrides:
+                overrides[name] = overrides.pop(alias)
+        known = {f.name for f in fields(PipelineOptions)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown pipeline option(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        if "classifier_path" not in overrides:
+            overrides["classifier_path"] = default_classifier_path()
+        if "detector" not in overrides:
+            overrides["detector"] = default_detector_path()
+        return cls.create(PipelineOptions(**overrides))
+
+    def __enter__(self) -> LesionPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the classifier and the detector (their interpreters)."""
+        self.classifier.close()
+        if self.detector is not None and hasattr(self.detector, "close"):
+            self.detector.close()
+
+    # -- inference ---------------------------------------------------------------------------------
+    def __call__(self, frame_rgb: np.ndarray, *, source: str | None = None) -> PipelineResult:
+        return self.predict(frame_rgb, source=source)
+
+    def predict(self, frame_rgb: np.ndarray, *, source: str | None = None) -> PipelineResult:
+        """Analyse one frame.
+
+        Args:
+            frame_rgb: The frame, RGB (see :func:`edgeskin.image.validate_frame` for what is accepted:
+                uint8/uint16/float, gray, RGB or RGBA, at least 32x32).
+            source: Where the frame came from (a path, a camera name), copied into the result.
+
+        Returns:
+            A :class:`PipelineResult`; ``timings_ms`` has one entry per stage and the ``total``:
+            ``preprocess`` (frame validation and conversion), ``detect`` (the detector's resize, inference
+            and decoding), ``crop``, ``classify`` (the classifier's resize, preprocessing profile and
+            inference, summed over lesions) and ``cam``.
+
+        Raises:
+            ImageError: the frame is not a usable image.
+        """
+        start = time.perf_counter()
+        frame = validate_frame(frame_rgb)
+        height, width = frame.shape[:2]
+        validated = time.perf_counter()
+
+        boxes, scores = self._detect(frame)
+        detected = time.perf_counter()
+
+        crop_ms = classify_ms = cam_ms = 0.0
+        lesions: list[Lesion] = []
+        for box, score in zip(boxes, scores, strict=True):
+            t0 = time.perf_counter()
+            if self.detector is None:
+                crop, crop_box = frame, np.array([0, 0, width, height], dtype=np.int32)
+            else:
+                try:
+                    crop, crop_box = crop_with_margin(frame, box, margin=self.crop_margin)
+                except ValueError:  # a degenerate box from an untrusted detector: skip it, not the frame
+                    logger.debug("skipped a degenerate box %s", box)
+                    continue
+            t1 = time.perf_counter()
+            if self.explainer is not None:
+                dx, features = self.classifier.classify_with_features(crop)
+            else:
+                dx, features = self.classifier.classify(crop), None
+            t2 = time.perf_counter()
+            probs = dx.probabilities
+            top = int(np.argmax(probs))
+            cam = None
+            if self.explainer is not None and features is not None:
+                cam = self.explainer.explain(features, top)
+            t3 = time.perf_counter()
+            crop_ms += (t1 - t0) * 1000.0
+            classify_ms += (t2 - t1) * 1000.0
+            cam_ms += (t3 - t2) * 1000.0
+            lesions.append(self._lesion(box, score, dx, crop_box, cam))
+        end = time.perf_counter()
+
+        timings = {
+            "preprocess": (validated - start) * 1000.0,
+            "detect": (detected - validated) * 1000.0,
+            "crop": crop_ms,
+            "classify": classify_ms,
+            "cam": cam_ms,
+            "total": (end - start) * 1000.0,
+        }
+        messages = () if lesions else (NO_LESION_FOUND,)
+        return PipelineResult((width, height), tuple(lesions), timings, messages, source)
+
+    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The boxes to analyse (at most ``max_lesions``, best first) and their scores."""
+        if self.detector is None:
+            height, width = frame.shape[:2]
+            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
+        detections = self.detector.detect(frame)
+        scores = detections.confidence
+        keep = np.ones(len(scores), bool) if self.min_confidence is None else scores >= self.min_confidence
+        index = np.flatnonzero(keep)
+        order = index[np.argsort(-scores[index], kind="stable")][: self.max_lesions]
+        return detections.xyxy[order], scores[order]
+
+    def _lesion(
+        self, box: np.ndarray, score: float, dx: Classification, crop_box: np.ndarray, cam: np.ndarray | None
+    ) -> Lesion:
+        probs = dx.probabilities
+        groups = np.zeros(len(GROUPS), np.float32)
+        np.add.at(groups, self._group_of_dx, probs)
+        malignant = float(malignant_probability(probs, self.dx_labels))
+        refer = bool(refer_decision(probs, self.dx_labels, self.refer_threshold))
+        return Lesion(
+            box=np.asarray(box, np.float32),
+            score=float(score),
+            dx=dx,
+            group=Classification(groups, GROUPS),
+            malignant=malignant,
+            refer=refer,
+            crop_box=crop_box,
+            cam=cam,
+        )
+
+    def __repr__(self) -> str:
+        detector = "whole frame" if self.detector is None else repr(self.detector)
+        return (
+            f"LesionPipeline(classifier={self.classifier!r}, detector={detector}, max_lesions={self.max_lesions}, "
+            f"cam={'on' if self.explainer is not None else 'off'}, refer_threshold={self.refer_threshold})"
+        )

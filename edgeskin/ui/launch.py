@@ -1,0 +1,352 @@
+"""Helpers of the Streamlit app and of ``edgeskin ui``, kept free of Streamlit so they test quickly.
+
+* :func:`streamlit_command` builds the ``python -m streamlit run <app.py> ...`` command line.
+* :func:`analyse` decodes uploaded bytes in memory and runs the pipeline (nothing touches the disk).
+* :func:`model_facts`, :func:`preprocessing_views`, :func:`cam_overlay`, :func:`report` and
+  :func:`encode_png` turn a result into what the page shows and offers for download.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskin.errors import ConfigError, EdgeskinError
+from edgeskin.labels import DX_NAMES
+from edgeskin.results import Lesion, PipelineResult
+
+__all__ = [
+    "APP_PATH",
+    "DEFAULT_STREAMLIT_OPTIONS",
+    "NOT_A_DIAGNOSIS",
+    "NO_LESION_MESSAGE",
+    "Analysis",
+    "ModelFacts",
+    "analyse",
+    "assess_quality",
+    "cam_overlay",
+    "check_streamlit_args",
+    "classifier_spec",
+    "detector_spec",
+    "dx_title",
+    "encode_png",
+    "load_pipeline",
+    "model_card_text",
+    "model_facts",
+    "preprocessing_views",
+    "quality_messages",
+    "report",
+    "streamlit_command",
+]
+
+APP_PATH = Path(__file__).resolve().with_name("app.py")
+
+# Defaults for a local, private app; options given to ``edgeskin ui`` come later and win.
+DEFAULT_STREAMLIT_OPTIONS: Mapping[str, str] = {
+    "server.address": "127.0.0.1",
+    "browser.gatherUsageStats": "false",
+    "global.developmentMode": "false",
+    # The packaged app does not change while it runs; watching files costs CPU on a Pi.
+    "server.fileWatcherType": "none",
+    "server.runOnSave": "false",
+    # No "Deploy" button or developer menu: the page is an instrument, not a development server.
+    "client.toolbarMode": "minimal",
+}
+
+# The pipeline's message when it finds no lesion (edgeskin.tasks.pipeline.NO_LESION_FOUND); the page says it
+# in its own words.
+NO_LESION_MESSAGE = "no lesion found"
+
+NOT_A_DIAGNOSIS = (
+    "Research prototype, not a medical device. The results are not a diagnosis and must not replace "
+    "the examination of a skin lesion by a doctor. See a dermatologist about any lesion that changes, "
+    "bleeds, itches or worries you."
+)
+
+
+# -- the command line --------------------------------------------------------------------------------
+def check_streamlit_args(args: Sequence[str]) -> list[str]:
+    """Check that ``args`` are Streamlit config options (``--section.option value`` or ``--a.b=value``).
+
+    Raises:
+        ConfigError: an argument is neither such an option nor the value after one.
+    """
+    args = list(args)
+    expecting_value = False
+    for arg in args:
+        if arg.startswith("--") and "." in arg.split("=", 1)[0]:
+            expecting_value = "=" not in arg
+        elif expecting_value:
+            expecting_value = False
+        else:
+            raise ConfigError(
+                f"unexpected argument {arg!r}: expected Streamlit options such as --server.port 8501 "
+                "or --server.headless true (see 'streamlit run --help')"
+            )
+    if expecting_value:
+        raise ConfigError(f"{args[-1]}: expected a value after the option")
+    return args
+
+
+def streamlit_command(args: Sequence[str] = (), python: str | None = None) -> list[str]:
+    """The command that serves the packaged app: ``python -m streamlit run app.py <options>``.
+
+    Args:
+        args: Streamlit options, e.g. ``["--server.port", "8502", "--server.headless", "true"]``; they
+            override :data:`DEFAULT_STREAMLIT_OPTIONS` (Streamlit keeps the last value of an option).
+        python: The interpreter; default: the running one.
+
+    Raises:
+        ConfigError: ``args`` holds something other than Streamlit options.
+    """
+    command = [python or sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
+    for option, value in DEFAULT_STREAMLIT_OPTIONS.items():
+        command += [f"--{option}", value]
+    return command + check_streamlit_args(args)
+
+
+# -- models ------------------------------------------------------------------------------------------
+def load_pipeline() -> Any:
+    """The default :class:`~edgeskin.tasks.pipeline.LesionPipeline` (shipped detector and classifier).
+
+    Raises:
+        NoDefaultModelError: the shipped models are not installed.
+        ModelError: a model is corrupt or disagrees with its spec.
+    """
+    from edgeskin.tasks.pipeline import LesionPipeline
+
+    return LesionPipeline.from_defaults()
+
+
+def _spec_of(component: Any) -> Any:
+    return getattr(component, "spec", None) if component is not None else None
+
+
+def classifier_spec(pipeline: Any) -> Any:
+    """The classifier's :class:`~edgeskin.runtime.spec.ModelSpec` of a pipeline, or None."""
+    return _spec_of(getattr(pipeline, "classifier", None))
+
+
+def detector_spec(pipeline: Any) -> Any:
+    """The detector's :class:`~edgeskin.runtime.spec.ModelSpec` of a pipeline, or None (no detector)."""
+    return _spec_of(getattr(pipeline, "detector", None))
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the page says about one model, from its spec."""
+
+    role: str
+    name: str
+    input_size: str
+    metrics: dict[str, str] = field(default_factory=dict)
+    licence: str | None = None
+    sha256: str | None = None
+
+
+def _format_metric(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        value = float(value)
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:g}"
+    if isinstance(value, str) and len(value) <= 60:
+        return value
+    return None
+
+
+def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "", limit: int = 12) -> dict[str, str]:
+    """Scalar metrics as ``{"val / balanced_accuracy": "0.712"}``; nested dicts are walked, lists skipped."""
+    out: dict[str, str] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten_metrics(value, f"{name} / ", limit - len(out)))
+        else:
+            text = _format_metric(value)
+            if text is not None:
+                out[name] = text
+        if len(out) >= limit:
+            break
+    return dict(list(out.items())[:limit])
+
+
+def _licence(spec: Any) -> str | None:
+    for source in (spec.provenance, spec.extras):
+        for key in ("license", "licence", "weights_license"):
+            value = source.get(key) if isinstance(source, Mapping) else None
+            if value:
+                return str(value)
+    return None
+
+
+def model_facts(pipeline: Any) -> list[ModelFacts]:
+    """Facts of the pipeline's detector (when it has one) and classifier, from their specs."""
+    facts = []
+    for role, spec in (("Detector", detector_spec(pipeline)), ("Classifier", classifier_spec(pipeline))):
+        if spec is None:
+            continue
+        height, width = spec.input.size
+        facts.append(
+            ModelFacts(
+                role=role,
+                name=spec.name,
+                input_size=f"{width}x{height} {spec.input.color_order}",
+                metrics=_flatten_metrics(spec.metrics or {}),
+                licence=_licence(spec),
+                sha256=spec.sha256,
+            )
+        )
+    return facts
+
+
+def model_card_text() -> str | None:
+    """The shipped ``MODEL_CARD.md`` (Markdown), or None when it is not installed."""
+    from edgeskin.models import models_dir
+
+    path = models_dir() / "MODEL_CARD.md"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+# -- analysis ----------------------------------------------------------------------------------------
+# What each quality-gate issue means for an uploaded still (the gate's own guidance is for a live camera).
+QUALITY_EXPLANATIONS: Mapping[str, str] = {
+    "blur": "the image looks blurred",
+    "dark": "the image is too dark",
+    "bright": "the image is over-exposed",
+    "small": "the lesion fills too little of the image",
+}
+
+
+def assess_quality(frame: np.ndarray, result: PipelineResult | None) -> Any:
+    """The quality gate's report on a frame (with the main lesion's box when there is one), or None when
+    :mod:`edgeskin.capture.quality` is not installed."""
+    try:
+        from edgeskin.capture.quality import assess_quality as assess
+    except ImportError:
+        return None
+    box = result.lesions[0].box if result is not None and result.lesions else None
+    return assess(frame, box)
+
+
+def quality_messages(report: Any) -> list[str]:
+    """One line per quality issue, e.g. "hold still: the image looks blurred"; empty when all passed."""
+    if report is None:
+        return []
+    return [
+        f"{guidance}: {QUALITY_EXPLANATIONS.get(issue, issue)}"
+        for issue, guidance in zip(report.issues, report.guidance, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysed image: the decoded frame and the pipeline's result, or the one-line reason it failed."""
+
+    source: str
+    frame: np.ndarray | None = None
+    result: PipelineResult | None = None
+    error: str | None = None
+    quality: Any = None  # edgeskin.capture.quality.QualityReport, or None without the quality gate
+
+
+def analyse(pipeline: Callable[[np.ndarray], PipelineResult], data: bytes, source: str) -> Analysis:
+    """Decode ``data`` in memory and run ``pipeline`` on it; bad input becomes ``Analysis.error``.
+
+    Nothing is written to disk: the bytes are decoded with :func:`edgeskin.image.decode_image`.
+    """
+    from edgeskin.image import decode_image
+
+    try:
+        frame = decode_image(data)
+        result = pipeline(frame, source=source)
+    except EdgeskinError as exc:
+        return Analysis(source, error=" ".join(str(exc).split()))
+    return Analysis(source, frame=frame, result=result, quality=assess_quality(frame, result))
+
+
+# -- what the page shows -----------------------------------------------------------------------------
+def dx_title(label: str) -> str:
+    """``"Melanocytic nevus (nv)"`` for ``"nv"``; unknown labels as they are."""
+    return f"{DX_NAMES[label]} ({label})" if label in DX_NAMES else label
+
+
+def _crop(frame: np.ndarray, lesion: Lesion) -> np.ndarray:
+    x0, y0, x1, y1 = (int(round(float(v))) for v in lesion.crop_box)
+    height, width = frame.shape[:2]
+    x0, x1 = max(0, min(x0, width - 1)), max(1, min(x1, width))
+    y0, y1 = max(0, min(y0, height - 1)), max(1, min(y1, height))
+    return frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
+
+
+def preprocessing_views(frame: np.ndarray, lesion: Lesion, spec: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """The classifier's input before and after its spec's preprocessing profile, and the profile's name.
+
+    "Before" is the lesion crop resized to the model input as the spec says; "after" is that image
+    after the profile (hair removal, colour constancy, ...), i.e. what the classifier sees.
+    """
+    from edgeskin.core.geometry import resize_to_input
+
+    before, _ = resize_to_input(np.ascontiguousarray(_crop(frame, lesion)), spec.input.size, spec.input.resize)
+    profile = spec.preprocessing_profile()
+    if profile is None:
+        return before, before, "none"
+    return before, profile.apply(before.copy()), profile.name
+
+
+def cam_overlay(frame: np.ndarray, lesion: Lesion, opacity: float) -> np.ndarray | None:
+    """The lesion crop with its class activation map blended in at ``opacity`` (0: crop only, 1: map
+    only); None when the result has no CAM."""
+    if lesion.cam is None:
+        return None
+    import cv2
+
+    from edgeskin.core.cam import cam_to_heatmap, upsample_cam
+
+    crop = np.ascontiguousarray(_crop(frame, lesion))
+    heatmap = cam_to_heatmap(upsample_cam(lesion.cam, crop.shape[:2]))
+    alpha = float(np.clip(opacity, 0.0, 1.0))
+    return cv2.addWeighted(heatmap, alpha, crop, 1.0 - alpha, 0.0)
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image (in memory)."""
+    import cv2
+
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
+        raise EdgeskinError("could not encode the annotated image as PNG")
+    return buffer.tobytes()
+
+
+def report(analysis: Analysis, pipeline: Any) -> dict[str, Any]:
+    """The JSON report of one analysed image: models, result, quality messages and the notice."""
+    import edgeskin
+
+    models = {
+        fact.role.lower(): {"name": fact.name, "sha256": fact.sha256, "input": fact.input_size}
+        for fact in model_facts(pipeline)
+    }
+    document: dict[str, Any] = {
+        "edgeskin_version": edgeskin.__version__,
+        "source": analysis.source,
+        "notice": NOT_A_DIAGNOSIS,
+        "models": models,
+    }
+    if analysis.error is not None:
+        document["error"] = analysis.error
+    if analysis.quality is not None:
+        document["quality"] = analysis.quality.to_dict()
+    if analysis.result is not None:
+        result = analysis.result.to_dict()
+        result["source"] = analysis.source
+        document["result"] = result
+    return document

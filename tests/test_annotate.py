@@ -1,0 +1,123 @@
+"""Annotators draw on a copy: boxes, labels, heatmaps inside the crop, the notice and messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeskin.annotate import (
+    NOT_A_DIAGNOSIS,
+    BannerAnnotator,
+    BoxAnnotator,
+    HeatmapAnnotator,
+    LabelAnnotator,
+    annotate,
+    lesion_label,
+)
+from edgeskin.errors import ConfigError, ImageError
+from edgeskin.labels import DX_CLASSES, GROUPS
+from edgeskin.results import Classification, Detections, Lesion, PipelineResult
+
+W, H = 400, 300
+PROBS = np.array([0.02, 0.03, 0.05, 0.02, 0.82, 0.04, 0.02], np.float32)
+
+
+def _lesion(box=(100, 80, 220, 200), crop_box=(80, 60, 240, 220), refer=True, cam=True) -> Lesion:
+    heat = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4) if cam else None
+    dx = Classification(PROBS, DX_CLASSES)
+    return Lesion(
+        box=np.array(box, np.float32), score=0.91, dx=dx, group=Classification([0.82, 0.03, 0.02, 0.13], GROUPS),
+        malignant=0.87, refer=refer, crop_box=np.array(crop_box, np.int32), cam=heat,
+    )  # fmt: skip
+
+
+def _frame() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(60, 200, (H, W, 3)).astype(np.uint8)
+
+
+def _result(*lesions: Lesion, messages=()) -> PipelineResult:
+    return PipelineResult((W, H), lesions, {"total": 1.0}, messages)
+
+
+ANNOTATORS = [
+    ("box", lambda f, r: BoxAnnotator().annotate(f, r)),
+    ("label", lambda f, r: LabelAnnotator().annotate(f, r)),
+    ("heatmap", lambda f, r: HeatmapAnnotator().annotate(f, r)),
+    ("banner", lambda f, r: BannerAnnotator().annotate(f, r)),
+    ("all", lambda f, r: annotate(f, r)),
+]
+
+
+@pytest.mark.parametrize("name, draw", ANNOTATORS, ids=[a[0] for a in ANNOTATORS])
+def test_annotators_return_a_new_frame_and_leave_the_input_alone(name, draw):
+    frame = _frame()
+    before = frame.copy()
+    out = draw(frame, _result(_lesion()))
+    np.testing.assert_array_equal(frame, before)
+    assert out is not frame and out.shape == frame.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, frame), f"{name} drew nothing"
+
+
+def test_boxes_are_drawn_on_the_box_edge_red_when_referred_green_otherwise():
+    frame = np.zeros((H, W, 3), np.uint8)
+    referred = BoxAnnotator(thickness=2).annotate(frame, _result(_lesion(refer=True)))
+    fine = BoxAnnotator(thickness=2).annotate(frame, _result(_lesion(refer=False)))
+    edge = referred[140, 100]  # on the left edge, x0 = 100
+    assert edge[0] > 150 and edge[1] < 80  # red
+    assert fine[140, 100][1] > 150 and fine[140, 100][0] < 80  # green
+    assert (referred[150, 150] == 0).all()  # the inside is untouched
+    dets = BoxAnnotator().annotate(frame, Detections([[10, 10, 50, 50]], [0.5], [0]))
+    assert dets[30, 10].any() and not dets[30, 30].any()
+
+
+def test_the_label_names_the_diagnosis_probability_code_and_refer():
+    assert lesion_label(_lesion(refer=True)) == "Melanoma 0.82 (mel)  REFER"
+    assert lesion_label(_lesion(refer=False)) == "Melanoma 0.82 (mel)"
+    frame = np.zeros((H, W, 3), np.uint8)
+    out = LabelAnnotator().annotate(frame, _result(_lesion()))
+    changed = np.argwhere(out.any(axis=2))
+    assert changed[:, 0].max() < 80 and changed[:, 1].min() >= 100  # just above the box (y0 = 80), from x0 on
+
+
+def test_the_heatmap_changes_only_the_crop_region_and_most_where_the_map_is_high():
+    frame = np.full((H, W, 3), 128, np.uint8)
+    out = HeatmapAnnotator(opacity=0.6).annotate(frame, _result(_lesion()))
+    outside = np.ones((H, W), bool)
+    outside[60:220, 80:240] = False
+    assert (out[outside] == 128).all()
+    change = np.abs(out.astype(int) - 128).sum(axis=2)
+    assert change[210, 230] > change[70, 90] + 50  # the map rises to 1 at the bottom right of the crop
+    unweighted = HeatmapAnnotator(opacity=0.6, weighted=False).annotate(frame, _result(_lesion()))
+    assert np.abs(unweighted[70, 90].astype(int) - 128).sum() > 30
+
+
+def test_no_heatmap_without_a_map_or_with_zero_opacity():
+    frame = _frame()
+    np.testing.assert_array_equal(HeatmapAnnotator().annotate(frame, _result(_lesion(cam=False))), frame)
+    np.testing.assert_array_equal(HeatmapAnnotator(opacity=0.0).annotate(frame, _result(_lesion())), frame)
+    with pytest.raises(ConfigError, match="opacity"):
+        HeatmapAnnotator(opacity=1.5)
+
+
+def test_the_banner_is_at_the_bottom_and_messages_at_the_top():
+    frame = np.full((H, W, 3), 255, np.uint8)
+    out = BannerAnnotator().annotate(frame, _result(messages=("no lesion found",)))
+    assert (out[-5:] != 255).any() and (out[:5] != 255).any()
+    assert (out[H // 2] == 255).all()
+    quiet = BannerAnnotator(show_messages=False).annotate(frame, _result(messages=("no lesion found",)))
+    assert (quiet[:5] == 255).all()
+    assert "not a diagnosis" in NOT_A_DIAGNOSIS
+
+
+def test_annotate_refuses_a_frame_of_another_size_and_non_rgb_frames():
+    with pytest.raises(ImageError, match="400x300 frame"):
+        annotate(np.zeros((100, 100, 3), np.uint8), _result(_lesion()))
+    with pytest.raises(ImageError, match="RGB uint8"):
+        BoxAnnotator().annotate(np.zeros((H, W), np.uint8), _result(_lesion()))
+
+
+def test_annotate_options_turn_parts_off():
+    frame = np.full((H, W, 3), 128, np.uint8)
+    boxes_only = annotate(frame, _result(_lesion()), heatmap=False, labels=False, banner=False)
+    np.testing.assert_array_equal(boxes_only, BoxAnnotator().annotate(frame, _result(_lesion())))

@@ -1,0 +1,322 @@
+"""Train the YOLOv5n lesion detector (one class, "lesion") from scratch, fully offline, and evaluate it on PH2.
+
+Steps (``python -m training.train_detector --help``):
+
+1. build the YOLO dataset with :mod:`training.detector_data` (PH2 training half, derived HAM10000 boxes,
+   composites; the PH2 validation half is never written into it),
+2. train ``yolov5n.yaml`` from scratch with ultralytics on CPU (or a GPU when present) with no downloads,
+   no auto-install and no pretrained weights; the wall-clock budget is ultralytics' ``time`` option,
+3. evaluate ``best.pt`` on the held-out PH2 images against the classical baseline and write
+   ``metrics.json`` beside the weights.
+
+Offline: :func:`apply_offline_settings` must run before ultralytics is imported (it sets ``YOLO_OFFLINE``,
+``YOLO_AUTOINSTALL=false``, a project-local ``YOLO_CONFIG_DIR`` holding a local font for the plots, and
+turns ultralytics' analytics sync off). The AMP check (which downloads weights) only runs on CUDA and is
+disabled with ``amp=False`` there too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # allow `python training/train_detector.py`
+    sys.path.insert(0, str(REPO_ROOT))
+
+from training.detector_data import (  # noqa: E402
+    DatasetConfig,
+    box_iou_single,
+    build_dataset,
+    iou_summary,
+    load_dataset_config,
+    load_ph2,
+    mask_to_box,
+    read_mask,
+    read_rgb,
+)
+
+LOG = logging.getLogger("edgeskin.train_detector")
+DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "detector.yaml"
+DEFAULT_OUT = REPO_ROOT / "artifacts" / "detector"
+TRAIN_DEFAULTS: dict = {
+    "model": "yolov5n.yaml", "imgsz": 320, "epochs": 30, "batch": 32, "seed": 0, "workers": 2,
+    "time_hours": None,
+}
+
+
+def apply_offline_settings(config_dir: str | Path = DEFAULT_OUT / "yolo_config") -> Path:
+    """Make ultralytics work with no network: call before the first ``import ultralytics``.
+
+    Returns:
+        The ultralytics config directory used.
+    """
+    config_dir = Path(config_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_OFFLINE"] = "1"  # is_online() -> False: no hub, no update checks
+    os.environ["YOLO_AUTOINSTALL"] = "false"  # check_requirements never pip-installs
+    os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    # Plots want Arial.ttf and would download it; give them matplotlib's bundled DejaVu Sans instead.
+    try:
+        import matplotlib
+
+        font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            if font.is_file() and not (config_dir / name).exists():
+                shutil.copyfile(font, config_dir / name)
+    except ImportError:  # pragma: no cover - matplotlib comes with ultralytics
+        pass
+    from training.torch_compat import ensure_torchvision_cpu_ops
+
+    ensure_torchvision_cpu_ops()
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({"sync": False})
+    return config_dir
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def average_precision_50(per_image: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """AP at IoU 0.5 (all-point interpolation, VOC 2010+/COCO-style) for one class.
+
+    Args:
+        per_image: For each image ``(pred_boxes (N, 4), pred_scores (N,), true_boxes (M, 4))``.
+    """
+    records: list[tuple[float, int]] = []
+    n_true = 0
+    for boxes, scores, truths in per_image:
+        n_true += len(truths)
+        matched = np.zeros(len(truths), bool)
+        for index in np.argsort(-np.asarray(scores), kind="stable"):
+            ious = np.array([box_iou_single(boxes[index], t) for t in truths]) if len(truths) else np.zeros(0)
+            hit = 0
+            if ious.size:
+                best = int(np.argmax(np.where(matched, -1.0, ious)))
+                if not matched[best] and ious[best] >= 0.5:
+                    matched[best] = True
+                    hit = 1
+            records.append((float(scores[index]), hit))
+    if n_true == 0:
+        return 0.0
+    if not records:
+        return 0.0
+    records.sort(key=lambda r: -r[0])
+    hits = np.array([r[1] for r in records], np.float64)
+    tp = np.cumsum(hits)
+    fp = np.cumsum(1.0 - hits)
+    recall = tp / n_true
+    precision = tp / np.maximum(tp + fp, 1e-12)
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[1.0], precision, [0.0]])
+    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
+    steps = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+def evaluate_detector(
+    predict: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    items: Sequence,
+) -> dict:
+    """Box metrics of a predictor on images with masks (the ``edgeskin evaluate detect`` definitions).
+
+    Args:
+        predict: ``image_rgb -> (boxes xyxy (N, 4) in frame pixels, scores (N,))`` after NMS.
+        items: objects with ``image_id``, ``image_path`` and ``mask_path``.
+
+    Returns:
+        ``n, mean_iou, median_iou, iou50_rate`` of the top-scoring box (no box = IoU 0), ``map50``, the
+        same summary for the best-overlapping box (``oracle``), and per-image IoUs and boxes.
+    """
+    top_ious, any_ious, records, per_image = [], [], [], {}
+    for item in items:
+        image = read_rgb(item.image_path)
+        truths = _truth_boxes(item)
+        boxes, scores = predict(image)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        if len(scores):
+            top = boxes[int(np.argmax(scores))]
+            top_iou = max(box_iou_single(t, top) for t in truths)
+            any_iou = max(box_iou_single(t, b) for t in truths for b in boxes)
+        else:
+            top, top_iou, any_iou = None, 0.0, 0.0
+        top_ious.append(top_iou)
+        any_ious.append(any_iou)
+        records.append((boxes, scores, truths))
+        per_image[item.image_id] = {
+            "iou": round(top_iou, 4),
+            "box": None if top is None else [round(float(v), 1) for v in top],
+            "truth": [[round(float(v), 1) for v in t] for t in truths],
+            "n_boxes": int(len(scores)),
+        }
+    summary = iou_summary(top_ious)
+    summary["map50"] = round(average_precision_50(records), 4)
+    summary["oracle_best_box"] = iou_summary(any_ious)
+    summary["per_image"] = per_image
+    return summary
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """An image with known boxes (xyxy pixels), e.g. a composite scene from a YOLO label file."""
+
+    image_id: str
+    image_path: str
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+def _truth_boxes(item) -> np.ndarray:
+    if isinstance(item, LabelledImage):
+        return np.asarray(item.boxes, np.float32).reshape(-1, 4)
+    return mask_to_box(read_mask(item.mask_path))[None, :]
+
+
+def yolo_labelled_images(dataset_dir: Path, split: str, prefix: str) -> list[LabelledImage]:
+    """Images of a YOLO dataset split whose names start with ``prefix``, with their boxes in pixels."""
+    import cv2
+
+    items = []
+    for image_path in sorted((dataset_dir / "images" / split).glob(f"{prefix}*.jpg")):
+        label_path = dataset_dir / "labels" / split / f"{image_path.stem}.txt"
+        height, width = cv2.imread(str(image_path)).shape[:2]
+        boxes = []
+        for line in label_path.read_text().splitlines():
+            _, cx, cy, w, h = (float(v) for v in line.split())
+            boxes.append(((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height))
+        items.append(LabelledImage(image_path.stem, str(image_path), tuple(boxes)))
+    return items
+
+
+def ultralytics_predictor(weights: str | Path, imgsz: int, conf: float = 0.25, iou: float = 0.45):
+    """``image_rgb -> (boxes, scores)`` with an ultralytics model (float PyTorch or an exported file)."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="detect")
+
+    def predict(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = model.predict(image_rgb[..., ::-1], imgsz=imgsz, conf=conf, iou=iou, verbose=False)[0]
+        return result.boxes.xyxy.cpu().numpy(), result.boxes.conf.cpu().numpy()
+
+    return predict
+
+
+def classical_predictor(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classical baseline as a predictor (score 1 for its single box)."""
+    from edgeskin.core.localize import classical_box
+
+    box = classical_box(image_rgb)
+    if box is None:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+    return box[None, :], np.ones(1, np.float32)
+
+
+def ph2_validation_items(dataset_dir: Path, config: DatasetConfig) -> list:
+    """The held-out PH2 items named in the dataset's ``ph2_split.json``."""
+    split = json.loads((dataset_dir / "ph2_split.json").read_text())
+    val = set(split["val"])
+    return [item for item in load_ph2(config.ph2_root) if item.image_id in val]
+
+
+# -------------------------------------------------------------------------------------------- training
+def load_train_config(path: str | Path) -> dict:
+    import yaml
+
+    section = (yaml.safe_load(Path(path).read_text()) or {}).get("train", {}) or {}
+    return {**TRAIN_DEFAULTS, **section}
+
+
+def train(dataset_dir: Path, run_dir: Path, options: dict) -> Path:
+    """Train with ultralytics; returns the path of ``best.pt``."""
+    from ultralytics import YOLO
+
+    options = dict(options)
+    model_cfg = options.pop("model")
+    time_hours = options.pop("time_hours", None)
+    extra = {"time": time_hours} if time_hours else {}
+    model = YOLO(model_cfg, task="detect")
+    model.train(
+        data=str(dataset_dir / "data.yaml"),
+        project=str(run_dir.parent),
+        name=run_dir.name,
+        exist_ok=True,
+        pretrained=False,
+        amp=False,
+        plots=True,
+        device="cpu" if not _cuda_available() else 0,
+        deterministic=False,
+        verbose=True,
+        **extra,
+        **options,
+    )
+    return run_dir / "weights" / "best.pt"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML with 'data' and 'train' sections")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="work dir: dataset/, run/, metrics.json")
+    parser.add_argument("--skip-dataset", action="store_true", help="reuse an existing OUT/dataset")
+    parser.add_argument("--skip-train", action="store_true", help="only evaluate OUT/run/weights/best.pt")
+    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--time-hours", type=float, help="override train.time_hours (wall-clock budget)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    apply_offline_settings(out / "yolo_config")
+    data_config = load_dataset_config(args.config)
+    options = load_train_config(args.config)
+    if args.epochs:
+        options["epochs"] = args.epochs
+    if args.time_hours:
+        options["time_hours"] = args.time_hours
+    dataset_dir = out / "dataset"
+    timings: dict[str, float] = {}
+    if not args.skip_dataset:
+        started = time.time()
+        manifest = build_dataset(dataset_dir, data_config)
+        timings["dataset_s"] = round(time.time() - started, 1)
+        LOG.info("dataset: %s", json.dumps(manifest["counts"]))
+    run_dir = out / "run"
+    best = run_dir / "weights" / "best.pt"
+    if not args.skip_train:
+        started = time.time()
+        best = train(dataset_dir, run_dir, options)
+        timings["train_s"] = round(time.time() - started, 1)
+        LOG.info("training took %.1f min; best weights %s", timings["train_s"] / 60, best)
+    items = ph2_validation_items(dataset_dir, data_config)
+    LOG.info("evaluating on %d held-out PH2 images", len(items))
+    metrics = {
+        "float": evaluate_detector(ultralytics_predictor(best, options["imgsz"]), items),
+        "classical_baseline": evaluate_detector(classical_predictor, items),
+        "timings": timings,
+        "train_options": options,
+        "command": "python -m training.train_detector " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for name in ("float", "classical_baseline"):
+        shown = {k: v for k, v in metrics[name].items() if k != "per_image"}
+        print(f"{name}: {json.dumps(shown)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
