@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "read_image",
     "decode_image",
     "validate_frame",
+    "require_rgb_uint8",
 ]
 
 DEFAULT_MIN_SIZE = 32
@@ -370,3 +371,16 @@ def validate_frame(
     elif pixels.shape[2] == 4:
         pixels = pixels[..., :3]
     return np.ascontiguousarray(pixels)
+
+
+def require_rgb_uint8(image: Any) -> None:
+    """Raise ImageError unless ``image`` is a non-empty RGB uint8 (H, W, 3) numpy array.
+
+    The cheap per-frame check of the tasks; :func:`validate_frame` converts other legitimate layouts.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"expected a non-empty image, got shape {image.shape}")

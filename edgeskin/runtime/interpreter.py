@@ -435,6 +435,45 @@ class TensorInfo:
         return f"{self.name}{alias}: {list(self.shape)} {self.dtype.name}{quant}"
 
 
+class InputEncoder:
+    """Model-input-sized RGB uint8 pixels → the input tensor's values, for one tensor and normalisation.
+
+    Normalisation is ``(pixel - mean) / std`` followed by the tensor's own quantization. When that is
+    exactly ``q = pixel + b`` for every pixel in [0, 255] (edgeskin's models: the scaling is in the graph,
+    and converters emit scales such as 0.9999987), the float maths is skipped.
+    """
+
+    def __init__(self, info: TensorInfo, mean: Sequence[float], std: Sequence[float], color_order: str = "RGB") -> None:
+        self.info = info
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.bgr = color_order == "BGR"
+        self.integer_shift = self._integer_shift()
+
+    def _integer_shift(self) -> int | None:
+        info = self.info
+        if not info.is_quantized or len(info.scales) != 1:
+            return None
+        gain = 1.0 / (self.std * info.scale)
+        offset = info.zero_point - self.mean * gain
+        # Exact when |gain - 1| * 255 stays far below half a quantization step.
+        rounded = np.rint(offset)
+        if np.all(np.abs(gain - 1.0) * 255.0 < 0.01) and np.allclose(offset, rounded, atol=1e-3) and np.all(rounded == rounded[0]):
+            return int(rounded[0])
+        return None
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB at the model's input size → a (1, H, W, 3) array of the tensor's dtype."""
+        if self.bgr:
+            pixels = pixels[..., ::-1]
+        if self.integer_shift is not None:
+            limits = np.iinfo(self.info.dtype)
+            shifted = pixels.astype(np.int16) + self.integer_shift
+            return np.clip(shifted, limits.min, limits.max).astype(self.info.dtype)[np.newaxis]
+        normalised = (pixels.astype(np.float32) - self.mean) / self.std
+        return self.info.quantize(normalised[np.newaxis])
+
+
 class TFLiteModel:
     """One TFLite interpreter with named, dequantized inputs and outputs.
 

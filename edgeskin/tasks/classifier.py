@@ -7,14 +7,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeskin.core.geometry import resize_to_input
-from edgeskin.errors import ConfigError, ImageError
+from edgeskin.errors import ConfigError
+from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Classification
-from edgeskin.runtime.interpreter import DELEGATES, TFLiteModel
+from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import (
     THIRD_PARTY_MEAN,
     THIRD_PARTY_STD,
@@ -119,9 +119,7 @@ class Classifier:
         self._profile = spec.preprocessing_profile() if apply_preprocessing else None
         self._probabilities_output = spec.outputs["probabilities"]
         self._features_output = spec.outputs.get("features")
-        self._mean = np.asarray(spec.input.mean, dtype=np.float32)
-        self._std = np.asarray(spec.input.std, dtype=np.float32)
-        self._integer_shift = self._direct_integer_shift()
+        self._encoder = InputEncoder(model.input, spec.input.mean, spec.input.std, spec.input.color_order)
         self.last_timings_ms: dict[str, float] = {}
         self._warned_not_probabilities = False
 
@@ -189,40 +187,13 @@ class Classifier:
         return self.spec.input.size
 
     # -- preprocessing -----------------------------------------------------------------------------
-    def _direct_integer_shift(self) -> int | None:
-        """The integer ``b`` when normalise-then-quantize is exactly ``q = pixel + b`` (edgeskin's models:
-        mean 0, std 1, scale 1), so the per-frame float maths can be skipped."""
-        info = self.model.input
-        if not info.is_quantized or len(info.scales) != 1:
-            return None
-        gain = 1.0 / (self._std * info.scale)
-        offset = info.zero_point - self._mean * gain
-        # Exact when rounding pixel * gain + offset gives pixel + round(offset) for every pixel in
-        # [0, 255]: |gain - 1| * 255 well below half a step (converters emit scales like 0.9999987).
-        rounded = np.rint(offset)
-        if (
-            np.all(np.abs(gain - 1.0) * 255.0 < 0.01)
-            and np.allclose(offset, rounded, atol=1e-3)
-            and np.all(rounded == rounded[0])
-        ):
-            return int(rounded[0])
-        return None
-
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
         """Frame → the input tensor's values (resize, profile, colour order, normalise, quantize)."""
-        _check_frame(image_rgb)
+        require_rgb_uint8(image_rgb)
         resized, _ = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
         if self._profile is not None:
             resized = self._profile.apply(resized)
-        if self.spec.input.color_order == "BGR":
-            resized = resized[..., ::-1]
-        info = self.model.input
-        if self._integer_shift is not None:
-            limits = np.iinfo(info.dtype)
-            shifted = resized.astype(np.int16) + self._integer_shift
-            return np.clip(shifted, limits.min, limits.max).astype(info.dtype)[np.newaxis]
-        normalised = (resized.astype(np.float32) - self._mean) / self._std
-        return info.quantize(normalised[np.newaxis])
+        return self._encoder.encode(resized)
 
     # -- inference ---------------------------------------------------------------------------------
     def classify(self, image_rgb: np.ndarray) -> Classification:
@@ -272,11 +243,3 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({self.spec.name!r}, {len(self.labels)} classes, input {list(self.input_size)}, delegate={self.model.delegate})"
 
-
-def _check_frame(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected an RGB uint8 (H, W, 3) numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ImageError(f"expected an RGB uint8 (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ImageError(f"expected a non-empty image, got shape {image.shape}")

@@ -10,16 +10,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from edgeskin.core.boxes import nms
 from edgeskin.core.geometry import ImageTransform, resize_to_input
-from edgeskin.errors import ConfigError, ImageError, SpecError
+from edgeskin.errors import ConfigError, SpecError
+from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
-from edgeskin.runtime.interpreter import DELEGATES, TensorInfo, TFLiteModel
+from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, load_model
 
 __all__ = [
@@ -79,25 +80,6 @@ class DetectorOptions:
             raise ConfigError(f"max_det: expected a positive integer, got {self.max_det!r}")
         if self.delegate not in DELEGATES:
             raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
-
-
-def _integer_shift(info: TensorInfo, mean: np.ndarray, std: np.ndarray) -> int | None:
-    """The integer ``b`` when normalise-then-quantize is exactly ``q = pixel + b`` (mean 0, std 1, scale 1:
-    what ``convert/`` builds), so per-frame float maths can be skipped."""
-    if not info.is_quantized or len(info.scales) != 1:
-        return None
-    gain = 1.0 / (std * info.scale)
-    offset = info.zero_point - mean * gain
-    # Exact when rounding pixel * gain + offset gives pixel + round(offset) for every pixel in [0, 255]:
-    # |gain - 1| * 255 well below half a step (converters emit scales like 0.9999987).
-    rounded = np.rint(offset)
-    if (
-        np.all(np.abs(gain - 1.0) * 255.0 < 0.01)
-        and np.allclose(offset, rounded, atol=1e-3)
-        and np.all(rounded == rounded[0])
-    ):
-        return int(rounded[0])
-    return None
 
 
 def decode_yolo(
@@ -239,9 +221,7 @@ class Detector:
         self._profile = spec.preprocessing_profile()
         if self._profile is not None and not self._profile.steps:
             self._profile = None
-        self._mean = np.asarray(spec.input.mean, dtype=np.float32)
-        self._std = np.asarray(spec.input.std, dtype=np.float32)
-        self._integer_shift = _integer_shift(model.input, self._mean, self._std)
+        self._encoder = InputEncoder(model.input, spec.input.mean, spec.input.std, spec.input.color_order)
         self.last_timings_ms: dict[str, float] = {}
 
     # -- construction ------------------------------------------------------------------------------
@@ -315,19 +295,11 @@ class Detector:
     # -- stages ------------------------------------------------------------------------------------
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Frame → (the input tensor's values ``[1, H, W, 3]``, the frame → input transform)."""
-        _check_frame(image_rgb)
+        require_rgb_uint8(image_rgb)
         resized, transform = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
         if self._profile is not None:
             resized = self._profile.apply(resized)
-        if self.spec.input.color_order == "BGR":
-            resized = resized[..., ::-1]
-        info = self.model.input
-        if self._integer_shift is not None:
-            limits = np.iinfo(info.dtype)
-            shifted = resized.astype(np.int16) + self._integer_shift
-            return np.clip(shifted, limits.min, limits.max).astype(info.dtype)[np.newaxis], transform
-        normalised = (resized.astype(np.float32) - self._mean) / self._std
-        return info.quantize(normalised[np.newaxis]), transform
+        return self._encoder.encode(resized), transform
 
     def decode(self, raw: np.ndarray, transform: ImageTransform) -> Detections:
         """Dequantized predictions → :class:`Detections` in frame pixels (see :func:`decode_yolo`)."""
@@ -424,7 +396,7 @@ class ClassicalDetector:
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """At most one lesion box with its darkness-contrast score; timings in :attr:`last_timings_ms`."""
-        _check_frame(image_rgb)
+        require_rgb_uint8(image_rgb)
         start = time.perf_counter()
         box = self._localize(image_rgb)
         located = time.perf_counter()
@@ -479,11 +451,3 @@ def darkness_contrast(image_rgb: np.ndarray, box: Sequence[float] | np.ndarray, 
         return 0.0
     return float(np.clip((ring_mean - float(inside.mean())) / ring_mean, 0.0, 1.0))
 
-
-def _check_frame(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected an RGB uint8 (H, W, 3) numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ImageError(f"expected an RGB uint8 (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ImageError(f"expected a non-empty image, got shape {image.shape}")

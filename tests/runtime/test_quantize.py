@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeskin.errors import ConfigError
-from edgeskin.runtime.interpreter import TensorInfo, dequantize, quantize
+from edgeskin.runtime.interpreter import InputEncoder, TensorInfo, dequantize, quantize
 
 # (dtype, scale, zero_point): the parameter kinds real models use
 PER_TENSOR = [
@@ -95,3 +95,34 @@ def test_tensor_info_quantizes_with_its_own_parameters_and_passes_floats_through
     x = np.array([0.25, -3.0], np.float32)
     np.testing.assert_array_equal(float32.quantize(x), x)
     np.testing.assert_array_equal(float32.dequantize(x), x)
+
+
+def _int8_input(scale: float, zero_point: int) -> TensorInfo:
+    return TensorInfo("image", (1, 16, 16, 3), np.dtype(np.int8), scale, zero_point, 0, scales=(scale,), zero_points=(zero_point,))
+
+
+@pytest.mark.parametrize(
+    "scale, zero_point, mean, std, fast",
+    [
+        (1.0, -128, 0.0, 1.0, True),  # the scaling is in the graph: q = pixel - 128
+        (0.9999987, -128, 0.0, 1.0, True),  # what the TFLite converter really emits for that graph
+        (1 / 255, -128, 0.0, 255.0, True),  # a detector taking [0, 1] input
+        (0.0078125, 0, 127.5, 127.5, False),  # a [-1, 1] input: q = pixel - 127.5 is not an integer shift
+        (0.5, -128, 0.0, 1.0, False),
+    ],
+)
+def test_input_encoder_fast_path_is_exact_for_every_pixel_value(scale, zero_point, mean, std, fast):
+    info = _int8_input(scale, zero_point)
+    encoder = InputEncoder(info, [mean] * 3, [std] * 3)
+    assert (encoder.integer_shift is not None) == fast
+    pixels = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
+    reference = info.quantize(((pixels.astype(np.float32) - mean) / std)[np.newaxis])
+    np.testing.assert_array_equal(encoder.encode(pixels), reference)
+
+
+def test_input_encoder_reverses_channels_for_bgr_models():
+    encoder = InputEncoder(_int8_input(1.0, -128), [0.0] * 3, [1.0] * 3, color_order="BGR")
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[..., 0] = 200  # red
+    encoded = encoder.encode(pixels)
+    assert encoded[0, 0, 0, 2] == 200 - 128 and encoded[0, 0, 0, 0] == -128

@@ -228,10 +228,10 @@ def test_the_input_is_normalised_then_quantized_with_the_tensor_parameters(input
 
 def test_the_integer_fast_path_equals_the_general_path():
     classifier = _classifier()
-    assert classifier._integer_shift == -128
+    assert classifier._encoder.integer_shift == -128
     image = np.random.default_rng(0).integers(0, 256, (4, 4, 3)).astype(np.uint8)
     fast = classifier.preprocess(image)
-    classifier._integer_shift = None
+    classifier._encoder.integer_shift = None
     np.testing.assert_array_equal(classifier.preprocess(image), fast)
 
 

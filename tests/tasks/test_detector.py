@@ -181,10 +181,10 @@ def test_the_integer_fast_path_equals_the_general_path(scale):
         "images", (1, INPUT, INPUT, 3), np.dtype(np.int8), scale, -128, 0, scales=(scale,), zero_points=(-128,)
     )
     detector = Detector(FakeModel(info, np.zeros((1, 5, 1))), _spec())
-    assert detector._integer_shift == -128
+    assert detector._encoder.integer_shift == -128
     frame = np.random.default_rng(0).integers(0, 256, (FRAME_H, FRAME_W, 3)).astype(np.uint8)
     fast = detector.preprocess(frame)[0]
-    detector._integer_shift = None
+    detector._encoder.integer_shift = None
     np.testing.assert_array_equal(detector.preprocess(frame)[0], fast)
 
 
