@@ -157,6 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--representative", type=int, default=300, help="training images for PTQ calibration")
     parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity on val")
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
+    parser.add_argument("--qat-model", help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one")
     parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -244,8 +245,8 @@ def main(argv=None) -> int:
     log.info("calibration: %s; triage: %s", calibration, triage)
 
     qat = None
-    if args.qat_epochs > 0:
-        qat_path = run_qat(model, run, train, config, args.qat_epochs, args.name)
+    if args.qat_epochs > 0 or args.qat_model:
+        qat_path = Path(args.qat_model) if args.qat_model else run_qat(model, run, train, config, args.qat_epochs, args.name)
         qat_spec = ModelSpec.from_dict({**base_spec, "model_file": qat_path.name, "sha256": sha256_file(qat_path)})
         q_logits, _, q_invoke = run_int8(qat_path, qat_spec, raw_val)
         qat = {
@@ -287,6 +288,8 @@ def main(argv=None) -> int:
         },
         "provenance": {
             "data": "HAM10000 (CC BY-NC 4.0), lesion-grouped stratified split, seed %d" % split["seed"],
+            "license": "CC BY-NC 4.0 (inherited from HAM10000): non-commercial use only",
+            "split_file": "training/runs/classifier/split.json",
             "training_config": config,
             "checkpoint": args.checkpoint,
             "representative_images": len(x_rep),
