@@ -65,27 +65,23 @@ def crop_with_margin(
         )
 
     box_w, box_h = cx1 - cx0, cy1 - cy0
-    win_w, win_h = box_w * (1 + 2 * margin), box_h * (1 + 2 * margin)
+    # Integer side lengths that always cover the (clipped) box's pixels, so rounding never cuts it.
+    len_w = max(math.ceil(box_w * (1 + 2 * margin) - 1e-9), math.ceil(cx1) - math.floor(cx0), min_size)
+    len_h = max(math.ceil(box_h * (1 + 2 * margin) - 1e-9), math.ceil(cy1) - math.floor(cy0), min_size)
     if square:
-        win_w = win_h = max(win_w, win_h)
-    win_w, win_h = max(win_w, min_size), max(win_h, min_size)
-    centre_x, centre_y = (cx0 + cx1) / 2, (cy0 + cy1) / 2
-    left, right = _window(centre_x, win_w, cx0, cx1, width)
-    top, bottom = _window(centre_y, win_h, cy0, cy1, height)
+        len_w = len_h = max(len_w, len_h)
+    left, right = _window((cx0 + cx1) / 2, len_w, cx0, cx1, width)
+    top, bottom = _window((cy0 + cy1) / 2, len_h, cy0, cy1, height)
     crop_box = np.array([left, top, right, bottom], dtype=np.int32)
     return image[top:bottom, left:right].copy(), crop_box
 
 
-def _window(centre: float, size: float, lo: float, hi: float, limit: int) -> tuple[int, int]:
-    """One axis of the crop window: integer [start, end) of ``size`` around ``centre`` within [0, limit]."""
-    length = max(1, round(size))
+def _window(centre: float, length: int, lo: float, hi: float, limit: int) -> tuple[int, int]:
+    """One axis of the crop window: integer [start, start + length) around ``centre``, inside [0, limit],
+    containing [lo, hi] (``length`` >= ceil(hi) - floor(lo)); the whole axis when ``length`` >= ``limit``."""
+    if length >= limit:
+        return 0, limit
     start = math.floor(centre - length / 2)
-    end = start + length
-    if start < 0:
-        start, end = 0, length
-    if end > limit:
-        start, end = limit - length, limit
-    start, end = max(start, 0), min(end, limit)
-    # Rounding must never cut the (clipped) box itself.
-    start, end = min(start, math.floor(lo)), max(end, math.ceil(hi))
-    return start, end
+    start = max(min(start, math.floor(lo)), math.ceil(hi) - length)  # the box stays inside
+    start = min(max(start, 0), limit - length)  # the window stays inside the frame
+    return start, start + length

@@ -103,3 +103,10 @@ def test_crop_property_never_empty_and_contains_box(frame_hw, box_xywh, margin, 
     assert np.ceil(clipped[2]) <= x1 <= w and np.ceil(clipped[3]) <= y1 <= h
     if square and (x1 - x0) < w and (y1 - y0) < h:  # room in the frame on both axes: square to a pixel
         assert abs((x1 - x0) - (y1 - y0)) <= 1
+
+
+def test_square_crop_near_the_frame_edge_stays_square():
+    # Found by hypothesis: rounding an 8.5 px side, then widening one axis to cover the box's pixels
+    # (rows 1..10), gave an 8x10 window although the frame had room for a 10x10 square.
+    crop, (x0, y0, x1, y1) = crop_with_margin(np.zeros((11, 12, 3), np.uint8), [0.0, 1.75, 1.0, 10.25], margin=0.0)
+    assert (x1 - x0) == (y1 - y0) == 10 and y0 <= 1 and y1 >= 11 and crop.shape == (10, 10, 3)
