@@ -140,8 +140,9 @@ def edgetpu_report(model_path: str | Path) -> dict:
 
     produced = {i for op in ops for i in op["outputs"]}
     graph_inputs = {d["index"] for d in interpreter.get_input_details()}
-    constant_indices = {i for op in ops for i in op["inputs"]
-                        if i >= 0 and i in tensors and i not in produced and i not in graph_inputs}
+    constant_indices = {
+        i for op in ops for i in op["inputs"] if i >= 0 and i in tensors and i not in produced and i not in graph_inputs
+    }
     op_rows, first_unsupported, float_ops = [], None, []
     for position, op in enumerate(ops):
         name = op["op_name"]
@@ -157,21 +158,34 @@ def edgetpu_report(model_path: str | Path) -> dict:
             supported = False
         if not supported and name not in EDGE_OK and first_unsupported is None:
             first_unsupported = position
-        big_dims = [tensors[i]["shape"].tolist() for i in inputs + outputs if i not in constant_indices
-                    and int(np.sum(np.asarray(tensors[i]["shape"])[:-3] > 1)) > 0]
-        op_rows.append({"index": position, "op": name, "supported": supported or name in EDGE_OK,
-                        "limitation": shape_note or EDGETPU_OPS.get(name, "not supported by the Edge TPU" if name not in EDGE_OK else ""),
-                        "output_dtypes": sorted(activation_types),
-                        "output_shapes": [tensors[i]["shape"].tolist() for i in outputs],
-                        "more_than_3_nontrivial_dims": big_dims})
+        big_dims = [
+            tensors[i]["shape"].tolist()
+            for i in inputs + outputs
+            if i not in constant_indices and int(np.sum(np.asarray(tensors[i]["shape"])[:-3] > 1)) > 0
+        ]
+        op_rows.append(
+            {
+                "index": position,
+                "op": name,
+                "supported": supported or name in EDGE_OK,
+                "limitation": shape_note
+                or EDGETPU_OPS.get(name, "not supported by the Edge TPU" if name not in EDGE_OK else ""),
+                "output_dtypes": sorted(activation_types),
+                "output_shapes": [tensors[i]["shape"].tolist() for i in outputs],
+                "more_than_3_nontrivial_dims": big_dims,
+            }
+        )
 
     def io(details: list[dict]) -> list[dict]:
-        return [{"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name, **_quant(d)}
-                for d in details]
+        return [
+            {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name, **_quant(d)}
+            for d in details
+        ]
 
     inputs, outputs = io(interpreter.get_input_details()), io(interpreter.get_output_details())
-    parameter_bytes = int(sum(np.prod(tensors[i]["shape"]) * np.dtype(tensors[i]["dtype"]).itemsize
-                              for i in constant_indices))
+    parameter_bytes = int(
+        sum(np.prod(tensors[i]["shape"]) * np.dtype(tensors[i]["dtype"]).itemsize for i in constant_indices)
+    )
     activations = [t for i, t in tensors.items() if i not in constant_indices]
     largest = max(activations, key=lambda t: int(np.prod(t["shape"])), default=None)
     float_tensors = sorted({t["name"] for t in activations if np.dtype(t["dtype"]).kind == "f"})
@@ -192,8 +206,9 @@ def edgetpu_report(model_path: str | Path) -> dict:
         "predicted_edgetpu_share": round(mapped / max(1, len(ops)), 4),
         "parameter_bytes": parameter_bytes,
         "parameters_fit_on_chip_cache": parameter_bytes <= PARAMETER_CACHE_BYTES,
-        "largest_activation": None if largest is None else
-        {"name": largest["name"], "shape": largest["shape"].tolist(), "dtype": np.dtype(largest["dtype"]).name},
+        "largest_activation": None
+        if largest is None
+        else {"name": largest["name"], "shape": largest["shape"].tolist(), "dtype": np.dtype(largest["dtype"]).name},
         "tensors_with_more_than_3_nontrivial_dims": sum(bool(r["more_than_3_nontrivial_dims"]) for r in op_rows),
         "compile_command": f"edgetpu_compiler -s -o OUT_DIR {path.name}",
     }
@@ -217,8 +232,8 @@ def format_report(report: dict) -> str:
     for name, count in report["op_counts"].items():
         rows = [r for r in report["ops"] if r["op"] == name]
         broken = [r for r in rows if not r["supported"]]
-        if name in EDGE_OK:
-            status = "ok (graph edge)"
+        if name in EDGE_OK and name not in EDGETPU_OPS:
+            status = "cpu (graph edge)"
         elif name not in EDGETPU_OPS:
             status = "NOT SUPPORTED"
         elif broken:
@@ -227,13 +242,19 @@ def format_report(report: dict) -> str:
             status = "ok"
         note = broken[0]["limitation"] if broken else EDGETPU_OPS.get(name, "")
         lines.append(f"  {name:<24} x{count:<4} {status}{' - ' + note if note else ''}")
-    lines.append(f"  full int8: {s['full_int8']}; float ops: {s['float_ops'] or 'none'}; dynamic tensors: "
-                 f"{s['dynamic_tensors'] or 'none'}")
-    lines.append(f"  predicted on Edge TPU: {s['ops_before_first_unsupported']}/{s['ops']} ops before the first "
-                 f"unsupported one; unsupported types: {s['unsupported_op_types'] or 'none'}")
-    lines.append(f"  parameters {s['parameter_bytes'] / 1e6:.2f} MB (on-chip cache ~8 MB: "
-                 f"{'fits' if s['parameters_fit_on_chip_cache'] else 'streams'}); largest activation "
-                 f"{s['largest_activation']}")
+    lines.append(
+        f"  full int8: {s['full_int8']}; float ops: {s['float_ops'] or 'none'}; dynamic tensors: "
+        f"{s['dynamic_tensors'] or 'none'}"
+    )
+    lines.append(
+        f"  predicted on Edge TPU: {s['ops_before_first_unsupported']}/{s['ops']} ops before the first "
+        f"unsupported one; unsupported types: {s['unsupported_op_types'] or 'none'}"
+    )
+    lines.append(
+        f"  parameters {s['parameter_bytes'] / 1e6:.2f} MB (on-chip cache ~8 MB: "
+        f"{'fits' if s['parameters_fit_on_chip_cache'] else 'streams'}); largest activation "
+        f"{s['largest_activation']}"
+    )
     lines.append(f"  ops touching tensors with >3 non-trivial dims: {s['tensors_with_more_than_3_nontrivial_dims']}")
     lines.append(f"  compile with: {s['compile_command']}")
     return "\n".join(lines)

@@ -88,8 +88,9 @@ def export_onnx(module, path: Path, imgsz: int) -> Path:
     import torch
 
     dummy = torch.zeros(1, 3, imgsz, imgsz)
-    torch.onnx.export(module, dummy, str(path), opset_version=17, input_names=[INPUT_NAME],
-                      output_names=[OUTPUT_NAME], dynamo=False)
+    torch.onnx.export(
+        module, dummy, str(path), opset_version=17, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamo=False
+    )
     model = onnx.load(str(path))
     try:
         import onnxslim
@@ -171,8 +172,14 @@ def cv2_resize(image: np.ndarray, side: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- inference
-def decode_yolo(raw: np.ndarray, imgsz: int, transform, boxes_normalized: bool = True,
-                confidence: float = CONFIDENCE, iou: float = IOU) -> tuple[np.ndarray, np.ndarray]:
+def decode_yolo(
+    raw: np.ndarray,
+    imgsz: int,
+    transform,
+    boxes_normalized: bool = True,
+    confidence: float = CONFIDENCE,
+    iou: float = IOU,
+) -> tuple[np.ndarray, np.ndarray]:
     """``[1, 4 + nc, N]`` (or ``[1, N, 4 + nc]``) → (xyxy frame boxes, scores) after threshold and NMS."""
     pred = np.asarray(raw, np.float32)[0]
     if pred.shape[0] > pred.shape[1]:
@@ -241,14 +248,18 @@ def _strip(evaluation: dict) -> dict:
 
 # -------------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--weights", default=str(WORK / "run" / "weights" / "best.pt"))
     parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json)")
     parser.add_argument("--config", default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"))
     parser.add_argument("--out", default=str(WORK / "export"), help="where ONNX/TFLite/reports go")
-    parser.add_argument("--models-dir", default=str(REPO_ROOT / "edgeskin" / "models"),
-                        help="where the shipped .tflite + .json are copied ('' to skip)")
+    parser.add_argument(
+        "--models-dir",
+        default=str(REPO_ROOT / "edgeskin" / "models"),
+        help="where the shipped .tflite + .json are copied ('' to skip)",
+    )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -334,8 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "task": "detection",
         "model_file": tflite_path.name,
         "sha256": sha256_file(tflite_path),
-        "input": {"size": [imgsz, imgsz], "color_order": "RGB", "resize": "letterbox",
-                  "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+        "input": {
+            "size": [imgsz, imgsz],
+            "color_order": "RGB",
+            "resize": "letterbox",
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+        },
         "preprocessing": {"name": "none", "steps": []},
         "labels": ["lesion"],
         "outputs": {"predictions": output_name},
@@ -344,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "thresholds": {"confidence": CONFIDENCE, "iou": IOU},
         "metrics": {
             "evaluated_on": f"{len(items)} held-out PH2 images (ph2_split.json 'val', never trained on); "
-                            "top-scoring box per image, no box = IoU 0",
+            "top-scoring box per image, no box = IoU 0",
             "float": _strip(evaluations["float"]),
             "int8": _strip(evaluations["int8"]),
             "classical_baseline": _strip(evaluations["classical_baseline"]),
@@ -352,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "onnx_vs_pytorch_max_abs_diff": onnx_max_diff,
             "composite_scenes": {
                 "evaluated_on": f"{len(scenes)} validation composites: held-out HAM10000 lesions (derived boxes) "
-                                "pasted small and off-centre on skin scenes",
+                "pasted small and off-centre on skin scenes",
                 **{name: _strip(ev) for name, ev in composites.items()},
             },
         },
@@ -365,27 +381,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "labeller_quality_on_ph2_train": manifest["labeller_quality_on_ph2_train"],
                 "ph2_validation_ids": manifest["ph2_split"]["val"],
                 "sources": "PH2 (expert masks, research use with citation); HAM10000 (CC BY-NC 4.0) with boxes "
-                           "derived by classical segmentation; composites of both on skin scenes",
+                "derived by classical segmentation; composites of both on skin scenes",
             },
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "training_seconds": train_metrics.get("timings", {}).get("train_s"),
             "model": "ultralytics yolov5n.yaml (anchor-free v5u head), nc=1, trained from scratch",
             "tensors": {
-                "input": {"name": inp.name, "shape": list(inp.shape), "dtype": inp.dtype.name,
-                          "scale": _scalar(inp.scale), "zero_point": _scalar(inp.zero_point)},
-                "output": {"name": outp.name, "shape": list(outp.shape), "dtype": outp.dtype.name,
-                           "scale": _scalar(outp.scale), "zero_point": _scalar(outp.zero_point)},
+                "input": {
+                    "name": inp.name,
+                    "shape": list(inp.shape),
+                    "dtype": inp.dtype.name,
+                    "scale": _scalar(inp.scale),
+                    "zero_point": _scalar(inp.zero_point),
+                },
+                "output": {
+                    "name": outp.name,
+                    "shape": list(outp.shape),
+                    "dtype": outp.dtype.name,
+                    "scale": _scalar(outp.scale),
+                    "zero_point": _scalar(outp.zero_point),
+                },
             },
             "quantization": "post-training full integer (onnx2tf/TFLite converter), per-channel weights, "
-                            f"{len(calibration)} representative training images",
+            f"{len(calibration)} representative training images",
         },
     }
     spec = ModelSpec.from_dict(spec_dict)
     spec_path = out / f"{MODEL_NAME}.json"
     spec_path.write_text(json.dumps(spec_dict, indent=1) + "\n")
     spec.save(out / f"{MODEL_NAME}.validated.json")
-    (out / "evaluation.json").write_text(json.dumps({**evaluations, "float_vs_int8": agree,
-                                                     "composite_scenes": composites}, indent=1))
+    (out / "evaluation.json").write_text(
+        json.dumps({**evaluations, "float_vs_int8": agree, "composite_scenes": composites}, indent=1)
+    )
     if args.models_dir:
         models_dir = Path(args.models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)

@@ -162,8 +162,9 @@ class DerivedBox:
     size: tuple[int, int]  # (w, h)
 
 
-def box_is_plausible(box: np.ndarray | None, width: int, height: int,
-                     min_area: float = 0.02, max_area: float = 0.80) -> bool:
+def box_is_plausible(
+    box: np.ndarray | None, width: int, height: int, min_area: float = 0.02, max_area: float = 0.80
+) -> bool:
     """Sanity checks for a derived box: area share in range, not touching all four borders, not a sliver."""
     if box is None:
         return False
@@ -182,8 +183,9 @@ def ham_to_4x3(image_rgb: np.ndarray, width: int = 300) -> np.ndarray:
     return cv2.resize(image_rgb, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)
 
 
-def derive_ham_boxes(images_dir: str | Path, width: int = 300, limit: int | None = None,
-                     progress: bool = True) -> tuple[list[DerivedBox], dict[str, int]]:
+def derive_ham_boxes(
+    images_dir: str | Path, width: int = 300, limit: int | None = None, progress: bool = True
+) -> tuple[list[DerivedBox], dict[str, int]]:
     """Derive HAM10000 boxes with the classical segmentation; keep only plausible ones.
 
     Returns:
@@ -252,8 +254,12 @@ def scale_mask(mask: np.ndarray, factor_w: float, factor_h: float) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ composites
-def skin_background(rng: np.random.Generator, size: tuple[int, int], source: np.ndarray | None = None,
-                    source_mask: np.ndarray | None = None) -> np.ndarray:
+def skin_background(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    source: np.ndarray | None = None,
+    source_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """A skin-like RGB scene of ``size`` (w, h).
 
     With ``source`` (a real skin image) the lesion region given by ``source_mask`` is inpainted away and the
@@ -272,13 +278,16 @@ def skin_background(rng: np.random.Generator, size: tuple[int, int], source: np.
         scene = cv2.resize(skin, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     else:
         tone = np.array([rng.uniform(170, 240), rng.uniform(120, 190), rng.uniform(100, 170)], np.float32)
-        texture = cv2.resize(rng.normal(0, 1, (height // 24 + 2, width // 24 + 2)).astype(np.float32),
-                             (width, height), interpolation=cv2.INTER_CUBIC)
+        texture = cv2.resize(
+            rng.normal(0, 1, (height // 24 + 2, width // 24 + 2)).astype(np.float32),
+            (width, height),
+            interpolation=cv2.INTER_CUBIC,
+        )
         scene = tone[None, None, :] * (1.0 + 0.04 * texture[..., None])
     # Lighting: a linear gradient in a random direction plus a soft vignette.
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * (xx / width - 0.5) + np.sin(angle) * (yy / height - 0.5))
+    ramp = np.cos(angle) * (xx / width - 0.5) + np.sin(angle) * (yy / height - 0.5)
     light = 1.0 + rng.uniform(0.1, 0.45) * ramp
     radius = np.hypot(xx / width - 0.5, yy / height - 0.5)
     light *= 1.0 - rng.uniform(0.0, 0.35) * radius**2
@@ -287,9 +296,15 @@ def skin_background(rng: np.random.Generator, size: tuple[int, int], source: np.
     return np.clip(scene, 0, 255).astype(np.uint8)
 
 
-def composite_scene(scene: np.ndarray, lesion: np.ndarray, lesion_mask: np.ndarray, rng: np.random.Generator,
-                    min_width: float = 0.08, max_width: float = 0.45,
-                    occupied: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+def composite_scene(
+    scene: np.ndarray,
+    lesion: np.ndarray,
+    lesion_mask: np.ndarray,
+    rng: np.random.Generator,
+    min_width: float = 0.08,
+    max_width: float = 0.45,
+    occupied: Sequence[np.ndarray] = (),
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Paste a lesion (scaled down, random position, soft elliptical edge) into ``scene``.
 
     Args:
@@ -346,7 +361,7 @@ def composite_scene(scene: np.ndarray, lesion: np.ndarray, lesion_mask: np.ndarr
             break
     else:
         return scene, None
-    region = scene[py:py + new_h, px:px + new_w].astype(np.float32)
+    region = scene[py : py + new_h, px : px + new_w].astype(np.float32)
     ring = (alpha > 0.05) & (alpha < 0.6) & ~crop_mask
     if ring.sum() > 20:
         gain = region[ring].mean(axis=0) / np.maximum(crop[ring].astype(np.float32).mean(axis=0), 1.0)
@@ -356,7 +371,7 @@ def composite_scene(scene: np.ndarray, lesion: np.ndarray, lesion_mask: np.ndarr
     pasted = np.clip(crop.astype(np.float32) * gain, 0, 255)
     blended = alpha[..., None] * pasted + (1.0 - alpha[..., None]) * region
     out = scene.copy()
-    out[py:py + new_h, px:px + new_w] = blended.astype(np.uint8)
+    out[py : py + new_h, px : px + new_w] = blended.astype(np.uint8)
     visible = crop_mask & (alpha >= 0.5)
     vbox = mask_to_box(visible)
     if vbox is None:
@@ -379,14 +394,19 @@ def yolo_line(box: np.ndarray, width: int, height: int, class_id: int = 0) -> st
     x0, y0, x1, y1 = (float(v) for v in box)
     x0, x1 = max(0.0, x0), min(float(width), x1)
     y0, y1 = max(0.0, y0), min(float(height), y1)
-    return (f"{class_id} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
-            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}")
+    return (
+        f"{class_id} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+        f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}"
+    )
 
 
 def _write_sample(out: Path, split: str, name: str, image_rgb: np.ndarray, boxes: Sequence[np.ndarray]) -> None:
     h, w = image_rgb.shape[:2]
-    cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_JPEG_QUALITY, 92])
+    cv2.imwrite(
+        str(out / "images" / split / f"{name}.jpg"),
+        cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, 92],
+    )
     (out / "labels" / split / f"{name}.txt").write_text("".join(yolo_line(b, w, h) + "\n" for b in boxes))
 
 
@@ -435,7 +455,7 @@ def _ph2_variant(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
     y_lo, y_hi = max(0, int(box[3]) - ch), min(int(box[1]), h - ch)
     x0 = int(rng.integers(x_lo, x_hi + 1)) if x_hi >= x_lo else 0
     y0 = int(rng.integers(y_lo, y_hi + 1)) if y_hi >= y_lo else 0
-    return image[y0:y0 + ch, x0:x0 + cw], mask[y0:y0 + ch, x0:x0 + cw]
+    return image[y0 : y0 + ch, x0 : x0 + cw], mask[y0 : y0 + ch, x0 : x0 + cw]
 
 
 def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = True) -> dict:
@@ -490,8 +510,10 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = T
         if small_mask is None:
             ham_counts["no_lesion"] += 1
             continue
-        mask = cv2.resize(small_mask.astype(np.uint8), (image.shape[1], image.shape[0]),
-                          interpolation=cv2.INTER_NEAREST) > 0
+        mask = (
+            cv2.resize(small_mask.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+            > 0
+        )
         mask = scale_mask(mask, *size_correction)
         box = mask_to_box(mask)
         if not box_is_plausible(box, image.shape[1], image.shape[0]):
@@ -499,7 +521,7 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = T
             continue
         ham_counts["kept"] += 1
         ham_kept.append((path.stem, image, mask, box))
-    ham_train, ham_val = ham_kept[: config.ham_train], ham_kept[config.ham_train:]
+    ham_train, ham_val = ham_kept[: config.ham_train], ham_kept[config.ham_train :]
     for image_id, image, _, box in ham_train:
         _write_sample(out, "train", f"ham_{image_id}", image, [box])
         counts["ham_train"] += 1
@@ -512,8 +534,9 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = T
         for index in _progress(range(n), f"composites {split_name}", progress):
             bg_image, bg_mask = backgrounds[int(rng.integers(len(backgrounds)))]
             use_real = rng.random() < 0.5
-            scene = skin_background(rng, config.scene_size, bg_image if use_real else None,
-                                    bg_mask if use_real else None)
+            scene = skin_background(
+                rng, config.scene_size, bg_image if use_real else None, bg_mask if use_real else None
+            )
             boxes: list[np.ndarray] = []
             for _ in range(2 if rng.random() < 0.15 else 1):
                 lesion, lesion_mask = sources[int(rng.integers(len(sources)))]
@@ -549,13 +572,20 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = T
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default=str(REPO_ROOT / "artifacts" / "detector" / "dataset"))
-    parser.add_argument("--config", default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"),
-                        help="YAML with a 'data' section overriding DatasetConfig fields")
-    parser.add_argument("--measure-only", action="store_true",
-                        help="only measure the classical labeller/baseline on the PH2 split, write nothing")
+    parser.add_argument(
+        "--config",
+        default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"),
+        help="YAML with a 'data' section overriding DatasetConfig fields",
+    )
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="only measure the classical labeller/baseline on the PH2 split, write nothing",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = load_dataset_config(args.config)
@@ -567,8 +597,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(name, json.dumps(measure_labeller(chosen, config.ham_width)))
         return 0
     manifest = build_dataset(args.out, config)
-    print(json.dumps({k: manifest[k] for k in ("counts", "ham_box_derivation", "labeller_quality_on_ph2_train",
-                                               "seconds")}, indent=1))
+    print(
+        json.dumps(
+            {k: manifest[k] for k in ("counts", "ham_box_derivation", "labeller_quality_on_ph2_train", "seconds")},
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -50,7 +50,12 @@ LOG = logging.getLogger("edgeskin.train_detector")
 DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "detector.yaml"
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "detector"
 TRAIN_DEFAULTS: dict = {
-    "model": "yolov5n.yaml", "imgsz": 320, "epochs": 30, "batch": 32, "seed": 0, "workers": 2,
+    "model": "yolov5n.yaml",
+    "imgsz": 320,
+    "epochs": 30,
+    "batch": 32,
+    "seed": 0,
+    "workers": 2,
     "time_hours": None,
 }
 
@@ -269,8 +274,9 @@ def _cuda_available() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML with 'data' and 'train' sections")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="work dir: dataset/, run/, metrics.json")
     parser.add_argument("--skip-dataset", action="store_true", help="reuse an existing OUT/dataset")

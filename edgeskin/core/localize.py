@@ -93,8 +93,12 @@ def field_of_view(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     corner = np.zeros_like(vignette)
     ch, cw = max(1, h // 8), max(1, w // 8)
-    for ys, xs in ((slice(0, ch), slice(0, cw)), (slice(0, ch), slice(w - cw, w)),
-                   (slice(h - ch, h), slice(0, cw)), (slice(h - ch, h), slice(w - cw, w))):
+    for ys, xs in (
+        (slice(0, ch), slice(0, cw)),
+        (slice(0, ch), slice(w - cw, w)),
+        (slice(h - ch, h), slice(0, cw)),
+        (slice(h - ch, h), slice(w - cw, w)),
+    ):
         corner[ys, xs] = True
     keep = np.zeros_like(vignette)
     for label in border_labels[border_labels > 0]:
@@ -156,7 +160,7 @@ def segment_lesion(image_rgb: np.ndarray, work_side: int = _WORK_SIDE) -> np.nda
         x, y, bw, bh = stats[label, :4]
         touches = (x == 0) + (y == 0) + (x + bw >= w) + (y + bh >= h)
         distance = float(np.hypot(centroids[label][0] - w / 2, centroids[label][1] - h / 2)) / diag
-        score = area * np.exp(-((distance / 0.25) ** 2)) * (0.5 ** touches)
+        score = area * np.exp(-((distance / 0.25) ** 2)) * (0.5**touches)
         if score > best_score:
             best, best_score = label, score
     if best == 0:

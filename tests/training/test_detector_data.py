@@ -99,7 +99,7 @@ def test_composite_box_matches_the_pasted_lesion(seed: int) -> None:
     scene = np.full((360, 480, 3), 200, np.uint8)
     out, box = composite_scene(scene, lesion, mask, rng)
     assert box is not None
-    dark = (out.astype(int).sum(axis=2) < 300)
+    dark = out.astype(int).sum(axis=2) < 300
     truth = mask_to_box(dark)
     assert np.abs(box - truth).max() <= 3.0, (box, truth)
     w = box[2] - box[0]
@@ -107,7 +107,7 @@ def test_composite_box_matches_the_pasted_lesion(seed: int) -> None:
     untouched = np.ones((360, 480), bool)  # the scene away from the paste is untouched
     x0, y0, x1, y1 = box.astype(int)
     pad = int(max(x1 - x0, y1 - y0))
-    untouched[max(0, y0 - pad): y1 + pad, max(0, x0 - pad): x1 + pad] = False
+    untouched[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad] = False
     assert (out[untouched] == 200).all()
 
 

@@ -26,7 +26,7 @@ def brute_force_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> 
         if suppressed[a]:
             continue
         keep.append(a)
-        for b in order[a_pos + 1:]:
+        for b in order[a_pos + 1 :]:
             if suppressed[b]:
                 continue
             ax0, ay0, ax1, ay1 = boxes[a]
@@ -46,7 +46,7 @@ def random_boxes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
     wh = rng.uniform(5, 40, (n, 2)).astype(np.float32)
     boxes = np.concatenate([xy, xy + wh], axis=1)
     scores = rng.uniform(0, 1, n).astype(np.float32)
-    scores[: n // 10] = scores[n // 10: 2 * (n // 10)]  # ties, broken by index like a stable sort
+    scores[: n // 10] = scores[n // 10 : 2 * (n // 10)]  # ties, broken by index like a stable sort
     return boxes, scores
 
 
@@ -98,9 +98,16 @@ def test_ultralytics_imports_in_a_fresh_process() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    env.update({"PYTHONPATH": str(root), "HOME": os.environ.get("HOME", "/tmp"),
-                "YOLO_CONFIG_DIR": str(root / "artifacts" / "test_yolo_config")})
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    env.update(
+        {
+            "PYTHONPATH": str(root),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "YOLO_CONFIG_DIR": str(root / "artifacts" / "test_yolo_config"),
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=root
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] in ("native", "pure_torch")
 
