@@ -20,7 +20,7 @@ setup-train:
 	scripts/install.sh runtime dev train
 
 demo: setup
-	$(EDGESKIN) predict examples/IMD058.jpg --out demo-output
+	$(EDGESKIN) predict examples/IMD080.jpg --out demo-output
 	@echo "Annotated result and JSON report: demo-output/"
 
 test: setup-dev

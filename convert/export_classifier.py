@@ -157,7 +157,10 @@ def main(argv=None) -> int:
     parser.add_argument("--representative", type=int, default=300, help="training images for PTQ calibration")
     parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity on val")
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
-    parser.add_argument("--qat-model", help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one")
+    parser.add_argument(
+        "--qat-model",
+        help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one",
+    )
     parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -234,7 +237,9 @@ def main(argv=None) -> int:
         cross.append(expected_calibration_error(softmax(int8_logits[~fit_part], t), val.labels[~fit_part]))
     calibrated = softmax(int8_logits, temperature)
     malignant_idx = [DX_CLASSES.index(d) for d in MALIGNANT_DX]
-    triage = triage_threshold(calibrated[:, malignant_idx].sum(1), np.isin(val.labels, malignant_idx), args.min_sensitivity)
+    triage = triage_threshold(
+        calibrated[:, malignant_idx].sum(1), np.isin(val.labels, malignant_idx), args.min_sensitivity
+    )
     calibration = {
         "temperature": round(temperature, 5),
         "fitted_on": f"validation split ({len(val)} images), INT8 logits",
@@ -246,7 +251,9 @@ def main(argv=None) -> int:
 
     qat = None
     if args.qat_epochs > 0 or args.qat_model:
-        qat_path = Path(args.qat_model) if args.qat_model else run_qat(model, run, train, config, args.qat_epochs, args.name)
+        qat_path = (
+            Path(args.qat_model) if args.qat_model else run_qat(model, run, train, config, args.qat_epochs, args.name)
+        )
         qat_spec = ModelSpec.from_dict({**base_spec, "model_file": qat_path.name, "sha256": sha256_file(qat_path)})
         q_logits, _, q_invoke = run_int8(qat_path, qat_spec, raw_val)
         qat = {
@@ -273,36 +280,40 @@ def main(argv=None) -> int:
         log.warning("ONNX export failed: %s", exc)
         onnx_path = None
 
-    spec = ModelSpec.from_dict({
-        **base_spec,
-        "calibration": calibration,
-        "triage": triage,
-        "metrics": {
-            "validation_images": len(val),
-            "float": float_metrics,
-            "int8_uncalibrated": int8_metrics,
-            "int8_calibrated": classification_metrics(val.labels, calibrated),
-            "int8_vs_float": agreement,
-            "qat": qat,
-            "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
-        },
-        "provenance": {
-            "data": "HAM10000 (CC BY-NC 4.0), lesion-grouped stratified split, seed %d" % split["seed"],
-            "license": "CC BY-NC 4.0 (inherited from HAM10000): non-commercial use only",
-            "split_file": "training/runs/classifier/split.json",
-            "training_config": config,
-            "checkpoint": args.checkpoint,
-            "representative_images": len(x_rep),
-            "train_command": "python -m training.train_classifier --config training/configs/classifier.json --out artifacts/classifier",
-            "export_command": "python -m convert.export_classifier --run artifacts/classifier --out edgeskin/models",
-            "onnx": str(onnx_path) if onnx_path else None,
-            "onnx_max_probability_difference_vs_keras": onnx_check,
-            "date": time.strftime("%Y-%m-%d"),
-        },
-    })
+    spec = ModelSpec.from_dict(
+        {
+            **base_spec,
+            "calibration": calibration,
+            "triage": triage,
+            "metrics": {
+                "validation_images": len(val),
+                "float": float_metrics,
+                "int8_uncalibrated": int8_metrics,
+                "int8_calibrated": classification_metrics(val.labels, calibrated),
+                "int8_vs_float": agreement,
+                "qat": qat,
+                "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
+            },
+            "provenance": {
+                "data": f"HAM10000 (CC BY-NC 4.0), lesion-grouped stratified split, seed {split['seed']}",
+                "license": "CC BY-NC 4.0 (inherited from HAM10000): non-commercial use only",
+                "split_file": "training/runs/classifier/split.json",
+                "training_config": config,
+                "checkpoint": args.checkpoint,
+                "representative_images": len(x_rep),
+                "train_command": "python -m training.train_classifier --config training/configs/classifier.json --out artifacts/classifier",
+                "export_command": "python -m convert.export_classifier --run artifacts/classifier --out edgeskin/models",
+                "onnx": str(onnx_path) if onnx_path else None,
+                "onnx_max_probability_difference_vs_keras": onnx_check,
+                "date": time.strftime("%Y-%m-%d"),
+            },
+        }
+    )
     spec.save(model_path.with_suffix(".json"))
     (run / "export_summary.json").write_text(json.dumps(spec.to_dict()["metrics"], indent=1))
-    log.info("wrote %s (%.1f MB) and its spec in %.0f s", model_path, model_path.stat().st_size / 1e6, time.time() - started)
+    log.info(
+        "wrote %s (%.1f MB) and its spec in %.0f s", model_path, model_path.stat().st_size / 1e6, time.time() - started
+    )
     return 0
 
 

@@ -27,7 +27,9 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
         for key in ("balanced_accuracy", "auc", "accuracy", "macro_f1"):
             f = m.get("float", {}).get(view, {}).get(key)
             i = m.get("int8_uncalibrated", {}).get(view, {}).get(key)
-            rows.append(f"| {view} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |")
+            rows.append(
+                f"| {view} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
+            )
     agree = m.get("int8_vs_float", {})
     cal = spec.get("calibration", {})
     tri = spec.get("triage", {})
@@ -35,44 +37,45 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     qat_line = (
         f"QAT ({qat['epochs']} epochs, tfmot) reached dx balanced accuracy {qat['dx']['balanced_accuracy']:.3f} "
         f"against PTQ's {m['int8_uncalibrated']['dx']['balanced_accuracy']:.3f} on the same images."
-        if qat else "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
+        if qat
+        else "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
     )
     prov = spec.get("provenance", {})
-    return f"""## Classifier: `{spec['model_file']}` ({size_bytes / 1e6:.2f} MB, full INT8)
+    return f"""## Classifier: `{spec["model_file"]}` ({size_bytes / 1e6:.2f} MB, full INT8)
 
-- Architecture: {cfg.get('backbone', '?')} alpha {cfg.get('alpha', '?')}, input {spec['input']['size'][0]}x{spec['input']['size'][1]} RGB
-  (stretched), GAP → Dropout → Dense(7); preprocessing profile `{spec['preprocessing']['name']}`
-  ({', '.join(s['op'] for s in spec['preprocessing']['steps']) or 'none'}). Outputs: `logits` (1, 7) and
+- Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{spec["input"]["size"][1]} RGB
+  (stretched), GAP → Dropout → Dense(7); preprocessing profile `{spec["preprocessing"]["name"]}`
+  ({", ".join(s["op"] for s in spec["preprocessing"]["steps"]) or "none"}). Outputs: `logits` (1, 7) and
   `features` (the last feature map, for the class activation map).
-- Initialisation: {cfg.get('weights', '?')} ({Path(str(cfg.get('resolved_weights') or 'none')).name}).
-- Data: {prov.get('data', '?')}; {m.get('validation_images', '?')} validation images (by lesion).
-- Training: {cfg.get('epochs', '?')} epochs, AdamW lr {cfg.get('learning_rate', '?')} cosine with warm-up, label
-  smoothing {cfg.get('label_smoothing', '?')}, balanced class weights, BatchNorm momentum {cfg.get('bn_momentum', '?')},
-  augmentation {json.dumps(cfg.get('augment', {}))}.
+- Initialisation: {cfg.get("weights", "?")} ({Path(str(cfg.get("resolved_weights") or "none")).name}).
+- Data: {prov.get("data", "?")}; {m.get("validation_images", "?")} validation images (by lesion).
+- Training: {cfg.get("epochs", "?")} epochs, AdamW lr {cfg.get("learning_rate", "?")} cosine with warm-up, label
+  smoothing {cfg.get("label_smoothing", "?")}, balanced class weights, BatchNorm momentum {cfg.get("bn_momentum", "?")},
+  augmentation {json.dumps(cfg.get("augment", {}))}.
 
 ### Validation metrics (measured by `convert/export_classifier.py` through the edgeskin runtime)
 
 | metric | float (Keras) | INT8 (TFLite) | INT8 − float |
 |---|---|---|---|
 {chr(10).join(rows)}
-| malignant AUC (mel+bcc+akiec) | {_pct(m.get('float', {}).get('malignant_auc'))} | {_pct(m.get('int8_uncalibrated', {}).get('malignant_auc'))} | |
+| malignant AUC (mel+bcc+akiec) | {_pct(m.get("float", {}).get("malignant_auc"))} | {_pct(m.get("int8_uncalibrated", {}).get("malignant_auc"))} | |
 
-INT8 vs float on every validation image: top-1 agreement {_pct(agree.get('top1_agreement'))}, max |Δp|
-{_pct(agree.get('max_probability_difference'))}, mean |Δp| {_pct(agree.get('mean_probability_difference'))}. {qat_line}
-Median INT8 invoke time here (x86, 2 threads): {m.get('int8_invoke_ms_median_2_threads', '?')} ms.
+INT8 vs float on every validation image: top-1 agreement {_pct(agree.get("top1_agreement"))}, max |Δp|
+{_pct(agree.get("max_probability_difference"))}, mean |Δp| {_pct(agree.get("mean_probability_difference"))}. {qat_line}
+Median INT8 invoke time here (x86, 2 threads): {m.get("int8_invoke_ms_median_2_threads", "?")} ms.
 
 ### Calibration and triage
 
-- Temperature {cal.get('temperature')} fitted on the validation INT8 logits: ECE {cal.get('ece_before')} → {cal.get('ece_after')}
-  (in-sample); 2-fold cross-fitted ECE {cal.get('ece_after_2fold_crossfit')}.
-- Refer threshold: P(malignant) ≥ {_pct(tri.get('malignant_threshold'))}, chosen for sensitivity ≥ {tri.get('min_sensitivity')} on
-  validation: sensitivity {_pct(tri.get('sensitivity'))}, specificity {_pct(tri.get('specificity'))} there.
+- Temperature {cal.get("temperature")} fitted on the validation INT8 logits: ECE {cal.get("ece_before")} → {cal.get("ece_after")}
+  (in-sample); 2-fold cross-fitted ECE {cal.get("ece_after_2fold_crossfit")}.
+- Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))}, chosen for sensitivity ≥ {tri.get("min_sensitivity")} on
+  validation: sensitivity {_pct(tri.get("sensitivity"))}, specificity {_pct(tri.get("specificity"))} there.
 
 ### Reproduce
 
 ```bash
-{prov.get('train_command', '')}
-{prov.get('export_command', '')}
+{prov.get("train_command", "")}
+{prov.get("export_command", "")}
 ```
 """
 

@@ -75,7 +75,9 @@ def main(argv=None) -> int:
     copied = copy_weights(model, weights)
     print(f"QAT: copied {copied}/{len(model.weights)} weights", flush=True)
     if copied != len(model.weights):
-        raise SystemExit(f"QAT: only {copied} of {len(model.weights)} weights matched by name; refusing to fine-tune a partly random model")
+        raise SystemExit(
+            f"QAT: only {copied} of {len(model.weights)} weights matched by name; refusing to fine-tune a partly random model"
+        )
 
     def annotate(layer):
         # Rescaling has no quantize config in tfmot's registry; it is folded into the input scale.
@@ -96,11 +98,17 @@ def main(argv=None) -> int:
     )
     q_model.compile(
         optimizer=tf_keras.optimizers.Adam(config["learning_rate"] / 20),
-        loss={"logits": tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.get("label_smoothing", 0.0))},
+        loss={
+            "logits": tf_keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=config.get("label_smoothing", 0.0)
+            )
+        },
     )
     q_model.fit(ds, epochs=args.epochs, verbose=2)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, config["input_size"], config["input_size"], 3], tf.float32, name="image")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, config["input_size"], config["input_size"], 3], tf.float32, name="image")]
+    )
     def serve(image):
         out = q_model(image, training=False)
         return {"logits": out["logits"], "features": out["features"]}

@@ -50,7 +50,9 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
     return float(ece)
 
 
-def triage_threshold(malignant_probability: np.ndarray, is_malignant: np.ndarray, min_sensitivity: float = 0.85) -> dict:
+def triage_threshold(
+    malignant_probability: np.ndarray, is_malignant: np.ndarray, min_sensitivity: float = 0.85
+) -> dict:
     """The highest threshold on P(malignant) whose sensitivity is still ≥ ``min_sensitivity``.
 
     Returns the threshold with the sensitivity and specificity it gives on the data it was fitted on.
@@ -65,7 +67,11 @@ def triage_threshold(malignant_probability: np.ndarray, is_malignant: np.ndarray
         sensitivity = (predicted & positive).sum() / positive.sum()
         if sensitivity >= min_sensitivity:
             specificity = (~predicted & ~positive).sum() / (~positive).sum()
-            best = {"malignant_threshold": float(threshold), "sensitivity": float(sensitivity), "specificity": float(specificity)}
+            best = {
+                "malignant_threshold": float(threshold),
+                "sensitivity": float(sensitivity),
+                "specificity": float(specificity),
+            }
             break
     assert best is not None  # the lowest threshold flags everything: sensitivity 1
     best["min_sensitivity"] = min_sensitivity

@@ -77,7 +77,9 @@ def load_ham10000(metadata_csv: str | Path, images_dir: str | Path) -> LabelledI
         for row in reader:
             dx = row["dx"].strip().lower()
             if dx not in DX_CLASSES:
-                raise ValueError(f"{metadata_csv}: unknown dx {dx!r} for {row['image_id']}; expected one of {DX_CLASSES}")
+                raise ValueError(
+                    f"{metadata_csv}: unknown dx {dx!r} for {row['image_id']}; expected one of {DX_CLASSES}"
+                )
             path = find_image(images_dir, row["image_id"])
             if path is None:
                 missing += 1
@@ -88,7 +90,9 @@ def load_ham10000(metadata_csv: str | Path, images_dir: str | Path) -> LabelledI
             groups.append(row.get("lesion_id") or row["image_id"])
     if missing:
         log.warning("%s: %d metadata rows have no image in %s and were skipped", metadata_csv.name, missing, images_dir)
-    return LabelledImages(tuple(ids), tuple(paths), np.array(labels, dtype=np.int64), tuple(groups), missing, "ham10000")
+    return LabelledImages(
+        tuple(ids), tuple(paths), np.array(labels, dtype=np.int64), tuple(groups), missing, "ham10000"
+    )
 
 
 def load_isic2018_task3(ground_truth_csv: str | Path, images_dir: str | Path) -> LabelledImages:

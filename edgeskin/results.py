@@ -19,7 +19,9 @@ def _frozen_array(values: Any, dtype: Any, shape_tail: tuple[int, ...], name: st
     if arr.size == 0:
         arr = arr.reshape((0, *shape_tail))
     if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != shape_tail:
-        raise ValueError(f"{name}: expected shape (N, {', '.join(map(str, shape_tail))}), got {arr.shape}".replace(", )", ")"))
+        raise ValueError(
+            f"{name}: expected shape (N, {', '.join(map(str, shape_tail))}), got {arr.shape}".replace(", )", ")")
+        )
     arr.setflags(write=False)
     return arr
 
@@ -51,13 +53,13 @@ class Detections:
         object.__setattr__(self, "class_id", cls)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
 
     def __len__(self) -> int:
         return len(self.confidence)
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index])
@@ -105,7 +107,7 @@ class Classification:
         return self.labels[int(np.argmax(self.probabilities))]
 
     def as_dict(self) -> dict[str, float]:
-        return {name: round(float(p), 6) for name, p in zip(self.labels, self.probabilities)}
+        return {name: round(float(p), 6) for name, p in zip(self.labels, self.probabilities, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "probabilities": self.as_dict()}

@@ -84,9 +84,7 @@ def build_classifier(
     inputs = keras.Input((input_size, input_size, 3), name="image")
     if backbone == "mobilenetv2":
         x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
-        base = keras.applications.MobileNetV2(
-            input_tensor=x, alpha=alpha, include_top=False, weights=weights
-        )
+        base = keras.applications.MobileNetV2(input_tensor=x, alpha=alpha, include_top=False, weights=weights)
     elif backbone == "resnet50":
         # caffe-style: BGR, ImageNet mean subtracted
         x = layers.Lambda(lambda t: t[..., ::-1], name="rgb_to_bgr")(inputs)

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from edgeskin.core.geometry import resize_to_input  # noqa: E402
 from edgeskin.core.preprocess import get_profile  # noqa: E402
+from edgeskin.datasets import apply_split, grouped_stratified_split, load_ham10000, save_split  # noqa: E402
 from edgeskin.image import read_image  # noqa: E402
 from edgeskin.labels import DX_CLASSES  # noqa: E402
-from edgeskin.datasets import apply_split, grouped_stratified_split, load_ham10000, save_split  # noqa: E402
 
 log = logging.getLogger("train_classifier")
 
@@ -105,7 +105,9 @@ def evaluate_probs(y_true: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(REPO / "training/configs/classifier.json"), help="JSON config")
     parser.add_argument("--out", default=str(REPO / "artifacts/classifier"), help="output directory")
     parser.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "efficientnetb0"))
@@ -132,8 +134,14 @@ def main(argv=None) -> int:
 
     keras.utils.set_random_seed(config["seed"])
     started = time.time()
-    data = load_ham10000(REPO / config["metadata"], REPO / config["images"]) if not Path(config["metadata"]).is_absolute() else load_ham10000(config["metadata"], config["images"])
-    log.info("HAM10000: %d images, %d metadata rows without an image skipped; %s", len(data), data.missing, data.counts())
+    data = (
+        load_ham10000(REPO / config["metadata"], REPO / config["images"])
+        if not Path(config["metadata"]).is_absolute()
+        else load_ham10000(config["metadata"], config["images"])
+    )
+    log.info(
+        "HAM10000: %d images, %d metadata rows without an image skipped; %s", len(data), data.missing, data.counts()
+    )
     if args.limit:
         data = data.subset(range(min(args.limit, len(data))))
     split = grouped_stratified_split(data, config["val_fraction"], config["seed"])
@@ -149,14 +157,21 @@ def main(argv=None) -> int:
         weights_dir = REPO / weights_dir
     weights = resolve_weights(config["backbone"], config["alpha"], config["weights"], weights_dir)
     model = build_classifier(
-        backbone=config["backbone"], alpha=config["alpha"], input_size=size, n_classes=len(DX_CLASSES),
-        weights=weights, dropout=config["dropout"], bn_momentum=config["bn_momentum"],
+        backbone=config["backbone"],
+        alpha=config["alpha"],
+        input_size=size,
+        n_classes=len(DX_CLASSES),
+        weights=weights,
+        dropout=config["dropout"],
+        bn_momentum=config["bn_momentum"],
     )
     steps = int(np.ceil(len(x_train) / config["batch_size"]))
     warmup = config["warmup_epochs"] * steps
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config["learning_rate"] / 20, decay_steps=max(1, config["epochs"] * steps - warmup),
-        warmup_target=config["learning_rate"], warmup_steps=warmup,
+        initial_learning_rate=config["learning_rate"] / 20,
+        decay_steps=max(1, config["epochs"] * steps - warmup),
+        warmup_target=config["learning_rate"],
+        warmup_steps=warmup,
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"]),
@@ -167,9 +182,11 @@ def main(argv=None) -> int:
     if config.get("class_weight") == "balanced":
         present = np.unique(train.labels)
         values = compute_class_weight("balanced", classes=present, y=train.labels)
-        class_weight = {int(c): float(w) for c, w in zip(present, values)}
+        class_weight = {int(c): float(w) for c, w in zip(present, values, strict=True)}
         log.info("class weights: %s", {DX_CLASSES[c]: round(w, 2) for c, w in class_weight.items()})
-    (out / "config.json").write_text(json.dumps({**config, "resolved_weights": weights, "class_weights": class_weight}, indent=1))
+    (out / "config.json").write_text(
+        json.dumps({**config, "resolved_weights": weights, "class_weights": class_weight}, indent=1)
+    )
 
     val_ds = make_dataset(x_val, val.labels, config, training=False)
 
@@ -182,7 +199,13 @@ def main(argv=None) -> int:
             metrics.update(epoch=epoch + 1, loss=float(logs["loss"]), elapsed_s=round(time.time() - started, 1))
             with (out / "epochs.jsonl").open("a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
-            log.info("epoch %d: val balanced acc %.4f auc %.4f acc %.4f", epoch + 1, metrics["balanced_accuracy"], metrics["auc"], metrics["accuracy"])
+            log.info(
+                "epoch %d: val balanced acc %.4f auc %.4f acc %.4f",
+                epoch + 1,
+                metrics["balanced_accuracy"],
+                metrics["auc"],
+                metrics["accuracy"],
+            )
             if metrics["balanced_accuracy"] > self.best:
                 self.best = metrics["balanced_accuracy"]
                 self.model.save(out / "best.keras")
@@ -192,12 +215,23 @@ def main(argv=None) -> int:
         make_dataset(x_train, train.labels, config, training=True),
         epochs=config["epochs"],
         class_weight=class_weight,
-        callbacks=[EpochReport(), keras.callbacks.CSVLogger(str(out / "history.csv")), keras.callbacks.ModelCheckpoint(str(out / "model.keras"))],
+        callbacks=[
+            EpochReport(),
+            keras.callbacks.CSVLogger(str(out / "history.csv")),
+            keras.callbacks.ModelCheckpoint(str(out / "model.keras")),
+        ],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     model.save(out / "model.keras")
     probs = model.predict(val_ds, verbose=0)
-    summary = {"val": evaluate_probs(val.labels, probs), "n_train": len(train), "n_val": len(val), "train_seconds": round(time.time() - started, 1), "tf": tf.__version__, "keras": keras.__version__}
+    summary = {
+        "val": evaluate_probs(val.labels, probs),
+        "n_train": len(train),
+        "n_val": len(val),
+        "train_seconds": round(time.time() - started, 1),
+        "tf": tf.__version__,
+        "keras": keras.__version__,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log.info("done in %.0f s: %s", summary["train_seconds"], summary["val"])
     return 0

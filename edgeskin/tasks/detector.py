@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeskin.core.boxes import nms
 from edgeskin.core.geometry import ImageTransform, resize_to_input
-from edgeskin.errors import ConfigError, SpecError
+from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
@@ -34,6 +34,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+CLASSICAL_MIN_SIZE = 8  # edgeskin.core.localize needs at least 8x8 pixels
 DEFAULT_CONFIDENCE = 0.25  # used when neither the options nor the spec's "thresholds" give one
 DEFAULT_IOU = 0.45
 DEFAULT_MAX_DET = 100
@@ -397,6 +398,11 @@ class ClassicalDetector:
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """At most one lesion box with its darkness-contrast score; timings in :attr:`last_timings_ms`."""
         require_rgb_uint8(image_rgb)
+        if min(image_rgb.shape[:2]) < CLASSICAL_MIN_SIZE:
+            raise ImageTooSmallError(
+                f"expected a frame of at least {CLASSICAL_MIN_SIZE}x{CLASSICAL_MIN_SIZE} pixels for the classical "
+                f"localiser, got {image_rgb.shape[1]}x{image_rgb.shape[0]}"
+            )
         start = time.perf_counter()
         box = self._localize(image_rgb)
         located = time.perf_counter()

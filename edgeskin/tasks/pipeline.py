@@ -87,7 +87,9 @@ class PipelineOptions:
         delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
         crop_margin: Skin around each box given to the classifier, as a fraction of the box size per side.
         max_lesions: Analyse at most this many boxes per frame, highest detector confidence first.
-        min_confidence: Detector confidence threshold (None: the detector spec's).
+        min_confidence: Detector score a box needs to be reported as a lesion (None: the detector spec's
+            ``thresholds.presence``, else every box the detector keeps). Lower-scoring boxes are
+            candidates, not lesions: the frame is then "no lesion found".
         cam: Compute a class activation map for each lesion's top diagnosis.
         refer_threshold: Malignant-probability threshold for "refer" (None: the classifier spec's
             ``triage.malignant_threshold``; without one, refer when the top group is malignant).
@@ -166,6 +168,10 @@ class LesionPipeline:
             )
         if not isinstance(max_lesions, int) or max_lesions < 1:
             raise ConfigError(f"max_lesions: expected a positive integer, got {max_lesions!r}")
+        if min_confidence is None:
+            detector_spec = getattr(detector, "spec", None)
+            thresholds = getattr(detector_spec, "thresholds", None) or {}
+            min_confidence = thresholds.get("presence")
         _check_fraction(min_confidence, "min_confidence")
         _check_fraction(refer_threshold, "refer_threshold")
         self.classifier = classifier

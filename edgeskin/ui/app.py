@@ -80,6 +80,8 @@ def _sidebar(pipeline: Any) -> None:
                     [{"validation metric": k, "value": v} for k, v in fact.metrics.items()],
                     hide_index=True,
                 )
+            if fact.data:
+                st.caption(f"Training data: {fact.data}")
             st.caption(f"Licence: {fact.licence or 'see the model card'}")
         st.caption("**Not for diagnosis.** For research and education only.")
         card = launch.model_card_text()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "detector_spec",
     "dx_title",
     "encode_png",
+    "headline_metrics",
     "load_pipeline",
     "model_card_text",
     "model_facts",
@@ -139,14 +141,20 @@ def detector_spec(pipeline: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What the page says about one model, from its spec."""
+    """What the page says about one model, from its spec (and the model card for the licence)."""
 
     role: str
     name: str
     input_size: str
     metrics: dict[str, str] = field(default_factory=dict)
     licence: str | None = None
+    data: str | None = None
     sha256: str | None = None
+
+
+# The metrics of the shipped INT8 model, when a spec records several variants (float, INT8, ...).
+_PREFERRED_METRICS = ("int8_calibrated", "int8", "tflite", "int8_uncalibrated", "validation", "val")
+_HEADLINE_METRICS = ("balanced_accuracy", "auc", "malignant_auc", "map50", "map50_95", "precision", "recall")
 
 
 def _format_metric(value: Any) -> str | None:
@@ -155,25 +163,47 @@ def _format_metric(value: Any) -> str | None:
     if isinstance(value, (int, float, np.floating, np.integer)):
         value = float(value)
         return f"{value:.3f}" if abs(value) < 10 else f"{value:g}"
-    if isinstance(value, str) and len(value) <= 60:
-        return value
     return None
 
 
-def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "", limit: int = 12) -> dict[str, str]:
-    """Scalar metrics as ``{"val / balanced_accuracy": "0.712"}``; nested dicts are walked, lists skipped."""
-    out: dict[str, str] = {}
+def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float | str]:
+    """Numeric metrics as ``{"dx balanced accuracy": "0.673"}``; nested dicts are walked, the rest skipped."""
+    out: dict[str, Any] = {}
     for key, value in metrics.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{key}".replace("_", " ")
         if isinstance(value, Mapping):
-            out.update(_flatten_metrics(value, f"{name} / ", limit - len(out)))
-        else:
-            text = _format_metric(value)
-            if text is not None:
-                out[name] = text
-        if len(out) >= limit:
+            out.update(_flatten_metrics(value, f"{prefix}{key} "))
+        elif (text := _format_metric(value)) is not None:
+            out[name] = text
+    return out
+
+
+def headline_metrics(metrics: Mapping[str, Any], limit: int = 8) -> dict[str, str]:
+    """The few validation metrics worth showing: those of the shipped (INT8) variant when the spec
+    records several, headline measures (balanced accuracy, AUC, mAP, ...) first."""
+    if not isinstance(metrics, Mapping):
+        return {}
+    chosen: Mapping[str, Any] = metrics
+    for key in _PREFERRED_METRICS:
+        if isinstance(metrics.get(key), Mapping):
+            chosen = metrics[key]
             break
-    return dict(list(out.items())[:limit])
+    flat = _flatten_metrics(chosen)
+    headline = {k: v for k, v in flat.items() if k.split(" ", 1)[-1].replace(" ", "_") in _HEADLINE_METRICS}
+    rest = {k: v for k, v in flat.items() if k not in headline}
+    out = dict(list({**headline, **rest}.items())[:limit])
+    for key in ("validation_images", "images", "val_images"):
+        if (text := _format_metric(metrics.get(key))) is not None:
+            out["validation images"] = text
+            break
+    return out
+
+
+def _licence_from_card() -> str | None:
+    """The first sentence after "Licence ...:" in the shipped model card."""
+    card = model_card_text()
+    match = re.search(r"Licen[cs]e[^:\n]*:\**\s*(.+?\.)(?:\s|$)", card or "", re.DOTALL)
+    return " ".join(match.group(1).split()) if match else None
 
 
 def _licence(spec: Any) -> str | None:
@@ -188,17 +218,24 @@ def _licence(spec: Any) -> str | None:
 def model_facts(pipeline: Any) -> list[ModelFacts]:
     """Facts of the pipeline's detector (when it has one) and classifier, from their specs."""
     facts = []
+    card_licence: str | None = None
     for role, spec in (("Detector", detector_spec(pipeline)), ("Classifier", classifier_spec(pipeline))):
         if spec is None:
             continue
+        licence = _licence(spec)
+        if licence is None:
+            card_licence = card_licence or _licence_from_card()
+            licence = card_licence
+        data = spec.provenance.get("data") if isinstance(spec.provenance, Mapping) else None
         height, width = spec.input.size
         facts.append(
             ModelFacts(
                 role=role,
                 name=spec.name,
                 input_size=f"{width}x{height} {spec.input.color_order}",
-                metrics=_flatten_metrics(spec.metrics or {}),
-                licence=_licence(spec),
+                metrics=headline_metrics(spec.metrics or {}),
+                licence=licence,
+                data=str(data) if data else None,
                 sha256=spec.sha256,
             )
         )

@@ -205,7 +205,7 @@ def _assert_lesion_result(page, name: str) -> None:
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert card.get_by_text("Download the annotated image (PNG)").is_visible()
     assert card.get_by_text("Download the report (JSON)").is_visible()
-    assert page.get_by_text("Not a diagnosis.").first.is_visible()
+    assert page.get_by_text("Not a diagnosis.").filter(visible=True).first.is_visible()
 
 
 def _assert_no_lesion(page, name: str) -> None:
@@ -259,7 +259,7 @@ def test_without_models_the_page_says_no_default_model_is_installed(page, tmp_pa
         error = page.locator('[data-testid="stAlertContentError"]', has_text="No default model is installed")
         error.wait_for()
         assert str(tmp_path) in error.inner_text()
-        assert page.get_by_text("Not a diagnosis.").first.is_visible()
+        assert page.get_by_text("Not a diagnosis.").filter(visible=True).first.is_visible()
         _screenshot(page, "no-default-model")
 
 

@@ -154,8 +154,38 @@ def test_model_facts_come_from_the_specs():
     (fact,) = facts
     assert fact.name == "fake-ui-classifier"
     assert fact.input_size == "224x224 RGB"
-    assert fact.metrics == {"val / balanced_accuracy": "0.500", "val / auc_malignant": "0.750"}
+    assert fact.metrics == {"balanced accuracy": "0.500", "auc malignant": "0.750"}
     assert fact.licence == "test fixture"
+
+
+def test_headline_metrics_prefer_the_shipped_int8_variant():
+    metrics = {
+        "validation_images": 855,
+        "float": {"dx": {"accuracy": 0.78, "balanced_accuracy": 0.69}},
+        "int8_calibrated": {"dx": {"accuracy": 0.76, "balanced_accuracy": 0.67}, "malignant_auc": 0.93, "note": "x"},
+    }
+    assert launch.headline_metrics(metrics) == {
+        "dx balanced accuracy": "0.670",
+        "malignant auc": "0.930",
+        "dx accuracy": "0.760",
+        "validation images": "855",
+    }
+    assert len(launch.headline_metrics({f"m{i}": i / 100 for i in range(30)}, limit=5)) == 5
+    assert launch.headline_metrics({}) == {}
+
+
+def test_licence_comes_from_the_spec_or_else_the_model_card(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESKIN_MODELS_DIR", str(tmp_path))
+    (tmp_path / "MODEL_CARD.md").write_text(
+        "# card\n\n**Intended use:** research.\n**Licence of the weights:** trained on X (CC BY-NC 4.0):\n"
+        "non-commercial use only. Every figure below is measured.\n"
+    )
+    pipeline = make_fake_pipeline()
+    assert launch.model_facts(pipeline)[0].licence == "test fixture"  # the spec's own
+    pipeline.classifier.spec = pipeline.classifier.spec.with_updates(provenance={"data": "X"})
+    (fact,) = launch.model_facts(pipeline)
+    assert fact.licence == "trained on X (CC BY-NC 4.0): non-commercial use only."
+    assert fact.data == "X"
 
 
 @pytest.mark.parametrize("opacity", [0.0, 0.5, 1.0])

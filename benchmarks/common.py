@@ -1,0 +1,200 @@
+"""Where the benchmarks find their models and real images, and the bits every benchmark script shares.
+
+Everything is resolved from the repository root, so the scripts run from any working directory:
+
+* INT8 edge models: the shipped ``edgeskin/models`` (or ``$EDGESKIN_MODELS_DIR``).
+* Float baselines: ``artifacts/classifier/model.keras`` (Keras), ``artifacts/detector/run/weights/best.pt``
+  (ultralytics), and float TFLite files made from them (:func:`float_tflite_paths`).
+* Real data in ``../shared/data``: the classifier's validation split (``artifacts/classifier/split.json``,
+  HAM10000) and the detector's held-out PH2 half (``artifacts/detector/dataset/ph2_split.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = (REPO_ROOT / ".." / "shared").resolve()
+PH2_DIR = SHARED / "data" / "ph2"
+HAM_DIR = SHARED / "data" / "ham10000"
+CLASSIFIER_RUN = REPO_ROOT / "artifacts" / "classifier"
+DETECTOR_WORK = REPO_ROOT / "artifacts" / "detector"
+BENCH_ARTIFACTS = REPO_ROOT / "artifacts" / "bench"
+KERAS_MODEL = CLASSIFIER_RUN / "model.keras"
+DETECTOR_WEIGHTS = DETECTOR_WORK / "run" / "weights" / "best.pt"
+PH2_SPLIT = DETECTOR_WORK / "dataset" / "ph2_split.json"
+CLASSIFIER_SPLIT = CLASSIFIER_RUN / "split.json"
+SEED = 0
+
+
+class Missing(Exception):
+    """Something a benchmark needs is absent; the message says what and why (it goes into the report)."""
+
+
+def models() -> tuple[Path, Path]:
+    """The INT8 classifier and detector ``.tflite`` (shipped, or ``$EDGESKIN_MODELS_DIR``)."""
+    from edgeskin.errors import NoDefaultModelError
+    from edgeskin.models import default_classifier_path, default_detector_path
+
+    try:
+        return default_classifier_path(), default_detector_path()
+    except NoDefaultModelError as exc:
+        raise Missing(str(exc)) from None
+
+
+def keras_baseline(classifier_int8: Path | None = None) -> Path:
+    """The float Keras model the INT8 classifier was exported from.
+
+    The spec's ``provenance.checkpoint`` (a file in ``artifacts/classifier``, e.g. ``model.keras``), else
+    ``artifacts/classifier/model.keras``. A checkpoint written after the INT8 export is not its source: then
+    :class:`Missing` says so instead of comparing two different models.
+    """
+    classifier_int8 = classifier_int8 or models()[0]
+    spec = json.loads(classifier_int8.with_suffix(".json").read_text())
+    name = (spec.get("provenance") or {}).get("checkpoint") or "model.keras"
+    path = Path(name) if Path(name).is_absolute() else CLASSIFIER_RUN / Path(name).name
+    require_file(path, "the float Keras classifier (the INT8 model's provenance.checkpoint)")
+    if path.stat().st_mtime > classifier_int8.stat().st_mtime + 60:
+        raise Missing(
+            f"{path} was written after {classifier_int8.name} was exported, so it is not the INT8 model's float source "
+            "(re-export the classifier, or restore the checkpoint it came from)"
+        )
+    return path
+
+
+def detector_baseline(detector_int8: Path | None = None) -> Path:
+    """The float ultralytics weights the INT8 detector was exported from (``run/weights/best.pt``).
+
+    Raises :class:`Missing` when they are absent or were rewritten after the INT8 export.
+    """
+    detector_int8 = detector_int8 or models()[1]
+    require_file(DETECTOR_WEIGHTS, "the float detector weights (best.pt)")
+    if DETECTOR_WEIGHTS.stat().st_mtime > detector_int8.stat().st_mtime + 60:
+        raise Missing(
+            f"{DETECTOR_WEIGHTS} was written after {detector_int8.name} was exported, so it is not the INT8 model's "
+            "float source (re-export the detector)"
+        )
+    return DETECTOR_WEIGHTS
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not Path(path).is_file():
+        raise Missing(f"{what} not found at {path}")
+    return Path(path)
+
+
+# -- PH2 frames --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ph2Frame:
+    image_id: str
+    path: Path
+    gt_box: np.ndarray | None  # tight box of the expert mask, frame pixels, xyxy
+
+
+def ph2_validation(limit: int | None = None) -> list[Ph2Frame]:
+    """The detector's held-out PH2 images (never trained on) with their ground-truth boxes."""
+    import cv2
+
+    from edgeskin.core.boxes import mask_to_box
+
+    split = json.loads(require_file(PH2_SPLIT, "the detector's PH2 split (ph2_split.json)").read_text())
+    ids = sorted(split["val"])[:limit]
+    frames = []
+    for image_id in ids:
+        path = require_file(PH2_DIR / "images" / f"{image_id}.jpg", "PH2 image")
+        mask = cv2.imread(str(PH2_DIR / "masks" / f"{image_id}_segmentation.png"), cv2.IMREAD_GRAYSCALE)
+        frames.append(Ph2Frame(image_id, path, None if mask is None else mask_to_box(mask)))
+    return frames
+
+
+def ph2_images(count: int) -> list[Path]:
+    """``count`` PH2 frames (validation half first), in a fixed order."""
+    return [frame.path for frame in ph2_validation()[:count]]
+
+
+# -- HAM10000 validation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HamValidation:
+    image_ids: list[str]
+    paths: list[Path]
+    labels: np.ndarray  # dx indices into edgeskin.labels.DX_CLASSES
+
+
+def ham_validation(limit: int | None = None, seed: int = SEED) -> HamValidation:
+    """The classifier's validation split (``artifacts/classifier/split.json``), optionally a seeded subset."""
+    from edgeskin.datasets import apply_split, load_ham10000
+
+    split = json.loads(require_file(CLASSIFIER_SPLIT, "the classifier's split (split.json)").read_text())
+    data = load_ham10000(require_file(HAM_DIR / "HAM10000_metadata.csv", "HAM10000 metadata"), HAM_DIR / "images")
+    val = apply_split(data, split, "val")
+    index = np.arange(len(val))
+    if limit is not None and limit < len(val):
+        index = np.sort(np.random.default_rng(seed).choice(len(val), size=limit, replace=False))
+    return HamValidation(
+        [val.image_ids[i] for i in index], [Path(val.paths[i]) for i in index], np.asarray(val.labels)[index]
+    )
+
+
+def model_input_pixels(paths: Sequence[Path], size: int, profile: Any) -> np.ndarray:
+    """Decode, stretch to the model input and apply the preprocessing profile: uint8 (N, S, S, 3).
+
+    The same functions, in the same order, as ``Classifier.preprocess`` (and training), so the float
+    model and the INT8 model see identical pixels. ``profile``: a profile name, a
+    :class:`~edgeskin.core.preprocess.PreprocessingProfile` (e.g. ``spec.preprocessing_profile()``) or None.
+    """
+    from edgeskin.core.geometry import resize_to_input
+    from edgeskin.core.preprocess import get_profile
+    from edgeskin.image import read_image
+
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, path in enumerate(paths):
+        resized, _ = resize_to_input(read_image(path), (size, size), "stretch")
+        out[i] = profile.apply(resized) if profile is not None else resized
+    return out
+
+
+# -- float TFLite companions -------------------------------------------------------------------------
+
+
+def float_tflite_paths(classifier_int8: Path, detector_int8: Path) -> dict[str, Path]:
+    """Float TFLite versions of the edge models that exist (made by ``benchmarks/export_float.py``)."""
+    found = {}
+    for key, int8, variants in (
+        ("classifier", classifier_int8, ("float32", "float16")),
+        ("detector", detector_int8, ("float32", "float16")),
+    ):
+        for variant in variants:
+            path = BENCH_ARTIFACTS / f"{int8.stem}-{variant}.tflite"
+            if path.is_file() and path.with_suffix(".json").is_file():
+                found[f"{key}-{variant}"] = path
+    return found
+
+
+def set_offline_ultralytics() -> None:
+    """No network for ultralytics (call before importing it), and torchvision's NMS on a CPU-only torch."""
+    config_dir = DETECTOR_WORK / "yolo_config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    import sys
+
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from training.torch_compat import ensure_torchvision_cpu_ops
+
+    ensure_torchvision_cpu_ops()

@@ -1,0 +1,711 @@
+"""The quick latency suite behind ``edgeskin bench``: the shipped pipeline, stage by stage, on one frame.
+
+It needs only what the runtime needs (numpy, OpenCV, a TFLite interpreter): no pytest, no TensorFlow.
+What it measures, on one 768x576 frame held in memory (file decoding is timed apart and excluded):
+
+* ``end_to_end_ms``: :meth:`LesionPipeline.predict` (validate → detect → crop → classify → CAM), p50/p90.
+* ``invoke_ms``: bare ``interpreter.invoke()`` of each model on that frame's own input tensors, measured in
+  the same run on separate interpreters with the same thread count (nothing around the call).
+* ``overhead_ratio`` = end-to-end p50 / (detector invoke p50 + lesions x classifier invoke p50): how much
+  the pipeline adds on top of the models' own compute (1.0 = nothing).
+* per-stage p50/p90 (decode, each pipeline stage, the detector's and classifier's own sub-stages, annotate),
+  FPS (sequential, one stream), model sizes, peak RSS, and the machine (CPU model, cores, governor,
+  interpreter package and version).
+
+The result is one JSON-ready dict (:data:`SCHEMA_VERSION`); :func:`format_table` prints it. Per-device
+reference files (``benchmarks/reference/<device>.json``) are this JSON, named by :func:`device_id`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import math
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FRAME_SIZE",
+    "percentiles",
+    "time_ms",
+    "overhead_ratio",
+    "peak_rss_mb",
+    "read_device_model",
+    "cpu_model_name",
+    "cpu_governor",
+    "governor_warning",
+    "edgetpu_usb_present",
+    "device_id",
+    "machine_info",
+    "load_bench_frame",
+    "synthetic_frame",
+    "run_quick_suite",
+    "format_table",
+    "validate_result",
+]
+
+SCHEMA_VERSION = 1
+FRAME_SIZE = (576, 768)  # (height, width): the PH2-sized frame of the acceptance figure
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+CPUINFO = Path("/proc/cpuinfo")
+GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+USB_DEVICES = Path("/sys/bus/usb/devices")
+# The Coral USB Accelerator enumerates as 1a6e:089a (Global Unichip) until its firmware is loaded by the
+# runtime, then as 18d1:9302 (Google).
+CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
+DEFAULT_FRAME_NAME = "IMD002.jpg"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Keys every result has; tests/test_bench.py and benchmarks/report.py rely on them.
+REQUIRED_KEYS = (
+    "schema_version",
+    "date",
+    "device_id",
+    "machine",
+    "settings",
+    "models",
+    "end_to_end_ms",
+    "fps",
+    "stages_ms",
+    "invoke_ms",
+    "overhead_ratio",
+    "overhead_ms",
+    "cam_share_of_classify",
+    "lesions_per_frame",
+    "peak_rss_mb",
+    "warnings",
+)
+STAT_KEYS = ("p50", "p90", "mean", "min", "max", "n")
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def percentiles(samples: Iterable[float]) -> dict[str, float]:
+    """p50, p90, mean, min, max (ms, rounded to µs) and n of timing samples.
+
+    Percentiles are numpy's linear interpolation between order statistics.
+
+    Raises:
+        ValueError: no samples, or a sample that is not a finite number.
+    """
+    arr = np.asarray(list(samples), dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("expected at least one timing sample, got none")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("expected finite timing samples, got NaN or infinity")
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 4),
+        "p90": round(float(np.percentile(arr, 90)), 4),
+        "mean": round(float(arr.mean()), 4),
+        "min": round(float(arr.min()), 4),
+        "max": round(float(arr.max()), 4),
+        "n": int(arr.size),
+    }
+
+
+def time_ms(func: Callable[[], object], runs: int, warmup: int = 3) -> list[float]:
+    """Milliseconds of ``runs`` calls of ``func()`` after ``warmup`` untimed calls."""
+    if runs < 1:
+        raise ValueError(f"runs: expected a positive number, got {runs}")
+    for _ in range(max(0, warmup)):
+        func()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def overhead_ratio(
+    end_to_end_p50: float, invoke_p50: Mapping[str, float], counts: Mapping[str, float] | None = None
+) -> float:
+    """End-to-end p50 divided by the summed bare invoke p50 of the models one frame runs.
+
+    Args:
+        end_to_end_p50: p50 of the whole ``predict`` call, ms.
+        invoke_p50: Model name → p50 of one bare ``invoke()``, ms.
+        counts: Model name → invokes per frame (e.g. the classifier runs once per lesion); default 1 each.
+            A model with count 0 (no lesion found) adds nothing.
+
+    Raises:
+        ValueError: the models' summed invoke time is not positive.
+    """
+    counts = counts or {}
+    total = sum(float(ms) * float(counts.get(name, 1)) for name, ms in invoke_p50.items())
+    if not total > 0:
+        raise ValueError(f"expected a positive sum of invoke times, got {total} from {dict(invoke_p50)}")
+    return round(float(end_to_end_p50) / total, 4)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (``getrusage``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    divisor = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
+    return round(peak / divisor, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine and device
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8", "replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def read_device_model(path: str | Path = DEVICE_TREE_MODEL) -> str | None:
+    """The board name from the device tree (e.g. ``"Raspberry Pi 5 Model B Rev 1.0"``); None off ARM boards."""
+    return _read_text(Path(path)) or None
+
+
+def cpu_model_name(cpuinfo: str | Path = CPUINFO) -> str:
+    """The CPU model: ``model name`` (x86), else ``Hardware``/``Model``/``CPU part`` (ARM), else ``platform``."""
+    text = _read_text(Path(cpuinfo)) or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields and value.strip():
+            fields[key.strip()] = value.strip()
+    for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
+        if key in fields:
+            return fields[key]
+    if "CPU part" in fields:
+        return f"ARM CPU part {fields['CPU part']}"
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_governor(path: str | Path = GOVERNOR) -> str | None:
+    """The CPU frequency governor of cpu0 (``performance``, ``ondemand``, ...); None when not exposed."""
+    return _read_text(Path(path)) or None
+
+
+def governor_warning(governor: str | None) -> str | None:
+    """A warning when the governor lets the clock drop between frames (latency then varies), else None."""
+    if governor is None or governor == "performance":
+        return None
+    return (
+        f"the CPU frequency governor is '{governor}', not 'performance': clocks scale with load, so latencies "
+        "are higher and noisier; for reference figures run "
+        "'echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor' first"
+    )
+
+
+def edgetpu_usb_present(usb_devices: str | Path = USB_DEVICES) -> bool:
+    """Whether a Coral USB Accelerator is plugged in (by its USB vendor:product ids in sysfs)."""
+    root = Path(usb_devices)
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        vendor, product = _read_text(entry / "idVendor"), _read_text(entry / "idProduct")
+        if vendor and product and (vendor.lower(), product.lower()) in CORAL_USB_IDS:
+            return True
+    return False
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((r|tm|c)\)", "", text.lower())
+    text = re.sub(r"\b(cpu|processor)\b", "", text)
+    text = re.sub(r"@.*$", "", text)
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def device_id(
+    board: str | None = None,
+    *,
+    machine: str | None = None,
+    cpu_model: str | None = None,
+    coral_usb: bool | None = None,
+) -> str:
+    """A short name for this device, used for ``benchmarks/reference/<device>.json``.
+
+    ``rpi4``, ``rpi5`` (``rpi5-coral-usb`` with a Coral USB Accelerator plugged in), ``coral-devboard``
+    (from ``/proc/device-tree/model``); elsewhere ``x86-<cpu model>`` or ``<arch>-<cpu model>``.
+
+    Args:
+        board: The device-tree model text (default: read it from ``/proc/device-tree/model``).
+        machine: ``platform.machine()`` (default: this machine's).
+        cpu_model: The CPU model name (default: from ``/proc/cpuinfo``).
+        coral_usb: Whether a Coral USB Accelerator is present (default: look in sysfs).
+    """
+    board = read_device_model() if board is None else board
+    text = (board or "").lower()
+    if "raspberry pi" in text:
+        module = re.search(r"compute module (\d+)", text)
+        found = re.search(r"raspberry pi (\d+)", text)
+        if module:
+            name = f"rpi-cm{module.group(1)}"
+        else:
+            name = f"rpi{found.group(1)}" if found else "rpi"
+        present = edgetpu_usb_present() if coral_usb is None else coral_usb
+        return f"{name}-coral-usb" if present else name
+    if "coral" in text or "phanbell" in text:  # the Dev Board's device tree says "Freescale i.MX8MQ Phanbell"
+        return "coral-devboard"
+    machine = (machine or platform.machine() or "unknown").lower()
+    arch = "x86" if machine in ("x86_64", "amd64", "i386", "i686", "x86") else _slug(machine)
+    cpu = _slug(cpu_model if cpu_model is not None else cpu_model_name())
+    present = edgetpu_usb_present() if coral_usb is None else coral_usb
+    return f"{arch}-{cpu}" + ("-coral-usb" if present else "")
+
+
+def _package_version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, governor, board, OS, Python and the interpreter package with its version."""
+    from edgeskin.runtime.interpreter import interpreter_backend
+
+    backend = interpreter_backend().name
+    distribution = {
+        "ai_edge_litert.interpreter": "ai-edge-litert",
+        "tflite_runtime.interpreter": "tflite-runtime",
+        "tensorflow.lite": "tensorflow",
+    }.get(backend, backend)
+    import cv2
+
+    governor = cpu_governor()
+    return {
+        "cpu_model": cpu_model_name(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "governor": governor if governor is not None else "not exposed",
+        "board": read_device_model(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "interpreter": {"package": backend, "version": _package_version(distribution)},
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The frame
+# --------------------------------------------------------------------------------------------------
+
+
+def synthetic_frame(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.ndarray:
+    """A deterministic skin-coloured frame with one dark oval "lesion" (when no real image is at hand).
+
+    Its latencies are representative (same tensor sizes) but the detector may find nothing on it, and then
+    no classifier runs: prefer a real dermoscopy frame (``--image``).
+    """
+    import cv2
+
+    height, width = size
+    rng = np.random.default_rng(seed)
+    frame = np.empty((height, width, 3), np.uint8)
+    frame[...] = (206, 160, 140)
+    noise = rng.normal(0.0, 6.0, (height, width, 1))
+    frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    centre = (width // 2, height // 2)
+    cv2.ellipse(frame, centre, (width // 6, height // 5), 20, 0, 360, (92, 58, 48), thickness=-1)
+    return cv2.GaussianBlur(frame, (0, 0), 3)
+
+
+def _default_frame_candidates() -> list[Path]:
+    relative = Path("shared") / "data" / "ph2" / "images" / DEFAULT_FRAME_NAME
+    return [Path.cwd().parent / relative, _REPO_ROOT.parent / relative, Path.cwd() / relative]
+
+
+def load_bench_frame(image: str | Path | None = None, size: tuple[int, int] = FRAME_SIZE) -> tuple[np.ndarray, dict]:
+    """The benchmark frame, resized to ``size`` = (height, width), and where it came from.
+
+    ``image`` None: PH2's ``IMD002.jpg`` from ``../shared/data/ph2/images`` when present, else
+    :func:`synthetic_frame`. Returns ``(frame, {"source", "path", "original_size", "size"})``.
+
+    Raises:
+        ImageError: ``image`` is given but cannot be read.
+    """
+    import cv2
+
+    from edgeskin.image import read_image
+
+    path: Path | None = Path(image) if image is not None else None
+    if path is None:
+        path = next((p for p in _default_frame_candidates() if p.is_file()), None)
+    if path is None:
+        frame = synthetic_frame(size)
+        return frame, {
+            "source": "synthetic",
+            "path": None,
+            "original_size": [size[1], size[0]],
+            "size": [size[1], size[0]],
+        }
+    original = read_image(path)
+    height, width = size
+    frame = original
+    if original.shape[:2] != (height, width):
+        frame = cv2.resize(original, (width, height), interpolation=cv2.INTER_AREA)
+    info = {
+        "source": "file",
+        "path": str(path),
+        "original_size": [int(original.shape[1]), int(original.shape[0])],
+        "size": [width, height],
+    }
+    return np.ascontiguousarray(frame), info
+
+
+# --------------------------------------------------------------------------------------------------
+# The suite
+# --------------------------------------------------------------------------------------------------
+
+
+def _default(model: Path, delegate: str) -> Path:
+    """The shipped model, or its Edge TPU build (``<stem>_edgetpu.tflite`` + spec) when the delegate wants one."""
+    if delegate == "cpu":
+        return model
+    from edgeskin.devices import edgetpu_model_path
+
+    compiled = edgetpu_model_path(model)
+    return compiled if compiled.is_file() and compiled.with_suffix(".json").is_file() else model
+
+
+def _bare_invoke_samples(
+    model_path: Path, tensor: np.ndarray, threads: int, delegate: str = "cpu"
+) -> Callable[[], float]:
+    """A function timing one bare ``invoke()`` of a separate interpreter whose input holds ``tensor``."""
+    from edgeskin.runtime.interpreter import make_interpreter
+
+    interpreter = make_interpreter(model_path, num_threads=threads, delegate=delegate)  # type: ignore[arg-type]
+    details = interpreter.get_input_details()[0]
+    interpreter.set_tensor(
+        details["index"], np.ascontiguousarray(tensor, dtype=details["dtype"]).reshape(details["shape"])
+    )
+    interpreter.invoke()
+
+    def once() -> float:
+        start = time.perf_counter()
+        interpreter.invoke()
+        return (time.perf_counter() - start) * 1000.0
+
+    once.interpreter = interpreter  # type: ignore[attr-defined]  # kept alive with the closure
+    return once
+
+
+def _model_entry(path: Path, spec: Any) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "file": path.name,
+        "size_bytes": path.stat().st_size,
+        "size_mb": round(path.stat().st_size / 1e6, 3),
+        "input_size": list(spec.input.size),
+        "sha256": spec.sha256,
+    }
+
+
+def run_quick_suite(
+    classifier_path: str | Path | None = None,
+    detector_path: str | Path | None = None,
+    *,
+    image: str | Path | None = None,
+    frame: np.ndarray | None = None,
+    size: tuple[int, int] = FRAME_SIZE,
+    threads: int = 2,
+    runs: int = 50,
+    warmup: int = 5,
+    delegate: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the quick suite and return the JSON-ready result (see the module docstring).
+
+    Args:
+        classifier_path: The classifier ``.tflite`` (default: the shipped one, ``EDGESKIN_MODELS_DIR`` honoured).
+        detector_path: The detector ``.tflite`` (default: the shipped one).
+        image: The frame's file (default: PH2 IMD002 from ``../shared`` when present, else a synthetic frame).
+        frame: An RGB uint8 frame to use instead of ``image`` (decode is then not timed).
+        size: ``(height, width)`` the image is resized to (default 576x768, the PH2 frame size).
+        threads: Interpreter threads of every model.
+        runs: Timed repetitions of each measurement.
+        warmup: Untimed repetitions first.
+        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``; with an Edge TPU delegate the default models are
+            their ``<stem>_edgetpu.tflite`` builds when those are installed.
+        progress: Called with a short line before each step (e.g. ``print``).
+
+    Raises:
+        NoDefaultModelError: a default model is not installed. ImageError: ``image`` cannot be read.
+    """
+    from edgeskin.annotate import annotate
+    from edgeskin.image import read_image
+    from edgeskin.models import default_classifier_path, default_detector_path
+    from edgeskin.tasks.pipeline import LesionPipeline, PipelineOptions
+
+    say = progress or (lambda _line: None)
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    classifier_path = (
+        Path(classifier_path) if classifier_path is not None else _default(default_classifier_path(), delegate)
+    )
+    detector_path = Path(detector_path) if detector_path is not None else _default(default_detector_path(), delegate)
+    warnings: list[str] = []
+    governor_note = governor_warning(cpu_governor())
+    if governor_note:
+        warnings.append(governor_note)
+
+    if frame is None:
+        frame, frame_info = load_bench_frame(image, size)
+    else:
+        frame_info = {
+            "source": "array",
+            "path": None,
+            "original_size": [frame.shape[1], frame.shape[0]],
+            "size": [frame.shape[1], frame.shape[0]],
+        }
+    if frame_info["source"] == "synthetic":
+        warnings.append(
+            "no PH2 frame found (../shared/data/ph2/images/IMD002.jpg): a synthetic frame was used; pass --image "
+            "with a real 768x576 dermoscopy photo for representative figures"
+        )
+
+    say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
+    pipeline = LesionPipeline.create(
+        PipelineOptions(classifier_path, detector=detector_path, num_threads=threads, delegate=delegate)
+    )
+    stages: dict[str, list[float]] = {}
+    end_to_end: list[float] = []
+    lesion_counts: list[int] = []
+    bare_samples: dict[str, list[float]] = {"detector": [], "classifier": []}
+    try:
+        result = pipeline.predict(frame)
+        # Bare interpreters fed with this frame's own tensors: the detector's letterboxed frame, the
+        # classifier's first crop (or the whole frame when nothing was found).
+        det_input, _ = pipeline.detector.preprocess(frame)
+        crop = frame
+        if result.lesions:
+            x0, y0, x1, y1 = (int(v) for v in result.lesions[0].crop_box)
+            crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
+        cls_input = pipeline.classifier.preprocess(crop)
+        bare = {
+            "detector": _bare_invoke_samples(detector_path, det_input, threads, delegate),
+            "classifier": _bare_invoke_samples(classifier_path, cls_input, threads, delegate),
+        }
+        for _ in range(warmup):
+            pipeline.predict(frame)
+            for once in bare.values():
+                once()
+
+        say(f"timing predict on the {frame.shape[1]}x{frame.shape[0]} frame ({runs} runs)")
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # a collection inside one timed call is noise, not pipeline cost
+        try:
+            for _ in range(runs):
+                start = time.perf_counter()
+                result = pipeline.predict(frame)
+                end_to_end.append((time.perf_counter() - start) * 1000.0)
+                lesion_counts.append(len(result.lesions))
+                for name, ms in result.timings_ms.items():
+                    if name != "total":
+                        stages.setdefault(name, []).append(ms)
+                for name, ms in pipeline.detector.last_timings_ms.items():
+                    stages.setdefault(f"detect.{name.removesuffix('_ms')}", []).append(ms)
+                if result.lesions:
+                    for name, ms in pipeline.classifier.last_timings_ms.items():
+                        stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
+                # Interleaved, so both see the same machine state as the predict call just before.
+                for name, once in bare.items():
+                    bare_samples[name].append(once())
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+        say("timing decode and annotate")
+        if frame_info["path"] is not None:
+            data = Path(frame_info["path"]).read_bytes()
+            stages["decode"] = time_ms(lambda: read_image(data), runs=max(5, runs // 2), warmup=2)
+        stages["annotate"] = time_ms(lambda: annotate(frame, result), runs=max(5, runs // 2), warmup=2)
+        models = {
+            "classifier": _model_entry(classifier_path, pipeline.classifier.spec),
+            "detector": _model_entry(detector_path, pipeline.detector.spec),
+        }
+        delegate_used = pipeline.classifier.model.delegate
+    finally:
+        pipeline.close()
+
+    e2e = percentiles(end_to_end)
+    invoke = {name: percentiles(samples) for name, samples in bare_samples.items()}
+    lesions = float(np.median(lesion_counts))
+    if lesions != int(lesions) or len(set(lesion_counts)) > 1:
+        warnings.append(f"the number of lesions found varied between runs ({sorted(set(lesion_counts))})")
+    counts = {"detector": 1.0, "classifier": lesions}
+    invoke_sum = sum(invoke[name]["p50"] * counts[name] for name in invoke)
+    stage_stats = {name: percentiles(samples) for name, samples in stages.items()}
+    classify_p50 = stage_stats.get("classify", {}).get("p50", 0.0)
+    cam_share = None
+    if lesions > 0 and classify_p50 > 0 and "cam" in stage_stats:
+        cam_share = round(stage_stats["cam"]["p50"] / classify_p50, 4)
+    if lesions == 0:
+        warnings.append("the detector found no lesion in the frame: the classifier and CAM did not run")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "edgeskin bench",
+        "edgeskin_version": _edgeskin_version(),
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "device_id": device_id(),
+        "machine": machine_info(),
+        "settings": {
+            "threads": threads,
+            "runs": runs,
+            "warmup": warmup,
+            "delegate": delegate_used,
+            "frame": frame_info,
+            "decode_excluded": True,
+            "cam": True,
+            "what": "end_to_end_ms: LesionPipeline.predict on an in-memory RGB frame (decode excluded); "
+            "invoke_ms: bare interpreter.invoke() of separate interpreters fed with this frame's own tensors, "
+            "interleaved with the predict runs",
+        },
+        "models": models,
+        "end_to_end_ms": e2e,
+        "fps": round(1000.0 / e2e["p50"], 2),
+        "stages_ms": stage_stats,
+        "invoke_ms": invoke,
+        "invoke_counts_per_frame": counts,
+        "overhead_ratio": overhead_ratio(e2e["p50"], {n: s["p50"] for n, s in invoke.items()}, counts),
+        "overhead_ms": round(e2e["p50"] - invoke_sum, 4),
+        # The same ratio against the invoke times the runtime measured inside predict (signature-runner call,
+        # input and output copies included): what the wrappers add apart from those calls.
+        "overhead_ratio_in_pipeline_invokes": _in_pipeline_ratio(e2e["p50"], stage_stats, lesions),
+        "cam_share_of_classify": cam_share,
+        "lesions_per_frame": lesions,
+        "peak_rss_mb": peak_rss_mb(),
+        "warnings": warnings,
+    }
+
+
+def _in_pipeline_ratio(
+    end_to_end_p50: float, stages: Mapping[str, Mapping[str, float]], lesions: float
+) -> float | None:
+    detect = stages.get("detect.invoke", {}).get("p50")
+    classify = stages.get("classify.invoke", {}).get("p50", 0.0) if lesions > 0 else 0.0
+    if not detect:
+        return None
+    return overhead_ratio(end_to_end_p50, {"detector": detect, "classifier": classify}, {"classifier": lesions})
+
+
+def _edgeskin_version() -> str:
+    import edgeskin
+
+    return str(edgeskin.__version__)
+
+
+def validate_result(result: Mapping[str, Any]) -> list[str]:
+    """Problems with a suite result (missing keys, malformed statistics); empty when it is well formed."""
+    problems = [f"missing key '{key}'" for key in REQUIRED_KEYS if key not in result]
+    if problems:
+        return problems
+    if result["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"schema_version: expected {SCHEMA_VERSION}, got {result['schema_version']!r}")
+
+    def check_stats(where: str, stats: Any) -> None:
+        if not isinstance(stats, Mapping) or any(key not in stats for key in STAT_KEYS):
+            problems.append(f"{where}: expected statistics with {', '.join(STAT_KEYS)}")
+        elif not (0 <= stats["min"] <= stats["p50"] <= stats["p90"] <= stats["max"]):
+            problems.append(f"{where}: expected 0 <= min <= p50 <= p90 <= max, got {dict(stats)}")
+
+    check_stats("end_to_end_ms", result["end_to_end_ms"])
+    for name, stats in result["stages_ms"].items():
+        check_stats(f"stages_ms.{name}", stats)
+    for name in ("detector", "classifier"):
+        if name not in result["invoke_ms"]:
+            problems.append(f"invoke_ms: missing '{name}'")
+        else:
+            check_stats(f"invoke_ms.{name}", result["invoke_ms"][name])
+        if name not in result["models"]:
+            problems.append(f"models: missing '{name}'")
+    ratio = result["overhead_ratio"]
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 0):
+        problems.append(f"overhead_ratio: expected a positive number, got {ratio!r}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Printing
+# --------------------------------------------------------------------------------------------------
+
+_STAGE_ORDER = (
+    "decode",
+    "preprocess",
+    "detect",
+    "detect.preprocess",
+    "detect.invoke",
+    "detect.postprocess",
+    "crop",
+    "classify",
+    "classify.preprocess",
+    "classify.invoke",
+    "classify.postprocess",
+    "cam",
+    "annotate",
+)
+
+
+def _ordered(names: Sequence[str]) -> list[str]:
+    known = [n for n in _STAGE_ORDER if n in names]
+    return known + sorted(n for n in names if n not in _STAGE_ORDER)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The result as a plain-text table (what ``edgeskin bench`` prints)."""
+    machine = result["machine"]
+    settings = result["settings"]
+    lines = [
+        f"edgeskin bench  {result['date']}  device {result['device_id']}",
+        f"  {machine['cpu_model']}, {machine['cores']} cores, governor {machine['governor']}, "
+        f"{machine['interpreter']['package']} {machine['interpreter']['version']}",
+        f"  {settings['threads']} threads, delegate {settings['delegate']}, {settings['runs']} runs, frame "
+        f"{settings['frame']['size'][0]}x{settings['frame']['size'][1]} ({settings['frame']['source']}"
+        f"{': ' + Path(settings['frame']['path']).name if settings['frame'].get('path') else ''}), "
+        f"{result['lesions_per_frame']:g} lesion(s) per frame",
+        "",
+        f"  {'stage':<24}{'p50 ms':>10}{'p90 ms':>10}",
+    ]
+    for name in _ordered(list(result["stages_ms"])):
+        stats = result["stages_ms"][name]
+        indent = "    " if "." in name else "  "
+        lines.append(f"{indent}{name:<{26 - len(indent)}}{stats['p50']:>10.3f}{stats['p90']:>10.3f}")
+    e2e = result["end_to_end_ms"]
+    lines.append(f"  {'end to end (predict)':<24}{e2e['p50']:>10.3f}{e2e['p90']:>10.3f}   {result['fps']:.1f} FPS")
+    for name, stats in result["invoke_ms"].items():
+        lines.append(f"  {'bare invoke ' + name:<24}{stats['p50']:>10.3f}{stats['p90']:>10.3f}")
+    cam = result["cam_share_of_classify"]
+    lines += [
+        "",
+        f"  overhead ratio {result['overhead_ratio']:.3f} (end-to-end p50 / summed invoke p50; "
+        f"{result['overhead_ms']:.2f} ms outside the models)",
+        f"  overhead ratio against the invoke times measured inside predict: "
+        f"{_fmt(result.get('overhead_ratio_in_pipeline_invokes'))}",
+        f"  CAM cost {'n/a' if cam is None else f'{100 * cam:.1f}% of classify'}",
+        "  models: " + ", ".join(f"{m['name']} {m['size_mb']:.2f} MB" for m in result["models"].values()),
+        f"  peak RSS {result['peak_rss_mb']:.0f} MiB",
+    ]
+    lines += [f"  warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)

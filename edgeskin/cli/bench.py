@@ -1,0 +1,134 @@
+"""``edgeskin bench``: time the shipped pipeline here; ``edgeskin bench report``: the full benchmark report.
+
+``edgeskin bench [--json OUT] [--threads N] [--runs N]`` runs the quick suite of :mod:`edgeskin.bench`
+(no pytest, no TensorFlow) and prints a table. On a Raspberry Pi or a Coral, fill in the device's
+reference file with::
+
+    edgeskin bench --json benchmarks/reference/$(edgeskin bench --device-id).json
+
+``edgeskin bench report [--out DIR]`` runs ``benchmarks/report.py`` from the source checkout (accuracy of the
+INT8 models against the float baselines, CAM fidelity, peers, latency tables and plots); it needs the
+``[train]`` and ``[eval]`` extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "bench"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        NAME,
+        help="time the pipeline on this machine (or 'bench report': the full benchmark report)",
+        description="Time the shipped detector + classifier pipeline on a 768x576 dermoscopy frame held in memory "
+        "(file decoding excluded): end-to-end p50/p90, each stage, bare interpreter invoke times, the "
+        "overhead ratio, FPS, model sizes and peak memory. 'edgeskin bench report' instead runs the full "
+        "benchmark report of the source checkout (benchmarks/report.py).",
+    )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "report"),
+        default="run",
+        help="run: the quick suite (default); report: the full report (source checkout, [train,eval] extras)",
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT ('-': stdout only)")
+    parser.add_argument("--threads", type=int, default=2, help="interpreter threads per model (default 2)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs (default 100; report: its own default)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    parser.add_argument("--image", help="frame to time (default: PH2 IMD002.jpg from ../shared, else synthetic)")
+    parser.add_argument("--classifier", help="classifier .tflite (default: the shipped model)")
+    parser.add_argument("--detector", help="detector .tflite (default: the shipped model)")
+    parser.add_argument("--delegate", choices=("cpu", "edgetpu", "auto"), default="cpu", help="default: cpu")
+    parser.add_argument("--device-id", action="store_true", help="print this device's reference name and exit")
+    report = parser.add_argument_group("report options")
+    report.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
+    report.add_argument("--full", action="store_true", help="report: every image and thread count (slower)")
+    report.add_argument(
+        "--keras-backend",
+        choices=("tensorflow", "torch", "jax"),
+        default=None,
+        help="report: Keras backend for the float baseline (torch/jax for GPU machines without TensorFlow)",
+    )
+    report.add_argument("--cam-images", type=int, default=None, help="report: validation images for CAM fidelity")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeskin.errors import ConfigError
+
+    if args.device_id:
+        from edgeskin.bench import device_id
+
+        print(device_id())
+        return 0
+    if args.threads < 1:
+        raise ConfigError(f"--threads: expected a positive number, got {args.threads}")
+    if args.action == "report":
+        return _report(args)
+    return _quick(args)
+
+
+def _quick(args: argparse.Namespace) -> int:
+    from edgeskin.bench import format_table, run_quick_suite
+
+    to_stdout = args.json == "-"
+    progress = None if to_stdout else (lambda line: print(f"  ... {line}", file=sys.stderr, flush=True))
+    result = run_quick_suite(
+        args.classifier,
+        args.detector,
+        image=args.image,
+        threads=args.threads,
+        runs=args.runs or 100,
+        warmup=args.warmup,
+        delegate=args.delegate,
+        progress=progress,
+    )
+    text = json.dumps(result, indent=1)
+    if to_stdout:
+        print(text)
+        return 0
+    print(format_table(result))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"  wrote {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import edgeskin
+    from edgeskin.errors import ConfigError, EdgeskinError
+
+    if args.image or args.classifier or args.detector:
+        raise ConfigError(
+            "'edgeskin bench report' measures the shipped models on the validation images; --image, --classifier and "
+            "--detector are for the quick suite (set EDGESKIN_MODELS_DIR to report on other models)"
+        )
+    root = Path(edgeskin.__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "report.py").is_file():
+        raise EdgeskinError(
+            f"'edgeskin bench report' needs the edgeskin source checkout (benchmarks/report.py beside {root / 'edgeskin'}); "
+            "clone the repository, install it with pip install -e '.[train,eval]' and run it there"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import report
+
+    argv = ["--out", args.out, "--threads", str(args.threads)]
+    if args.full:
+        argv.append("--full")
+    if args.keras_backend:
+        argv += ["--keras-backend", args.keras_backend]
+    if args.cam_images is not None:
+        argv += ["--cam-images", str(args.cam_images)]
+    if args.runs is not None:
+        argv += ["--runs", str(args.runs)]
+    return int(report.main(argv, prog="edgeskin bench report") or 0)
