@@ -227,6 +227,8 @@ def model_facts(pipeline: Any) -> list[ModelFacts]:
             card_licence = card_licence or _licence_from_card()
             licence = card_licence
         data = spec.provenance.get("data") if isinstance(spec.provenance, Mapping) else None
+        if isinstance(data, Mapping):  # a structured record (the detector's): show what it was trained on
+            data = data.get("sources")
         height, width = spec.input.size
         facts.append(
             ModelFacts(
