@@ -466,6 +466,9 @@ class InputEncoder:
         """(H, W, 3) uint8 RGB at the model's input size → a (1, H, W, 3) array of the tensor's dtype."""
         if self.bgr:
             pixels = pixels[..., ::-1]
+        if self.integer_shift == -128 and self.info.dtype == np.int8:
+            # pixel - 128 as int8 is the pixel's byte with its top bit flipped: one pass, no widening.
+            return np.bitwise_xor(pixels, np.uint8(0x80)).view(np.int8)[np.newaxis]
         if self.integer_shift is not None:
             limits = np.iinfo(self.info.dtype)
             shifted = pixels.astype(np.int16) + self.integer_shift
