@@ -156,8 +156,9 @@ class LabelAnnotator:
             (_, text_h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
             x0, y0, _, y1 = _int_box(lesion.box, out)
             label_h = text_h + baseline + 2 * max(2, round(4 * scale))
-            # Above the box (the filled background spans label_h + 1 rows), else below it.
-            y = y0 - label_h - 1 if y0 - label_h - 1 >= 0 else min(y1 + 1, out.shape[0] - label_h - 1)
+            # Above the box (its background spans label_h + 1 rows); else inside the box's top edge:
+            # below it would sit under the bottom banner.
+            y = y0 - label_h - 1 if y0 - label_h - 1 >= 0 else min(y0 + 1, max(0, out.shape[0] - label_h - 1))
             color = self.refer_color if lesion.refer else self.ok_color
             _draw_text_box(out, text, (x0, y), color, scale, thickness)
         return out
