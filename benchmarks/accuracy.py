@@ -32,6 +32,7 @@ from benchmarks.common import (
     REPO_ROOT,
     Missing,
     detector_baseline,
+    emit_json,
     ham_validation,
     keras_baseline,
     model_input_pixels,
@@ -295,12 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             result[what] = {"classifier": classifier_accuracy, "detector": detector_accuracy}[what](args.limit)
         except Missing as exc:
             result[what] = {"missing": str(exc)}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        print(text)
-    return 0
+    return emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ stage on the same images.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Missing, ham_validation, keras_baseline, model_input_pixels, models
+from benchmarks.common import Missing, emit_json, ham_validation, keras_baseline, model_input_pixels, models
 
 TOP_FRACTION = 0.2
 UPSAMPLED = 192
@@ -229,12 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         result = cam_fidelity(args.images, threads=args.threads)
     except Missing as exc:
         result = {"missing": str(exc)}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        print(text)
-    return 0
+    return emit_json(result, args.out)
 
 
 if __name__ == "__main__":

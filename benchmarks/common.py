@@ -198,3 +198,13 @@ def set_offline_ultralytics() -> None:
     from training.torch_compat import ensure_torchvision_cpu_ops
 
     ensure_torchvision_cpu_ops()
+
+
+def emit_json(result: Any, out: str | None) -> int:
+    """Write a script's JSON result to ``out``, or print it when no file was asked for; exit code 0."""
+    text = json.dumps(result, indent=1)
+    if out:
+        Path(out).write_text(text)
+    else:
+        print(text)
+    return 0

@@ -17,7 +17,6 @@ list of real images; a few untimed calls come first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Missing, detector_baseline, ham_validation, keras_baseline, models, ph2_validation
+from benchmarks.common import (
+    Missing,
+    detector_baseline,
+    emit_json,
+    ham_validation,
+    keras_baseline,
+    models,
+    ph2_validation,
+)
 
 JOBS = ("pipeline", "classifier-tflite", "classifier-keras", "detector-tflite", "detector-torch")
 
@@ -264,12 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except Missing as exc:
         result = {"missing": str(exc)}
     result = {"job": args.job, **result}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        print(text)
-    return 0
+    return emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Two ultralytics variants are timed:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import models, ph2_validation, set_offline_ultralytics
+from benchmarks.common import emit_json, models, ph2_validation, set_offline_ultralytics
 
 
 def _top_box(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
@@ -173,12 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
     result = run_peers(args.threads, args.runs, args.images, Path(args.model) if args.model else None)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        print(text)
-    return 0
+    return emit_json(result, args.out)
 
 
 if __name__ == "__main__":
