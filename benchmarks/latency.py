@@ -88,34 +88,37 @@ def job_pipeline(threads: int, runs: int, size: str | None = None, **_: Any) -> 
     return run_quick_suite(threads=threads, runs=runs, warmup=10, size=frame_size)
 
 
+def _time_edge_task(task: Any, method: str, path: Path, inputs: list, threads: int, runs: int, timed: str) -> dict[str, Any]:
+    """Time ``task.from_model(path).<method>(x)`` over ``inputs`` with the interpreter's own invoke times."""
+    from edgeskin.bench import percentiles
+
+    invoke: list[float] = []
+    with task.from_model(path, threads=threads) as edge_task:
+        run = getattr(edge_task, method)
+
+        def call(x: np.ndarray) -> None:
+            run(x)
+            invoke.append(edge_task.model.invoke_ms)
+
+        samples = _timed(call, inputs, runs, warmup=10)
+        dtype = edge_task.model.input.dtype.name
+    return _summary(
+        samples, path, model=path.name, input_dtype=dtype, threads=threads,
+        invoke_ms=percentiles(invoke[-runs:]), timed=timed,
+    )  # fmt: skip
+
+
 def job_classifier_tflite(
     threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
     from edgeskin.tasks.classifier import Classifier
 
     path = Path(model) if model else models()[0]
-    inputs = _ham_images(images)
-    invoke: list[float] = []
-    with Classifier.from_model(path, threads=threads) as classifier:
-
-        def call(image: np.ndarray) -> None:
-            classifier.classify_with_features(image)
-            invoke.append(classifier.model.invoke_ms)
-
-        samples = _timed(call, inputs, runs, warmup=10)
-        dtype = classifier.model.input.dtype.name
-    from edgeskin.bench import percentiles
-
-    return _summary(
-        samples,
-        path,
-        model=path.name,
-        input_dtype=dtype,
-        threads=threads,
-        invoke_ms=percentiles(invoke[-runs:]),
-        timed="Classifier.classify_with_features on a decoded HAM10000 image: resize, profile, quantize, invoke, "
+    return _time_edge_task(
+        Classifier, "classify_with_features", path, _ham_images(images), threads, runs,
+        "Classifier.classify_with_features on a decoded HAM10000 image: resize, profile, quantize, invoke, "
         "dequantize, softmax",
-    )
+    )  # fmt: skip
 
 
 def _keras_device(backend: str) -> str:
@@ -185,29 +188,13 @@ def job_classifier_keras(
 def job_detector_tflite(
     threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
-    from edgeskin.bench import percentiles
     from edgeskin.tasks.detector import Detector
 
     path = Path(model) if model else models()[1]
-    inputs = _ph2_frames(images)
-    invoke: list[float] = []
-    with Detector.from_model(path, threads=threads) as detector:
-
-        def call(frame: np.ndarray) -> None:
-            detector.detect(frame)
-            invoke.append(detector.model.invoke_ms)
-
-        samples = _timed(call, inputs, runs, warmup=10)
-        dtype = detector.model.input.dtype.name
-    return _summary(
-        samples,
-        path,
-        model=path.name,
-        input_dtype=dtype,
-        threads=threads,
-        invoke_ms=percentiles(invoke[-runs:]),
-        timed="Detector.detect on a decoded PH2 frame: letterbox, quantize, invoke, decode, NMS",
-    )
+    return _time_edge_task(
+        Detector, "detect", path, _ph2_frames(images), threads, runs,
+        "Detector.detect on a decoded PH2 frame: letterbox, quantize, invoke, decode, NMS",
+    )  # fmt: skip
 
 
 def job_detector_torch(threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any) -> dict[str, Any]:
