@@ -57,9 +57,11 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs (>= 1: the fake-quant ranges are learned there)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1: untrained fake-quant ranges give a chance-level model")
 
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -88,7 +90,9 @@ def main(argv=None) -> int:
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
     q_model = tfmot.quantization.keras.quantize_apply(annotated)
-    class_weight = compute_class_weight("balanced", classes=np.arange(n_classes), y=y)
+    present = np.unique(y)
+    class_weight = np.ones(n_classes)
+    class_weight[present] = compute_class_weight("balanced", classes=present, y=y)
     ds = (
         tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes), class_weight[y].astype(np.float32)))
         .shuffle(len(x), seed=0)
