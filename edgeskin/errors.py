@@ -59,6 +59,12 @@ class ConfigError(EdgeskinError, ValueError):
     """A profile, option or combination of options is invalid."""
 
 
+def check_fraction(value: float | None, name: str) -> None:
+    """Raise ConfigError unless ``value`` is None or a number in [0, 1] (thresholds, probabilities)."""
+    if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional module lazily, or raise MissingExtraError naming the install command.
 

@@ -332,11 +332,16 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
             for j in range(counts.shape[1]):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if share[i, j] > 0.5 else "black")  # fmt: skip
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
+        path = _save_figure(fig, path)
     finally:
         plt.close(fig)
+    return path
+
+
+def _save_figure(fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
     return path
 
 
@@ -360,9 +365,7 @@ def plot_roc_curves(
         ax.set_ylabel("true positive rate (sensitivity)")
         ax.set_title(title)
         ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
+        path = _save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

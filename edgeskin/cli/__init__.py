@@ -104,6 +104,16 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def report_error(error: BaseException) -> str:
+    """Print ``error`` as the one ``edgeskin: error:`` line on stderr and return its message.
+
+    For subcommands that report a bad input, skip it and go on with the others.
+    """
+    message = _one_line(error)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``edgeskin`` command; returns the exit status."""
     parser = build_parser()
@@ -117,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeskinError as exc:
         if args.debug:
             raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        report_error(exc)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -126,11 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. an --out folder that cannot be written
         if args.debug:
             raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        report_error(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "report_error"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from edgeskin.cli import report_error
 from edgeskin.errors import ConfigError, EdgeskinError
 
 NAME = "classify"
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
             except EdgeskinError as exc:
                 # One bad image is reported and skipped; the others are still classified.
                 failures += 1
-                message = " ".join(str(exc).split())
-                print(f"edgeskin: error: {message}", file=sys.stderr)
+                message = report_error(exc)
                 results.append({"source": str(path), "error": message})
                 continue
             timings = {k: round(v, 3) for k, v in classifier.last_timings_ms.items()}

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from edgeskin.cli import report_error
 from edgeskin.errors import EdgeskinError
 
 NAME = "predict"
@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
             except EdgeskinError as exc:
                 # One bad image is reported and skipped; the others are still analysed.
                 failures += 1
-                message = " ".join(str(exc).split())
-                print(f"edgeskin: error: {message}", file=sys.stderr)
+                message = report_error(exc)
                 documents.append({"image": str(path), "error": message})
                 continue
             document = _document(str(path), result)

@@ -22,6 +22,7 @@ from edgeskin.runtime.spec import (
     load_model,
     load_third_party_classifier,
 )
+from edgeskin.tasks.base import ModelTask
 
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
@@ -88,7 +89,7 @@ class ClassifierOptions:
             raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
 
 
-class Classifier:
+class Classifier(ModelTask):
     """Classify an RGB image (or a lesion crop) into the model's classes.
 
     Tensor contract:
@@ -171,20 +172,6 @@ class Classifier:
         return cls.create(
             ClassifierOptions(model_path, labels=labels, mean=mean, std=std, num_threads=threads, delegate=delegate)
         )
-
-    def __enter__(self) -> Classifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.model.close()
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """``(height, width)`` of the model input."""
-        return self.spec.input.size
 
     # -- preprocessing -----------------------------------------------------------------------------
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:

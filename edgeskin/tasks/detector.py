@@ -17,11 +17,12 @@ import numpy as np
 
 from edgeskin.core.boxes import nms
 from edgeskin.core.geometry import ImageTransform, resize_to_input
-from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError
+from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError, check_fraction
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, load_model
+from edgeskin.tasks.base import ModelTask
 
 __all__ = [
     "ClassicalDetector",
@@ -42,10 +43,6 @@ DEFAULT_MAX_DET = 100
 # put thousands above the threshold. Like ultralytics' max_nms, keep only the best ones.
 MAX_NMS_CANDIDATES = 3000
 
-
-def _check_threshold(value: float | None, name: str) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,8 @@ class DetectorOptions:
     delegate: str = "cpu"
 
     def __post_init__(self) -> None:
-        _check_threshold(self.confidence_threshold, "confidence_threshold")
-        _check_threshold(self.iou_threshold, "iou_threshold")
+        check_fraction(self.confidence_threshold, "confidence_threshold")
+        check_fraction(self.iou_threshold, "iou_threshold")
         if not isinstance(self.max_det, int) or self.max_det < 1:
             raise ConfigError(f"max_det: expected a positive integer, got {self.max_det!r}")
         if self.delegate not in DELEGATES:
@@ -165,7 +162,7 @@ def decode_yolo(
     return Detections(frame_boxes[has_area], score[keep][has_area], class_id[keep][has_area])
 
 
-class Detector:
+class Detector(ModelTask):
     """Find lesions in an RGB frame with a YOLO-family TFLite model.
 
     Tensor contract:
@@ -200,8 +197,8 @@ class Detector:
     ) -> None:
         if spec.task != "detection":
             raise ConfigError(f"Detector needs a detection spec; '{spec.name}' is a {spec.task} spec")
-        _check_threshold(confidence_threshold, "confidence_threshold")
-        _check_threshold(iou_threshold, "iou_threshold")
+        check_fraction(confidence_threshold, "confidence_threshold")
+        check_fraction(iou_threshold, "iou_threshold")
         if not isinstance(max_det, int) or max_det < 1:
             raise ConfigError(f"max_det: expected a positive integer, got {max_det!r}")
         self.model = model
@@ -214,8 +211,8 @@ class Detector:
             else thresholds.get("confidence", DEFAULT_CONFIDENCE)
         )
         self.iou_threshold = float(iou_threshold if iou_threshold is not None else thresholds.get("iou", DEFAULT_IOU))
-        _check_threshold(self.confidence_threshold, "thresholds.confidence")
-        _check_threshold(self.iou_threshold, "thresholds.iou")
+        check_fraction(self.confidence_threshold, "thresholds.confidence")
+        check_fraction(self.iou_threshold, "thresholds.iou")
         self.max_det = max_det
         self.class_agnostic = class_agnostic
         self._predictions_output = spec.outputs["predictions"]
@@ -278,20 +275,6 @@ class Detector:
                 delegate=delegate,
             )
         )
-
-    def __enter__(self) -> Detector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.model.close()
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """``(height, width)`` of the model input."""
-        return self.spec.input.size
 
     # -- stages ------------------------------------------------------------------------------------
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
@@ -377,7 +360,7 @@ class ClassicalDetector:
     def __init__(self, method: Literal["segment", "otsu"] = "segment", *, min_contrast: float = 0.05) -> None:
         if method not in ("segment", "otsu"):
             raise ConfigError(f"method: expected 'segment' or 'otsu', got {method!r}")
-        _check_threshold(min_contrast, "min_contrast")
+        check_fraction(min_contrast, "min_contrast")
         from edgeskin.core import localize
 
         self.method = method

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeskin.core.crop import crop_with_margin
-from edgeskin.errors import ConfigError
+from edgeskin.errors import ConfigError, check_fraction
 from edgeskin.image import validate_frame
-from edgeskin.labels import DX_CLASSES, DX_TO_GROUP, GROUPS, malignant_probability, to_groups
+from edgeskin.labels import DX_CLASSES, GROUPS, malignant_probability, to_groups
 from edgeskin.results import Classification, Detections, Lesion, PipelineResult
 from edgeskin.runtime.interpreter import DELEGATES
 from edgeskin.runtime.spec import ModelSpec
@@ -67,10 +67,6 @@ def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], thres
     return groups.argmax(axis=-1) != GROUPS.index("Benign")
 
 
-def _check_fraction(value: float | None, name: str) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
-
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -114,8 +110,8 @@ class PipelineOptions:
             raise ConfigError(f"max_lesions: expected a positive integer, got {self.max_lesions!r}")
         if not (isinstance(self.crop_margin, (int, float)) and 0.0 <= self.crop_margin <= 5.0):
             raise ConfigError(f"crop_margin: expected a fraction of the box size in [0, 5], got {self.crop_margin!r}")
-        _check_fraction(self.min_confidence, "min_confidence")
-        _check_fraction(self.refer_threshold, "refer_threshold")
+        check_fraction(self.min_confidence, "min_confidence")
+        check_fraction(self.refer_threshold, "refer_threshold")
         if self.detector_spec is not None and (self.detector is None or self.detector == CLASSICAL):
             raise ConfigError("detector_spec is given but the detector is not a model file")
 
@@ -172,8 +168,8 @@ class LesionPipeline:
             detector_spec = getattr(detector, "spec", None)
             thresholds = getattr(detector_spec, "thresholds", None) or {}
             min_confidence = thresholds.get("presence")
-        _check_fraction(min_confidence, "min_confidence")
-        _check_fraction(refer_threshold, "refer_threshold")
+        check_fraction(min_confidence, "min_confidence")
+        check_fraction(refer_threshold, "refer_threshold")
         self.classifier = classifier
         self.detector = detector
         self.dx_labels = labels
@@ -193,7 +189,6 @@ class LesionPipeline:
             else:
                 logger.warning('CAM is off: the classifier\'s spec has no "cam" weights or "features" output')
         # The group matrix is built once; per frame only a (7,) @ (7, 4) product remains.
-        self._group_of_dx = np.array([GROUPS.index(DX_TO_GROUP[dx]) for dx in labels])
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -370,8 +365,7 @@ class LesionPipeline:
         self, box: np.ndarray, score: float, dx: Classification, crop_box: np.ndarray, cam: np.ndarray | None
     ) -> Lesion:
         probs = dx.probabilities
-        groups = np.zeros(len(GROUPS), np.float32)
-        np.add.at(groups, self._group_of_dx, probs)
+        groups = to_groups(probs, self.dx_labels)
         malignant = float(malignant_probability(probs, self.dx_labels))
         refer = bool(refer_decision(probs, self.dx_labels, self.refer_threshold))
         return Lesion(
