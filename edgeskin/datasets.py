@@ -23,7 +23,7 @@ from edgeskin.labels import DX_CLASSES, ISIC2018_COLUMNS
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 @dataclass(frozen=True)

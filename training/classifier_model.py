@@ -6,6 +6,7 @@ the model spec's normalisation is mean 0, std 1 and the INT8 model's input is si
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -59,6 +60,20 @@ def resolve_weights(backbone: str, alpha: float, weights: str, weights_dir: str 
     return str(path)
 
 
+@functools.cache
+def register_custom_layers():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="edgeskin")
+    class ChannelFlip(keras.layers.Layer):
+        """RGB → BGR (the caffe-style ResNet50 input) with a backend op that every backend has."""
+
+        def call(self, inputs):
+            return keras.ops.flip(inputs, axis=-1)
+
+    return ChannelFlip
+
+
 def build_classifier(
     *,
     backbone: str = "mobilenetv2",
@@ -79,6 +94,7 @@ def build_classifier(
     import keras
     from keras import layers
 
+    ChannelFlip = register_custom_layers()
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -87,7 +103,7 @@ def build_classifier(
         base = keras.applications.MobileNetV2(input_tensor=x, alpha=alpha, include_top=False, weights=weights)
     elif backbone == "resnet50":
         # caffe-style: BGR, ImageNet mean subtracted
-        x = layers.Lambda(lambda t: t[..., ::-1], name="rgb_to_bgr")(inputs)
+        x = ChannelFlip(name="rgb_to_bgr")(inputs)
         x = layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="scale")(x)
         base = keras.applications.ResNet50(input_tensor=x, include_top=False, weights=weights)
     else:

@@ -1,0 +1,146 @@
+"""Score and time trained float Keras classifiers on the validation split, on whatever device Keras has.
+
+``KERAS_BACKEND=torch python -m benchmarks.float_baseline --runs RUN_DIR... --images DIR --out FILE``
+
+Made for a GPU machine that has PyTorch or JAX but no TensorFlow (and no TFLite interpreter): each run
+directory holds a ``model.keras``, its ``config.json`` and ``split.json`` from ``training.train_classifier``.
+The validation images of that split are decoded, stretched and preprocessed by the runtime's own functions
+(:func:`benchmarks.common.model_input_pixels`), so the float model sees the pixels the INT8 model sees.
+Writes, per run: the metrics of :func:`edgeskin.evaluation.classify_report`, the probabilities (so the
+report can compare them with INT8 on the same images), and latency: batch 1 (p50/p90 of single-image
+``model(x)`` calls, synchronised) and throughput at batch 64. ``benchmarks.report --float-results FILE``
+puts these rows into the report with the device they ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import emit_json, model_input_pixels
+
+
+def _device() -> tuple[str, Any]:
+    """Human-readable device, and a function that waits for queued GPU work (or does nothing)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU ({torch.cuda.get_device_name(0)})", torch.cuda.synchronize
+    elif backend == "jax":
+        import jax
+
+        if any(d.platform == "gpu" for d in jax.devices()):
+            return f"GPU ({jax.devices()[0].device_kind})", lambda: None
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return "GPU (TensorFlow)", lambda: None
+    return f"CPU ({os.cpu_count()} cores)", lambda: None
+
+
+def time_model(model, pixels: np.ndarray, sync, repeats: int = 200, batch: int = 64) -> dict[str, float]:
+    """Batch-1 latency percentiles and batch-``batch`` throughput of ``model(x, training=False)``."""
+    import keras
+
+    single = [keras.ops.convert_to_tensor(pixels[i : i + 1].astype(np.float32)) for i in range(min(16, len(pixels)))]
+    for x in single[:5]:
+        np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    times = []
+    for i in range(repeats):
+        x = single[i % len(single)]
+        sync()
+        t0 = time.perf_counter()
+        out = model(x, training=False)
+        keras.ops.convert_to_numpy(out)  # includes the copy back, as an application would
+        times.append(time.perf_counter() - t0)
+    big = keras.ops.convert_to_tensor(np.resize(pixels, (batch,) + pixels.shape[1:]).astype(np.float32))
+    keras.ops.convert_to_numpy(model(big, training=False))
+    sync()
+    t0 = time.perf_counter()
+    rounds = 10
+    for _ in range(rounds):
+        keras.ops.convert_to_numpy(model(big, training=False))
+    elapsed = time.perf_counter() - t0
+    ms = np.asarray(times) * 1000
+    return {
+        "batch1_p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "batch1_p90_ms": round(float(np.percentile(ms, 90)), 3),
+        f"batch{batch}_images_per_s": round(rounds * batch / elapsed, 1),
+    }
+
+
+def score_run(run: Path, images: Path, metadata: Path | None, sync, device: str) -> dict[str, Any]:
+    import keras
+
+    from edgeskin.datasets import apply_split, load_ham10000
+    from edgeskin.evaluation import classify_report
+    from training.classifier_model import register_custom_layers
+
+    register_custom_layers()  # ResNet50's ChannelFlip
+
+    config = json.loads((run / "config.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    data = load_ham10000(metadata or run / "HAM10000_metadata.csv", images)
+    val = apply_split(data, split, "val")
+    if len(val) != len(split["val"]):
+        raise SystemExit(f"{run}: {len(split['val']) - len(val)} validation images of the split are not in {images}")
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    size = int(config["input_size"])
+    pixels = model_input_pixels(val.paths, size, config.get("profile"))
+    probs = np.asarray(model.predict(pixels.astype(np.float32), batch_size=64, verbose=0), np.float64)
+    report = classify_report(val.labels, probs)
+    return {
+        "backbone": config["backbone"],
+        "alpha": config.get("alpha"),
+        "input_size": size,
+        "weights": "ImageNet" if config.get("resolved_weights") else "none (from scratch)",
+        "epochs": config.get("epochs"),
+        "device": device,
+        "keras_backend": keras.backend.backend(),
+        "size_mb": round((run / "model.keras").stat().st_size / 1e6, 3),
+        "n": len(val),
+        "balanced_accuracy": report["dx"]["balanced_accuracy"],
+        "accuracy": report["dx"]["accuracy"],
+        "auc": report["dx"]["auc"],
+        "malignant_auc": report["malignant"]["auc"],
+        "latency": time_model(model, pixels, sync),
+        "image_ids": list(val.image_ids),
+        "probs": np.round(probs, 6).tolist(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="training run directories")
+    parser.add_argument("--images", required=True, help="folder with the validation images")
+    parser.add_argument("--metadata", help="HAM10000 metadata CSV (default: RUN/HAM10000_metadata.csv)")
+    parser.add_argument("--out", help="write the JSON here instead of stdout")
+    args = parser.parse_args(argv)
+    device, sync = _device()
+    result: dict[str, Any] = {"device": device, "runs": {}}
+    for run in args.runs:
+        name = Path(run).name
+        try:
+            result["runs"][name] = score_run(
+                Path(run), Path(args.images), args.metadata and Path(args.metadata), sync, device
+            )
+        except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others' results
+            result["runs"][name] = {"missing": f"{type(exc).__name__}: {exc}"}
+        print(name, {k: v for k, v in result["runs"][name].items() if k not in ("probs", "image_ids")}, file=sys.stderr)
+    return emit_json(result, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
