@@ -52,13 +52,62 @@ def copy_weights(model, weights: dict[str, np.ndarray]) -> int:
     return copied
 
 
+def initialise_ranges(q_model, x: np.ndarray, batches: int = 40, batch_size: int = 16, seed: int = 0) -> None:
+    """Set every fake-quant activation range from real data before fine-tuning.
+
+    tfmot's MovingAverageQuantizer starts each activation range at [-6, 6] and moves it with an EMA of
+    decay 0.999 per training step, so after one epoch (~160 steps) a range is still 85 % its initial
+    value: tensors whose real range is ±25 (MobileNetV2's linear bottlenecks) are clipped hard, which is
+    what made the earlier 1-epoch QAT collapse to chance level. Here the decay is 0 on the first batch
+    (range = that batch's min/max) and 0.9 after it, over ``batches`` forward passes in training mode
+    (eager, so the patched op is the one traced); BatchNormalization layers are frozen (inference
+    statistics), so only the ranges move.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
+
+    original = quant_ops.MovingAvgQuantize
+    decay = {"value": 0.0}
+
+    def patched(*args, **kwargs):
+        kwargs["ema_decay"] = decay["value"]
+        return original(*args, **kwargs)
+
+    rng = np.random.default_rng(seed)
+    quantizers.quant_ops.MovingAvgQuantize = patched
+    try:
+        for i in range(batches):
+            idx = rng.choice(len(x), size=batch_size, replace=False)
+            q_model(x[idx].astype(np.float32), training=True)
+            decay["value"] = 0.9
+            if i % 10 == 0:
+                print(f"QAT: range initialisation {i + 1}/{batches}", flush=True)
+    finally:
+        quantizers.quant_ops.MovingAvgQuantize = original
+
+
+def freeze_batch_norm(model) -> int:
+    """Run every BatchNormalization with its moving statistics (tf_keras: trainable=False)."""
+    import tf_keras
+
+    frozen = 0
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs (>= 1: the fake-quant ranges are learned there)")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="fine-tune epochs (>= 1: the fake-quant ranges are learned there)"
+    )
     parser.add_argument("--out", required=True)
+    parser.add_argument("--learning-rate", type=float, default=1e-5, help="Adam learning rate of the fine-tune")
+    parser.add_argument("--steps", type=int, help="fine-tune steps per epoch (default: one pass over the data)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1: untrained fake-quant ranges give a chance-level model")
@@ -87,9 +136,11 @@ def main(argv=None) -> int:
             return layer
         return tfmot.quantization.keras.quantize_annotate_layer(layer)
 
+    print(f"QAT: froze {freeze_batch_norm(model)} BatchNormalization layers", flush=True)
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
     q_model = tfmot.quantization.keras.quantize_apply(annotated)
+    initialise_ranges(q_model, x)
     present = np.unique(y)
     class_weight = np.ones(n_classes)
     class_weight[present] = compute_class_weight("balanced", classes=present, y=y)
@@ -98,17 +149,19 @@ def main(argv=None) -> int:
         .shuffle(len(x), seed=0)
         .map(lambda a, b, w: (tf.cast(a, tf.float32), {"logits": b}, {"logits": w}))
         .batch(32)
+        .repeat()
         .prefetch(2)
     )
     q_model.compile(
-        optimizer=tf_keras.optimizers.Adam(config["learning_rate"] / 20),
+        optimizer=tf_keras.optimizers.Adam(args.learning_rate),
         loss={
             "logits": tf_keras.losses.CategoricalCrossentropy(
                 from_logits=True, label_smoothing=config.get("label_smoothing", 0.0)
             )
         },
     )
-    q_model.fit(ds, epochs=args.epochs, verbose=2)
+    steps = args.steps or int(np.ceil(len(x) / 32))
+    q_model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, verbose=2)
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, config["input_size"], config["input_size"], 3], tf.float32, name="image")]
