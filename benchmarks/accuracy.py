@@ -41,6 +41,47 @@ from benchmarks.common import (
 )
 
 OTHER_BACKBONES = {"resnet50": "ResNet50", "efficientnetb0": "EfficientNetB0"}
+GPU_BASELINE = REPO_ROOT / "benchmarks" / "gpu" / "float-baseline.json"
+
+
+def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -> dict[str, Any]:
+    """Float classifiers trained and scored on a GPU machine (:mod:`benchmarks.float_baseline`).
+
+    That machine is not here when the report runs, so its stored probabilities are scored again here with
+    the same metrics and triage threshold as the INT8 rows, on the same images (matched by image id;
+    a run whose images differ from this split is refused). Its latency is the GPU's, as stored.
+    """
+    from edgeskin.evaluation import classify_report
+
+    if not path.is_file():
+        return {"missing": f"no GPU float-baseline file at {path.relative_to(REPO_ROOT)} (made by training/gpu_run.sh)"}
+    data = json.loads(path.read_text())
+    position = {image_id: i for i, image_id in enumerate(val.image_ids)}
+    rows: dict[str, Any] = {}
+    for name, run in data.get("runs", {}).items():
+        if "missing" in run:
+            rows[name] = {"missing": run["missing"]}
+            continue
+        ids = run["image_ids"]
+        if sorted(ids) != sorted(val.image_ids):
+            rows[name] = {"missing": f"scored on {len(ids)} images that are not this validation split"}
+            continue
+        probs = np.zeros((len(ids), len(run["probs"][0])))
+        probs[[position[i] for i in ids]] = np.asarray(run["probs"], np.float64)
+        rows[name] = {
+            **_summary(classify_report(val.labels, probs, malignant_threshold=threshold)),
+            **{k: run.get(k) for k in ("backbone", "alpha", "input_size", "weights", "epochs", "device", "size_mb")},
+            "keras_backend": run.get("keras_backend"),
+            "latency": run.get("latency"),
+            "note": run.get("note"),
+            "_probs": probs,
+        }
+    return {
+        "file": str(path.relative_to(REPO_ROOT)),
+        "date": data.get("date"),
+        "made_by": data.get("made_by"),
+        "rows": rows,
+    }
 
 
 def _reorder(probs: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
@@ -92,7 +133,10 @@ def _not_trained_reason(backbone: str) -> str:
         parts.append(
             f"no ImageNet weights offline ({weights} is not in {keras_home} or ../shared/weights, and there is no network)"
         )
-    parts.append("training one from scratch on this 2-core CPU-only machine was out of reach in the session")
+    if GPU_BASELINE.is_file() and backbone in json.loads(GPU_BASELINE.read_text()).get("runs", {}):
+        parts.append(f"one was trained from scratch and scored on a GPU: see the GPU rows ({GPU_BASELINE.name})")
+    else:
+        parts.append("training one from scratch on this 2-core CPU-only machine was out of reach in the session")
     return "not trained: " + "; ".join(parts)
 
 
@@ -191,6 +235,20 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
             "title": title,
             "note": "float32 Keras; evaluated on the same split only if its run used this split",
         }
+    gpu = gpu_baseline_rows(val, threshold)
+    shipped = gpu.get("rows", {}).get("mobilenetv2", {})
+    if "_probs" in shipped:
+        gpu_probs = shipped["_probs"]
+        gpu["int8_vs_gpu_float"] = {
+            "top1_agreement": round(float((gpu_probs.argmax(1) == int8_plain.argmax(1)).mean()), 4),
+            "balanced_accuracy_delta_points": round(
+                100 * (rows["int8_tflite"]["balanced_accuracy"] - shipped["balanced_accuracy"]), 2
+            ),
+            "auc_delta": round(rows["int8_tflite"]["auc"] - shipped["auc"], 4),
+        }
+    for row in gpu.get("rows", {}).values():
+        row.pop("_probs", None)
+    out["gpu_float"] = gpu
     out["rows"] = rows
     out["labels"] = list(DX_CLASSES)
     return out

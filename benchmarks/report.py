@@ -432,6 +432,49 @@ def plot_accuracy(results: dict[str, Any], out: Path) -> Path | None:
     return path
 
 
+def _gpu_float_section(gpu: dict[str, Any], int8: dict[str, Any]) -> list[str]:
+    """The float classifiers trained and scored on a GPU machine (stored results, re-scored here)."""
+    if not gpu:
+        return []
+    if "missing" in gpu:
+        return [f"Float baselines on a GPU: not available ({gpu['missing']}).", ""]
+    lines = [
+        f"### Classifier float baselines on a GPU ({gpu.get('date')}, from `{gpu.get('file')}`)",
+        "",
+        f"Made by {gpu.get('made_by')}. That machine is not part of this run: its stored probabilities on the "
+        "same validation images are scored again here with the same metrics and triage threshold; the latency "
+        "columns are the GPU's own (Keras 3, torch backend, float32; batch 1 includes the copy back to the host).",
+        "",
+        "| model | weights | epochs | device | size MB | balanced acc | AUC (ovr) | malignant sens. | malignant spec. "
+        "| batch-1 p50 / p90 ms | batch-64 images/s | INT8 bal. acc / this |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in gpu.get("rows", {}).items():
+        if "missing" in row:
+            lines.append(f"| {name} | {row['missing']} | | | | | | | | | | |")
+            continue
+        lat = row.get("latency") or {}
+        title = f"{row.get('backbone')} {row.get('alpha') or ''}@{row.get('input_size')}".replace(" @", "@")
+        lines.append(
+            f"| {name}: {title} | {row.get('weights')} | {row.get('epochs')} | {row.get('device')} | "
+            f"{_f(row.get('size_mb'), 2)} | {_f(row.get('balanced_accuracy'))} | {_f(row.get('auc'))} | "
+            f"{_f(row.get('malignant_sensitivity'))} | {_f(row.get('malignant_specificity'))} | "
+            f"{_f(lat.get('batch1_p50_ms'), 1)} / {_f(lat.get('batch1_p90_ms'), 1)} | {_f(lat.get('batch64_images_per_s'), 0)} | "
+            f"{_ratio(int8.get('balanced_accuracy'), row.get('balanced_accuracy'))} |"
+        )
+    notes = [f"{name}: {row['note']}" for name, row in gpu.get("rows", {}).items() if row.get("note")]
+    if notes:
+        lines += ["", "Notes: " + "; ".join(notes) + "."]
+    delta = gpu.get("int8_vs_gpu_float")
+    if delta:
+        lines += [
+            "",
+            f"Shipped INT8 against its own float model (scored on the GPU): top-1 agreement {_f(delta['top1_agreement'])}, "
+            f"balanced accuracy {delta['balanced_accuracy_delta_points']:+.2f} points, AUC {delta['auc_delta']:+.4f}.",
+        ]
+    return lines + [""]
+
+
 def _latency_rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str]]:
     latency = results.get("latency", {})
     return [
@@ -680,6 +723,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> s
                 f"{_f(agreement.get('mean_abs_probability_difference'), 4)}.",
             ]
         lines.append("")
+        lines += _gpu_float_section(cls.get("gpu_float", {}), cls_rows.get("int8_tflite", {}))
     elif "missing" in cls:
         lines += [f"Classifier accuracy not measured: {cls['missing']}", ""]
     det = accuracy.get("detector", {})

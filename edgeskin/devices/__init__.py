@@ -90,9 +90,13 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"profile {self.name!r}: threads must be a positive integer or null, got {self.threads!r}")
+            raise ConfigError(
+                f"profile {self.name!r}: threads must be a positive integer or null, got {self.threads!r}"
+            )
         if self.delegate not in _DELEGATES:
-            raise ConfigError(f"profile {self.name!r}: delegate must be one of {', '.join(_DELEGATES)}, got {self.delegate!r}")
+            raise ConfigError(
+                f"profile {self.name!r}: delegate must be one of {', '.join(_DELEGATES)}, got {self.delegate!r}"
+            )
         if self.model_variant not in MODEL_VARIANTS:
             raise ConfigError(
                 f"profile {self.name!r}: models.variant must be one of {', '.join(MODEL_VARIANTS)}, "
@@ -101,14 +105,18 @@ class DeviceProfile:
         if self.delegate == "edgetpu" and self.model_variant != "edgetpu":
             raise ConfigError(
                 f"profile {self.name!r}: the edgetpu delegate needs models compiled for the Edge TPU "
-                "(models.variant \"edgetpu\")"
+                '(models.variant "edgetpu")'
             )
         if self.lores_size[0] > self.main_size[0] or self.lores_size[1] > self.main_size[1]:
-            raise ConfigError(f"profile {self.name!r}: lores_size {self.lores_size} is larger than main_size {self.main_size}")
+            raise ConfigError(
+                f"profile {self.name!r}: lores_size {self.lores_size} is larger than main_size {self.main_size}"
+            )
         if not 0 <= self.smoothing < 1:
             raise ConfigError(f"profile {self.name!r}: live.smoothing must lie in [0, 1), got {self.smoothing}")
         if not self.latency_budget_ms > 0:
-            raise ConfigError(f"profile {self.name!r}: latency_budget_ms must be positive, got {self.latency_budget_ms}")
+            raise ConfigError(
+                f"profile {self.name!r}: latency_budget_ms must be positive, got {self.latency_budget_ms}"
+            )
 
     @property
     def num_threads(self) -> int:
@@ -128,8 +136,18 @@ class DeviceProfile:
             raise ConfigError(f"{origin}: camera must be an object with lores_size and main_size")
         models = data.get("models") or {}
         live = data.get("live") or {}
-        known = {"name", "description", "threads", "delegate", "source", "camera", "models",
-                 "latency_budget_ms", "live", "notes"}
+        known = {
+            "name",
+            "description",
+            "threads",
+            "delegate",
+            "source",
+            "camera",
+            "models",
+            "latency_budget_ms",
+            "live",
+            "notes",
+        }
         return cls(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -232,7 +250,9 @@ def _edgetpu_build(model: Path, role: str) -> Path:
     return compiled
 
 
-def pipeline_options(profile: DeviceProfile, *, threads: int | None = None, delegate: str | None = None) -> dict[str, Any]:
+def pipeline_options(
+    profile: DeviceProfile, *, threads: int | None = None, delegate: str | None = None
+) -> dict[str, Any]:
     """Keyword arguments for ``LesionPipeline.from_defaults`` that run the profile's models on its hardware.
 
     Args:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeskin.errors import ChecksumMismatchError, ModelError, SpecError
+from edgeskin.core.views import check_views
+from edgeskin.errors import ChecksumMismatchError, ConfigError, ModelError, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ THIRD_PARTY_STD = 127.5
 
 _KNOWN_KEYS = {
     "format_version", "name", "task", "model_file", "sha256", "input", "preprocessing", "labels", "outputs",
-    "outputs_are", "layout", "boxes", "cam", "calibration", "triage", "thresholds", "metrics", "provenance",
+    "outputs_are", "layout", "boxes", "cam", "calibration", "triage", "thresholds", "metrics", "provenance", "tta",
 }  # fmt: skip
 
 
@@ -216,6 +217,9 @@ class ModelSpec:
         calibration: ``{"temperature": T}``.
         triage: ``{"malignant_threshold": t}``.
         thresholds: Detection ``{"confidence": ..., "iou": ...}``.
+        tta: Classification: test-time augmentation views whose logits the Classifier averages
+            (:data:`edgeskin.core.views.VIEWS`, e.g. ``["identity", "hflip", "vflip", "rot180"]``); empty:
+            the input alone.
         metrics: Free-form measured metrics.
         provenance: Free-form origin (data, training run, conversion).
         extras: Any other top-level JSON fields, preserved on save.
@@ -237,6 +241,7 @@ class ModelSpec:
     calibration: Mapping[str, Any] = field(default_factory=dict)
     triage: Mapping[str, Any] = field(default_factory=dict)
     thresholds: Mapping[str, Any] = field(default_factory=dict)
+    tta: tuple[str, ...] = ()
     metrics: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     extras: Mapping[str, Any] = field(default_factory=dict)
@@ -284,6 +289,13 @@ class ModelSpec:
             raise SpecError(f"triage.malignant_threshold: expected a number in [0, 1], got {threshold!r}")
         if self.cam is not None:
             self._check_cam()
+        if self.tta:
+            if self.task != "classification":
+                raise SpecError("tta: test-time augmentation is for classification specs")
+            try:
+                object.__setattr__(self, "tta", check_views(self.tta, self.input.size))
+            except ConfigError as exc:
+                raise SpecError(f"tta: {exc}") from None
 
     def _check_cam(self) -> None:
         cam = _mapping(self.cam, "cam")
@@ -378,6 +390,7 @@ class ModelSpec:
             calibration=_mapping(data.get("calibration"), "calibration"),
             triage=_mapping(data.get("triage"), "triage"),
             thresholds=_mapping(data.get("thresholds"), "thresholds"),
+            tta=data.get("tta") or (),
             metrics=_mapping(data.get("metrics"), "metrics"),
             provenance=_mapping(data.get("provenance"), "provenance"),
             extras=extras,
@@ -409,6 +422,8 @@ class ModelSpec:
             value = getattr(self, name)
             if value:
                 out[name] = dict(value)
+        if self.tta:
+            out["tta"] = list(self.tta)
         out.update(self.extras)
         return out
 

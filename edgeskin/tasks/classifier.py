@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.core.geometry import resize_to_input
+from edgeskin.core.views import align_features, apply_view, check_views
 from edgeskin.errors import ConfigError
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Classification
@@ -66,6 +67,8 @@ class ClassifierOptions:
         delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
         apply_preprocessing: Run the spec's preprocessing profile (turn off only when the caller has
             already applied it).
+        tta: Test-time augmentation views to average (:data:`edgeskin.core.views.VIEWS`); None: the
+            spec's ``tta`` (the shipped classifier's: four flips/rotations); ``()``: one view (fastest).
     """
 
     model_path: str | Path
@@ -76,6 +79,7 @@ class ClassifierOptions:
     num_threads: int | None = None
     delegate: str = "cpu"
     apply_preprocessing: bool = True
+    tta: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.spec is not None and self.labels is not None:
@@ -111,7 +115,14 @@ class Classifier(ModelTask):
     One instance is not thread-safe (it owns one interpreter); make one per thread.
     """
 
-    def __init__(self, model: TFLiteModel, spec: ModelSpec, *, apply_preprocessing: bool = True) -> None:
+    def __init__(
+        self,
+        model: TFLiteModel,
+        spec: ModelSpec,
+        *,
+        apply_preprocessing: bool = True,
+        tta: Sequence[str] | None = None,
+    ) -> None:
         if spec.task != "classification":
             raise ConfigError(f"Classifier needs a classification spec; '{spec.name}' is a {spec.task} spec")
         self.model = model
@@ -121,6 +132,8 @@ class Classifier(ModelTask):
         self._probabilities_output = spec.outputs["probabilities"]
         self._features_output = spec.outputs.get("features")
         self._encoder = InputEncoder(model.input, spec.input.mean, spec.input.std, spec.input.color_order)
+        views = spec.tta if tta is None else check_views(tta, spec.input.size)
+        self.views: tuple[str, ...] = views if views else ("identity",)
         self.last_timings_ms: dict[str, float] = {}
         self._warned_not_probabilities = False
 
@@ -151,7 +164,7 @@ class Classifier(ModelTask):
                 delegate=options.delegate,
             )
         try:
-            return cls(model, spec, apply_preprocessing=options.apply_preprocessing)
+            return cls(model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta)
         except BaseException:
             model.close()
             raise
@@ -166,11 +179,14 @@ class Classifier(ModelTask):
         std: float | Sequence[float] | None = None,
         threads: int | None = None,
         delegate: str = "cpu",
+        tta: Sequence[str] | None = None,
     ) -> Classifier:
         """Shortcut for ``create(ClassifierOptions(...))``: an edgeskin model (spec beside it) when
         ``labels`` is None, else a third-party model with that labels file."""
         return cls.create(
-            ClassifierOptions(model_path, labels=labels, mean=mean, std=std, num_threads=threads, delegate=delegate)
+            ClassifierOptions(
+                model_path, labels=labels, mean=mean, std=std, num_threads=threads, delegate=delegate, tta=tta
+            )
         )
 
     # -- preprocessing -----------------------------------------------------------------------------
@@ -200,9 +216,20 @@ class Classifier(ModelTask):
         start = time.perf_counter()
         x = self.preprocess(image_rgb)
         ready = time.perf_counter()
-        outputs = self.model.run(x)
-        invoke_ms = self.model.invoke_ms
-        scores = outputs[self._probabilities_output].reshape(-1)
+        invoke_ms = 0.0
+        score_sum: np.ndarray | None = None
+        feature_sum: np.ndarray | None = None
+        for view in self.views:
+            outputs = self.model.run(x if view == "identity" else apply_view(view, x))
+            invoke_ms += self.model.invoke_ms
+            view_scores = outputs[self._probabilities_output].reshape(-1).astype(np.float64)
+            score_sum = view_scores if score_sum is None else score_sum + view_scores
+            if want_features and self._features_output is not None:
+                aligned = align_features(view, outputs[self._features_output][0])
+                feature_sum = aligned if feature_sum is None else feature_sum + aligned
+        # Logits (or probabilities) averaged over the views: with GAP → Dense, the logits of the mean
+        # aligned feature map, so the CAM below explains exactly this decision.
+        scores = score_sum / len(self.views)
         if self.spec.outputs_are == "logits":
             probabilities = softmax(scores, self.spec.temperature)
         else:
@@ -215,18 +242,16 @@ class Classifier(ModelTask):
                 )  # fmt: skip
             probabilities = _renormalise(scores, self.spec.temperature)
         result = Classification(probabilities, self.labels)
-        features = None
-        if want_features and self._features_output is not None:
-            features = outputs[self._features_output][0]
+        features = None if feature_sum is None else (feature_sum / len(self.views)).astype(np.float32)
         end = time.perf_counter()
         self.last_timings_ms = {
             "preprocess_ms": (ready - start) * 1000.0,
-            "invoke_ms": invoke_ms,
+            "invoke_ms": invoke_ms,  # all views together
             # Tensor copies and dequantization count as postprocessing, so the three stages add up.
             "postprocess_ms": max(0.0, (end - ready) * 1000.0 - invoke_ms),
         }
         return result, features
 
     def __repr__(self) -> str:
-        return f"Classifier({self.spec.name!r}, {len(self.labels)} classes, input {list(self.input_size)}, delegate={self.model.delegate})"
-
+        views = f", tta {len(self.views)} views" if len(self.views) > 1 else ""
+        return f"Classifier({self.spec.name!r}, {len(self.labels)} classes, input {list(self.input_size)}{views}, delegate={self.model.delegate})"

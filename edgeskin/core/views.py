@@ -1,0 +1,55 @@
+"""Test-time augmentation views: the dihedral transforms of a square model input, and their inverses.
+
+A dermoscopic lesion has no preferred orientation, so the classifier can average its logits over flipped
+and rotated copies of the same input (test-time augmentation). For a head GAP → Dense the averaged logits
+equal the Dense layer applied to the average of the feature maps *after each is turned back* to the
+original orientation (global average pooling ignores the arrangement), so the class activation map of
+the averaged decision is exact when built from :func:`align_features`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edgeskin.errors import ConfigError
+
+# name -> (forward on (H, W, ...) arrays, inverse)
+_VIEWS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "identity": (lambda a: a, lambda a: a),
+    "hflip": (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    "vflip": (lambda a: a[::-1], lambda a: a[::-1]),
+    "rot180": (lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1]),
+    "rot90": (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
+    "rot270": (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
+    "transpose": (lambda a: np.swapaxes(a, 0, 1), lambda a: np.swapaxes(a, 0, 1)),
+    "antitranspose": (lambda a: np.rot90(a, 2).swapaxes(0, 1), lambda a: np.rot90(a.swapaxes(0, 1), 2)),
+}
+VIEWS: tuple[str, ...] = tuple(_VIEWS)
+SQUARE_ONLY = frozenset({"rot90", "rot270", "transpose", "antitranspose"})
+
+
+def check_views(views: Sequence[str], input_size: tuple[int, int] | None = None) -> tuple[str, ...]:
+    """Validate view names (and that 90° views meet a square input); returns them as a tuple."""
+    if isinstance(views, str):
+        raise ConfigError(f"views: expected a list of names, got the string {views!r}")
+    views = tuple(views)
+    unknown = [v for v in views if v not in _VIEWS]
+    if unknown:
+        raise ConfigError(f"unknown test-time augmentation view(s) {unknown}; expected some of {list(VIEWS)}")
+    if len(set(views)) != len(views):
+        raise ConfigError(f"views: each view at most once, got {list(views)}")
+    if input_size is not None and input_size[0] != input_size[1] and SQUARE_ONLY & set(views):
+        raise ConfigError(f"views {sorted(SQUARE_ONLY & set(views))} need a square input, not {list(input_size)}")
+    return views
+
+
+def apply_view(name: str, batch: np.ndarray) -> np.ndarray:
+    """The view of a ``(1, H, W, C)`` model input (contiguous, ready for the interpreter)."""
+    return np.ascontiguousarray(_VIEWS[name][0](batch[0])[None])
+
+
+def align_features(name: str, features: np.ndarray) -> np.ndarray:
+    """Turn a ``(h, w, K)`` feature map computed on view ``name`` back to the original orientation."""
+    return _VIEWS[name][1](features)

@@ -1,0 +1,147 @@
+"""Test-time augmentation: the views, their inverses, the averaged decision and its exact CAM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from edgeskin.core.views import VIEWS, align_features, apply_view, check_views
+from edgeskin.errors import ConfigError, SpecError
+from edgeskin.runtime.interpreter import TensorInfo
+from edgeskin.runtime.spec import ModelSpec
+from edgeskin.tasks.classifier import Classifier, softmax
+
+SQUARE = arrays(np.float32, st.tuples(st.integers(1, 6), st.just(0), st.just(3)).map(lambda s: (s[0], s[0], 3)))
+
+
+@given(SQUARE)
+def test_every_view_is_undone_by_its_inverse(a):
+    a = np.arange(a.size, dtype=np.float32).reshape(a.shape)
+    for view in VIEWS:
+        np.testing.assert_array_equal(align_features(view, apply_view(view, a[None])[0]), a)
+
+
+def test_the_eight_views_are_the_eight_distinct_symmetries_of_the_square():
+    a = np.arange(5 * 5 * 2).reshape(5, 5, 2)
+    assert len({apply_view(v, a[None]).tobytes() for v in VIEWS}) == 8
+    np.testing.assert_array_equal(apply_view("rot90", a[None])[0], np.rot90(a))
+    np.testing.assert_array_equal(apply_view("hflip", a[None])[0], a[:, ::-1])
+
+
+@pytest.mark.parametrize(
+    ("views", "size", "message"),
+    [
+        ("hflip", None, "expected a list of names"),
+        (["hflip", "spin"], None, "unknown test-time augmentation view"),
+        (["hflip", "hflip"], None, "each view at most once"),
+        (["rot90"], (4, 6), "need a square input"),
+    ],
+)
+def test_bad_view_lists_are_refused(views, size, message):
+    with pytest.raises(ConfigError, match=message):
+        check_views(views, size)
+
+
+def _spec(**changes) -> ModelSpec:
+    data = {
+        "name": "fake",
+        "task": "classification",
+        "input": {"size": [4, 4]},
+        "labels": ["a", "b", "c"],
+        "outputs": {"probabilities": "logits", "features": "features"},
+        "outputs_are": "logits",
+    }
+    data.update(changes)
+    return ModelSpec.from_dict(data)
+
+
+def test_the_spec_carries_its_views_and_refuses_bad_ones():
+    spec = _spec(tta=["identity", "hflip"])
+    assert spec.tta == ("identity", "hflip")
+    assert ModelSpec.from_dict(spec.to_dict()).tta == spec.tta
+    assert "tta" not in _spec().to_dict()
+    with pytest.raises(SpecError, match="tta: .*square"):
+        _spec(input={"size": [4, 6]}, tta=["rot90"])
+    with pytest.raises(SpecError, match="tta: .*string"):
+        _spec(tta="hflip")
+
+
+class CornerModel:
+    """Features = the input itself; logits = the top-left feature vector (so they depend on orientation)."""
+
+    delegate = "cpu"
+
+    def __init__(self):
+        self.input = TensorInfo("image", (1, 4, 4, 3), np.dtype(np.float32), 0.0, 0, 0)
+        self.inputs = (self.input,)
+        self.fed: list[np.ndarray] = []
+        self.invoke_ms = 0.0
+
+    def run(self, x):
+        x = np.asarray(x, np.float32)
+        self.fed.append(x)
+        self.invoke_ms = 1.0
+        return {"logits": x[:, 0, 0, :] / 100.0, "features": x.copy()}
+
+    def close(self):
+        pass
+
+
+IMAGE = (np.arange(4 * 4 * 3).reshape(4, 4, 3) * 5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("views", [("identity", "hflip", "vflip", "rot180"), VIEWS, ("rot90",)])
+def test_logits_are_averaged_over_exactly_the_views_and_features_are_aligned_back(views):
+    model = CornerModel()
+    classifier = Classifier(model, _spec(), tta=views)
+    result, features = classifier.classify_with_features(IMAGE)
+    x = IMAGE.astype(np.float32)[None]
+    assert len(model.fed) == len(views)
+    for fed, view in zip(model.fed, views, strict=True):
+        np.testing.assert_array_equal(fed, apply_view(view, x))
+    expected = np.mean([apply_view(v, x)[0, 0, 0] / 100.0 for v in views], axis=0)
+    np.testing.assert_allclose(result.probabilities, softmax(expected), rtol=1e-6)
+    np.testing.assert_allclose(features, x[0], rtol=1e-6)  # every view turned back to the original
+    assert classifier.last_timings_ms["invoke_ms"] == pytest.approx(len(views))
+
+
+def test_the_spec_views_are_the_default_and_an_empty_override_means_one_view():
+    model = CornerModel()
+    assert Classifier(model, _spec(tta=["identity", "rot180"])).views == ("identity", "rot180")
+    assert Classifier(model, _spec(tta=["identity", "rot180"]), tta=()).views == ("identity",)
+    assert Classifier(model, _spec()).views == ("identity",)
+    with pytest.raises(ConfigError, match="unknown"):
+        Classifier(model, _spec(), tta=["sideways"])
+
+
+@pytest.fixture
+def ham_image(shared_file):
+    from edgeskin.image import read_image
+
+    return read_image(shared_file("data/ham10000/images/ISIC_0024306.jpg"))
+
+
+@pytest.mark.shared
+def test_the_shipped_classifier_cam_explains_the_averaged_decision_exactly(ham_image):
+    """GAP of the averaged aligned INT8 feature map through the Dense head gives the averaged logits."""
+    from edgeskin.models import default_classifier_path
+
+    views = ("identity", "hflip", "vflip", "rot180", "rot90")
+    with Classifier.from_model(default_classifier_path(), threads=2, tta=views) as classifier:
+        assert classifier.views == views
+        result, features = classifier.classify_with_features(ham_image)
+        weights, bias = classifier.spec.cam_arrays()
+        logits = features.mean(axis=(0, 1)) @ weights + bias
+        singles = []
+        x = classifier.preprocess(ham_image)
+        for view in classifier.views:
+            out = classifier.model.run(apply_view(view, x))
+            singles.append(out[classifier.spec.outputs["probabilities"]].reshape(-1))
+    mean_logits = np.mean(singles, axis=0)
+    np.testing.assert_allclose(result.probabilities, softmax(mean_logits, classifier.spec.temperature), rtol=1e-5)
+    # Only the INT8 rounding of the feature map and of the logits separate the two (a few hundredths).
+    assert np.abs(logits - mean_logits).max() < 0.1
+    assert logits.argmax() == mean_logits.argmax()
