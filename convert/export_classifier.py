@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from edgeskin.calibration import expected_calibration_error, fit_temperature, triage_threshold  # noqa: E402
 from edgeskin.core.preprocess import get_profile  # noqa: E402
+from edgeskin.core.views import check_views  # noqa: E402
 from edgeskin.datasets import apply_split, load_ham10000  # noqa: E402
 from edgeskin.image import read_image  # noqa: E402
 from edgeskin.labels import DX_CLASSES, MALIGNANT_DX, dx_index_to_group_index, to_groups  # noqa: E402
@@ -131,9 +132,12 @@ def convert_with_bias_correction(deploy, model, size: int, representative: np.nd
     layer = model.get_layer("logits")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel, bias + shift.astype(bias.dtype)])
-    with tempfile.TemporaryDirectory() as tmp:
-        save_signature_model(deploy, size, tmp)
-        return convert_int8(tmp, representative), shift
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_signature_model(deploy, size, tmp)
+            return convert_int8(tmp, representative), shift
+    finally:
+        layer.set_weights([kernel, bias])  # the float model stays the trained one (ONNX, CAM of float)
 
 
 def deployable(model):
@@ -145,19 +149,38 @@ def deployable(model):
     )
 
 
-def run_int8(model_path: Path, spec: ModelSpec, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
-    """INT8 logits and features of raw images through the edgeskin runtime (resize + profile + quantize)."""
+def run_int8(
+    model_path: Path, spec: ModelSpec, images: list[np.ndarray], views: tuple[str, ...] = ("identity",)
+) -> tuple[np.ndarray, float]:
+    """INT8 logits of raw images through the edgeskin runtime (resize + profile + quantize), per view.
+
+    Returns ``(V, N, n_classes)`` logits, one slice per test-time view, and the median invoke time of
+    one view in ms.
+    """
+    from edgeskin.core.views import apply_view
     from edgeskin.tasks.classifier import Classifier
 
     spec.save(model_path.with_suffix(".json"))
     classifier = Classifier.from_model(model_path, threads=2)
-    logits, feats, invoke = [], [], []
-    for image in images:
-        out = classifier.model.run(classifier.preprocess(image))
-        invoke.append(classifier.model.invoke_ms)
-        logits.append(out["logits"].reshape(-1))
-        feats.append(out["features"][0])
-    return np.array(logits), np.array(feats), float(np.median(invoke))
+    logits = np.zeros((len(views), len(images), spec.num_classes))
+    invoke = []
+    for n, image in enumerate(images):
+        x = classifier.preprocess(image)
+        for v, view in enumerate(views):
+            logits[v, n] = classifier.model.run(apply_view(view, x))["logits"].reshape(-1)
+            invoke.append(classifier.model.invoke_ms)
+    return logits, float(np.median(invoke))
+
+
+def float_logits_per_view(deploy, pixels: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
+    """``(V, N, n_classes)`` float logits of model-input pixels under each test-time view."""
+    from edgeskin.core.views import apply_view
+
+    out = []
+    for view in views:
+        batch = np.stack([apply_view(view, pixels[i : i + 1])[0] for i in range(len(pixels))]).astype(np.float32)
+        out.append(np.asarray(deploy.predict(batch, batch_size=32, verbose=0)["logits"]))
+    return np.stack(out)
 
 
 def run_qat(model, run: Path, train, config: dict, epochs: int, name: str) -> Path:
@@ -196,11 +219,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity on val")
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
+    parser.add_argument("--ship", choices=("ptq", "qat"), default="ptq", help="which INT8 model to write")
     parser.add_argument(
         "--qat-model",
         help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one",
     )
     parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
+    parser.add_argument(
+        "--tta",
+        default="identity,hflip,vflip,rot180",
+        help="comma-separated test-time views stored in the spec and measured ('identity' alone: none)",
+    )
+    parser.add_argument("--trained-on", default="this machine's CPU", help="where the run trained (model card)")
+    parser.add_argument("--note", action="append", default=[], help="a line for the model card (repeatable)")
     parser.add_argument("--images", help="HAM10000 image folder (default: the training config's)")
     parser.add_argument("--metadata", help="HAM10000 metadata CSV (default: the training config's)")
     parser.add_argument(
@@ -231,15 +262,27 @@ def main(argv=None) -> int:
 
     model = keras.models.load_model(run / args.checkpoint, compile=False)
     deploy = deployable(model)
-    float_out = deploy.predict(x_val, batch_size=32, verbose=0)
-    float_logits = np.asarray(float_out["logits"])
+    views = check_views(["identity", *[v for v in args.tta.split(",") if v and v != "identity"]], (size, size))
+    float_view_logits = float_logits_per_view(deploy, x_val, views)
+    float_logits = float_view_logits.mean(axis=0)  # as deployed: logits averaged over the views
     float_probs = softmax(float_logits)
     float_metrics = classification_metrics(val.labels, float_probs)
+    float_single = classification_metrics(val.labels, softmax(float_view_logits[0]))
     log.info("float: %s", float_metrics)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{args.name}.tflite"
+    kernel, bias = model.get_layer("logits").get_weights()
+    candidates: dict[str, dict] = {}
+    if args.qat_epochs > 0 or args.qat_model:
+        # From the trained weights, before anything below touches them.
+        qat_path = (
+            Path(args.qat_model) if args.qat_model else run_qat(model, run, train, config, args.qat_epochs, args.name)
+        )
+        head = qat_path.with_suffix(".head.npz")
+        q_kernel, q_bias = (np.load(head)["kernel"], np.load(head)["bias"]) if head.is_file() else (kernel, bias)
+        candidates["qat"] = {"bytes": qat_path.read_bytes(), "kernel": q_kernel, "bias": q_bias, "file": str(qat_path)}
     shift = None
     if args.bias_correction > 0:
         rest = np.setdiff1d(np.arange(len(train)), rep_idx)
@@ -251,25 +294,57 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             save_signature_model(deploy, size, tmp)
             tflite = convert_int8(tmp, x_rep)
-    model_path.write_bytes(tflite)
-    kernel, bias = model.get_layer("logits").get_weights()
-    base_spec = {
-        "format_version": 1,
-        "name": args.name,
-        "task": "classification",
-        "model_file": model_path.name,
-        "sha256": sha256_file(model_path),
-        "input": {"size": [size, size], "color_order": "RGB", "resize": "stretch", "mean": [0, 0, 0], "std": [1, 1, 1]},
-        "preprocessing": get_profile(config["profile"]).to_dict(),
-        "labels": list(DX_CLASSES),
-        "outputs": {"probabilities": "logits", "features": "features"},
-        "outputs_are": "logits",
-        "cam": {"weights": kernel.astype(float).round(6).tolist(), "bias": bias.astype(float).round(6).tolist()},
-    }
-    spec = ModelSpec.from_dict(base_spec)
-    int8_logits, int8_features, invoke_ms = run_int8(model_path, spec, raw_val)
+    candidates["ptq"] = {"bytes": tflite, "kernel": kernel, "bias": bias + (0 if shift is None else shift)}
+    if args.ship not in candidates:
+        raise SystemExit(f"--ship {args.ship}: no {args.ship.upper()} model was made (QAT needs --qat-epochs N)")
+
+    def base_spec_for(candidate: dict, path: Path) -> dict:
+        spec = {
+            "format_version": 1,
+            "name": args.name,
+            "task": "classification",
+            "model_file": path.name,
+            "sha256": sha256_file(path),
+            "input": {"size": [size, size], "color_order": "RGB", "resize": "stretch", "mean": [0] * 3, "std": [1] * 3},
+            "preprocessing": get_profile(config["profile"]).to_dict(),
+            "labels": list(DX_CLASSES),
+            "outputs": {"probabilities": "logits", "features": "features"},
+            "outputs_are": "logits",
+            "cam": {
+                "weights": np.asarray(candidate["kernel"], float).round(6).tolist(),
+                "bias": np.asarray(candidate["bias"], float).round(6).tolist(),
+            },
+        }
+        if len(views) > 1:
+            spec["tta"] = list(views)
+        return spec
+
+    # Each INT8 candidate through the runtime, as deployed (views averaged) and with one view.
+    comparison: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, candidate in candidates.items():
+            path = Path(tmp) / f"{args.name}.tflite"
+            path.write_bytes(candidate["bytes"])
+            view_logits, candidate["invoke_ms"] = run_int8(
+                path, ModelSpec.from_dict(base_spec_for(candidate, path)), raw_val, views
+            )
+            candidate["logits"] = view_logits.mean(axis=0)
+            candidate["single"] = classification_metrics(val.labels, softmax(view_logits[0]))
+            probs = softmax(candidate["logits"])
+            comparison[kind] = {
+                **classification_metrics(val.labels, probs),
+                "single_view": candidate["single"],
+                "top1_agreement_with_float": float((probs.argmax(1) == float_probs.argmax(1)).mean()),
+                "size_bytes": len(candidate["bytes"]),
+            }
+            log.info("%s: %s", kind.upper(), comparison[kind])
+    shipped = candidates[args.ship]
+    model_path.write_bytes(shipped["bytes"])
+    base_spec = base_spec_for(shipped, model_path)
+    int8_logits, invoke_ms = shipped["logits"], shipped["invoke_ms"]
     int8_probs = softmax(int8_logits)
     int8_metrics = classification_metrics(val.labels, int8_probs)
+    int8_single = shipped["single"]
     agreement = {
         "top1_agreement": float((int8_probs.argmax(1) == float_probs.argmax(1)).mean()),
         "max_probability_difference": float(np.abs(int8_probs - float_probs).max()),
@@ -277,7 +352,7 @@ def main(argv=None) -> int:
         "balanced_accuracy_delta": int8_metrics["dx"]["balanced_accuracy"] - float_metrics["dx"]["balanced_accuracy"],
         "auc_delta": int8_metrics["dx"]["auc"] - float_metrics["dx"]["auc"],
     }
-    log.info("int8: %s", int8_metrics)
+    log.info("int8 (%s, shipped): %s", args.ship, int8_metrics)
     log.info("int8 vs float: %s", agreement)
 
     # Calibration on INT8 logits: in-sample fit (stored) and a 2-fold cross-fit (honest estimate).
@@ -296,27 +371,15 @@ def main(argv=None) -> int:
     )
     calibration = {
         "temperature": round(temperature, 5),
-        "fitted_on": f"validation split ({len(val)} images), INT8 logits",
+        "fitted_on": f"validation split ({len(val)} images), INT8 logits averaged over the views {list(views)}",
         "ece_before": round(ece_before, 5),
         "ece_after": round(ece_after, 5),
         "ece_after_2fold_crossfit": round(float(np.mean(cross)), 5),
     }
     log.info("calibration: %s; triage: %s", calibration, triage)
-
     qat = None
-    if args.qat_epochs > 0 or args.qat_model:
-        qat_path = (
-            Path(args.qat_model) if args.qat_model else run_qat(model, run, train, config, args.qat_epochs, args.name)
-        )
-        qat_spec = ModelSpec.from_dict({**base_spec, "model_file": qat_path.name, "sha256": sha256_file(qat_path)})
-        q_logits, _, q_invoke = run_int8(qat_path, qat_spec, raw_val)
-        qat = {
-            "epochs": args.qat_epochs,
-            "file": str(qat_path),
-            **classification_metrics(val.labels, softmax(q_logits)),
-            "top1_agreement_with_float": float((q_logits.argmax(1) == float_probs.argmax(1)).mean()),
-        }
-        log.info("QAT: %s", qat)
+    if "qat" in comparison:
+        qat = {"epochs": args.qat_epochs, "file": candidates["qat"]["file"], **comparison["qat"]}
 
     onnx_path, onnx_check = None, None
     try:
@@ -328,7 +391,7 @@ def main(argv=None) -> int:
 
         session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         onnx_probs = session.run(None, {session.get_inputs()[0].name: x_val[:16].astype(np.float32)})[0]
-        onnx_check = float(np.abs(onnx_probs - float_probs[:16]).max())
+        onnx_check = float(np.abs(onnx_probs - softmax(float_view_logits[0][:16])).max())
         log.info("ONNX float export: max |p_onnx - p_keras| = %.2e on 16 validation images", onnx_check)
     except Exception as exc:  # ONNX is a side export: report, keep the INT8 model
         log.warning("ONNX export failed: %s", exc)
@@ -345,8 +408,13 @@ def main(argv=None) -> int:
                 "int8_uncalibrated": int8_metrics,
                 "int8_calibrated": classification_metrics(val.labels, calibrated),
                 "int8_vs_float": agreement,
+                "test_time_views": list(views),
+                "float_single_view": float_single,
+                "int8_single_view_uncalibrated": int8_single,
                 "qat": qat,
+                "quantization": {"shipped": args.ship, **comparison},
                 "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
+                "int8_invoke_ms_note": "one view; the Classifier runs one invoke per test-time view",
             },
             "provenance": {
                 "data": f"HAM10000 (CC BY-NC 4.0), lesion-grouped stratified split, seed {split['seed']}",
@@ -361,6 +429,8 @@ def main(argv=None) -> int:
                     else {"training_images": args.bias_correction, "logit_shift": np.round(shift, 5).tolist()}
                 ),
                 "train_command": args.train_command,
+                "trained_on": args.trained_on,
+                "notes": args.note,
                 "export_command": "python -m convert.export_classifier "
                 + " ".join(argv if argv is not None else sys.argv[1:]),
                 "onnx": str(onnx_path) if onnx_path else None,

@@ -30,6 +30,16 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
             rows.append(
                 f"| {view} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
             )
+    views = m.get("test_time_views") or ["identity"]
+    single_rows = []
+    if len(views) > 1:
+        for key in ("balanced_accuracy", "auc"):
+            f = m.get("float_single_view", {}).get("dx", {}).get(key)
+            i = m.get("int8_single_view_uncalibrated", {}).get("dx", {}).get(key)
+            single_rows.append(
+                f"| dx {key.replace('_', ' ')}, one view (no TTA) | {_pct(f)} | {_pct(i)} | "
+                f"{_pct(None if f is None or i is None else i - f)} |"
+            )
     agree = m.get("int8_vs_float", {})
     cal = spec.get("calibration", {})
     tri = spec.get("triage", {})
@@ -41,6 +51,22 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
         else "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
     )
     prov = spec.get("provenance", {})
+    bias = prov.get("bias_correction")
+    bias_line = (
+        f"Bias correction: the INT8 logit shift measured on {bias['training_images']} training images "
+        f"({', '.join(f'{v:+.3f}' for v in bias['logit_shift'])}) was added to the Dense bias before the final "
+        "conversion."
+        if bias
+        else ""
+    )
+    tta_line = (
+        f"Test-time augmentation: the runtime averages the logits of {len(views)} views ({', '.join(views)}) "
+        f"(spec `tta`; `Classifier(tta=())` turns it off); every figure in the table is measured that way, both "
+        "columns, unless the row says one view."
+        if len(views) > 1
+        else "No test-time augmentation (one view)."
+    )
+    notes = "".join(f"- {note}\n" for note in prov.get("notes", []))
     return f"""## Classifier: `{spec["model_file"]}` ({size_bytes / 1e6:.2f} MB, full INT8)
 
 - Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{spec["input"]["size"][1]} RGB
@@ -49,6 +75,7 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
   `features` (the last feature map, for the class activation map).
 - Initialisation: {cfg.get("weights", "?")} ({Path(str(cfg.get("resolved_weights") or "none")).name}).
 - Data: {prov.get("data", "?")}; {m.get("validation_images", "?")} validation images (by lesion).
+- Trained on: {prov.get("trained_on", "this machine's CPU")}.
 - Training: {cfg.get("epochs", "?")} epochs, AdamW lr {cfg.get("learning_rate", "?")} cosine with warm-up, label
   smoothing {cfg.get("label_smoothing", "?")}, balanced class weights, BatchNorm momentum {cfg.get("bn_momentum", "?")},
   augmentation {json.dumps(cfg.get("augment", {}))}.
@@ -59,14 +86,18 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
 |---|---|---|---|
 {chr(10).join(rows)}
 | malignant AUC (mel+bcc+akiec) | {_pct(m.get("float", {}).get("malignant_auc"))} | {_pct(m.get("int8_uncalibrated", {}).get("malignant_auc"))} | |
+{chr(10).join(single_rows)}
+
+{tta_line} {bias_line}
 
 INT8 vs float on every validation image: top-1 agreement {_pct(agree.get("top1_agreement"))}, max |Δp|
 {_pct(agree.get("max_probability_difference"))}, mean |Δp| {_pct(agree.get("mean_probability_difference"))}. {qat_line}
-Median INT8 invoke time here (x86, 2 threads): {m.get("int8_invoke_ms_median_2_threads", "?")} ms.
+Median INT8 invoke time here (x86, 2 threads): {m.get("int8_invoke_ms_median_2_threads", "?")} ms per view.
 
+{("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
 
-- Temperature {cal.get("temperature")} fitted on the validation INT8 logits: ECE {cal.get("ece_before")} → {cal.get("ece_after")}
+- Temperature {cal.get("temperature")} fitted on the validation INT8 logits (as deployed, views averaged): ECE {cal.get("ece_before")} → {cal.get("ece_after")}
   (in-sample); 2-fold cross-fitted ECE {cal.get("ece_after_2fold_crossfit")}.
 - Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))}, chosen for sensitivity ≥ {tri.get("min_sensitivity")} on
   validation: sensitivity {_pct(tri.get("sensitivity"))}, specificity {_pct(tri.get("specificity"))} there.

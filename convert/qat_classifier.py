@@ -181,6 +181,9 @@ def main(argv=None) -> int:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     Path(args.out).write_bytes(converter.convert())
+    # The fine-tuned Dense head, for the CAM weights of the spec (QAT changed them).
+    head = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in q_model.get_layer("quant_logits").weights}
+    np.savez(Path(args.out).with_suffix(".head.npz"), kernel=head["kernel"], bias=head["bias"])
     print(f"QAT: wrote {args.out}", flush=True)
     return 0
 

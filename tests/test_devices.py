@@ -72,6 +72,7 @@ def test_profile_round_trips_and_loads_from_a_file(tmp_path):
         ({"camera": {"lores_size": [640], "main_size": [320, 240]}}, "expected [width, height]"),
         ({"live": {"smoothing": 1.0}}, "live.smoothing"),
         ({"latency_budget_ms": 0}, "latency_budget_ms must be positive"),
+        ({"models": {"tta": ["identity", "sideways"]}}, "unknown test-time augmentation view"),
     ],
 )
 def test_invalid_profiles_fail_with_a_reason(tmp_path, change, message):
@@ -125,6 +126,19 @@ def test_pipeline_options_for_a_cpu_profile():
 
     assert pipeline_options(load_profile("rpi4")) == {"threads": 4, "delegate": "cpu"}
     assert pipeline_options(load_profile("rpi4"), threads=2) == {"threads": 2, "delegate": "cpu"}
+
+
+def test_a_profile_can_set_the_classifier_views_and_they_reach_the_pipeline(tmp_path):
+    from edgeskin.devices import pipeline_options
+
+    data = load_profile("rpi4").to_dict()
+    data["models"]["tta"] = []
+    (tmp_path / "fast.json").write_text(json.dumps(data))
+    fast = load_profile(tmp_path / "fast.json")
+    assert fast.classifier_tta == ()
+    assert pipeline_options(fast) == {"threads": 4, "delegate": "cpu", "tta": ()}
+    assert DeviceProfile.from_dict(fast.to_dict()) == fast
+    assert "tta" not in load_profile("rpi4").to_dict()["models"]
 
 
 def test_pipeline_options_for_a_coral_use_the_edgetpu_builds(tmp_path, monkeypatch):

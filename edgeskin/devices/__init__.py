@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeskin.core.views import check_views
 from edgeskin.errors import ConfigError, ModelError
 
 __all__ = [
@@ -68,6 +69,8 @@ class DeviceProfile:
         model_variant: ``"int8"`` (CPU models) or ``"edgetpu"`` (``<name>_edgetpu.tflite``).
         classifier: Classifier model name or path; None: the shipped default.
         detector: Detector model name or path; None: the shipped default.
+        classifier_tta: Classifier test-time augmentation views (``models.tta``); None: the classifier
+            spec's; ``[]``: one view (each view is one more classifier invoke per lesion).
         latency_budget_ms: Target time per analysed frame; the live loop reports when it is exceeded.
         smoothing: History weight of the live diagnosis average.
         notes: Free text (why these numbers).
@@ -83,6 +86,7 @@ class DeviceProfile:
     model_variant: str = "int8"
     classifier: str | None = None
     detector: str | None = None
+    classifier_tta: tuple[str, ...] | None = None
     latency_budget_ms: float = 100.0
     smoothing: float = 0.6
     notes: str = ""
@@ -111,6 +115,8 @@ class DeviceProfile:
             raise ConfigError(
                 f"profile {self.name!r}: lores_size {self.lores_size} is larger than main_size {self.main_size}"
             )
+        if self.classifier_tta is not None:
+            object.__setattr__(self, "classifier_tta", check_views(self.classifier_tta))
         if not 0 <= self.smoothing < 1:
             raise ConfigError(f"profile {self.name!r}: live.smoothing must lie in [0, 1), got {self.smoothing}")
         if not self.latency_budget_ms > 0:
@@ -159,6 +165,7 @@ class DeviceProfile:
             model_variant=str(models.get("variant", "int8")),
             classifier=models.get("classifier"),
             detector=models.get("detector"),
+            classifier_tta=models.get("tta"),
             latency_budget_ms=float(data.get("latency_budget_ms", 100.0)),
             smoothing=float(live.get("smoothing", 0.6)),
             notes=str(data.get("notes", "")),
@@ -173,7 +180,12 @@ class DeviceProfile:
             "delegate": self.delegate,
             "source": self.source,
             "camera": {"lores_size": list(self.lores_size), "main_size": list(self.main_size)},
-            "models": {"variant": self.model_variant, "classifier": self.classifier, "detector": self.detector},
+            "models": {
+                "variant": self.model_variant,
+                "classifier": self.classifier,
+                "detector": self.detector,
+                **({"tta": list(self.classifier_tta)} if self.classifier_tta is not None else {}),
+            },
             "latency_budget_ms": self.latency_budget_ms,
             "live": {"smoothing": self.smoothing},
             "notes": self.notes,
@@ -271,6 +283,8 @@ def pipeline_options(
         options["classifier"] = profile.classifier
     if profile.detector is not None:
         options["detector"] = profile.detector
+    if profile.classifier_tta is not None:
+        options["tta"] = profile.classifier_tta
     if profile.model_variant == "edgetpu" and delegate != "cpu":
         from edgeskin.models import default_classifier_path, default_detector_path  # noqa: PLC0415
 

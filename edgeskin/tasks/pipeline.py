@@ -88,6 +88,8 @@ class PipelineOptions:
         cam: Compute a class activation map for each lesion's top diagnosis.
         refer_threshold: Malignant-probability threshold for "refer" (None: the classifier spec's
             ``triage.malignant_threshold``; without one, refer when the top group is malignant).
+        tta: The classifier's test-time augmentation views (None: its spec's; ``()``: one view, the
+            fastest; see :class:`~edgeskin.tasks.classifier.ClassifierOptions`).
     """
 
     classifier_path: str | Path
@@ -101,6 +103,7 @@ class PipelineOptions:
     min_confidence: float | None = None
     cam: bool = True
     refer_threshold: float | None = None
+    tta: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.delegate not in DELEGATES:
@@ -207,6 +210,7 @@ class LesionPipeline:
                 spec=options.classifier_spec,
                 num_threads=options.num_threads,
                 delegate=options.delegate,
+                tta=options.tta,
             )
         )
         detector: Any = None

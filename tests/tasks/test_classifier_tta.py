@@ -145,3 +145,12 @@ def test_the_shipped_classifier_cam_explains_the_averaged_decision_exactly(ham_i
     # Only the INT8 rounding of the feature map and of the logits separate the two (a few hundredths).
     assert np.abs(logits - mean_logits).max() < 0.1
     assert logits.argmax() == mean_logits.argmax()
+
+
+def test_the_pipeline_hands_its_views_to_the_classifier():
+    from edgeskin.tasks.pipeline import LesionPipeline
+
+    with LesionPipeline.from_defaults(detector=None, tta=(), threads=1) as pipeline:
+        assert pipeline.classifier.views == ("identity",)
+    with LesionPipeline.from_defaults(detector=None, tta=["identity", "rot180"], threads=1) as pipeline:
+        assert pipeline.classifier.views == ("identity", "rot180")
