@@ -69,7 +69,9 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     notes = "".join(f"- {note}\n" for note in prov.get("notes", []))
     return f"""## Classifier: `{spec["model_file"]}` ({size_bytes / 1e6:.2f} MB, full INT8)
 
-- Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{spec["input"]["size"][1]} RGB
+- Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{
+        spec["input"]["size"][1]
+    } RGB
   (stretched), GAP → Dropout → Dense(7); preprocessing profile `{spec["preprocessing"]["name"]}`
   ({", ".join(s["op"] for s in spec["preprocessing"]["steps"]) or "none"}). Outputs: `logits` (1, 7) and
   `features` (the last feature map, for the class activation map).
@@ -85,7 +87,9 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
 | metric | float (Keras) | INT8 (TFLite) | INT8 − float |
 |---|---|---|---|
 {chr(10).join(rows)}
-| malignant AUC (mel+bcc+akiec) | {_pct(m.get("float", {}).get("malignant_auc"))} | {_pct(m.get("int8_uncalibrated", {}).get("malignant_auc"))} | |
+| malignant AUC (mel+bcc+akiec) | {_pct(m.get("float", {}).get("malignant_auc"))} | {
+        _pct(m.get("int8_uncalibrated", {}).get("malignant_auc"))
+    } | |
 {chr(10).join(single_rows)}
 
 {tta_line} {bias_line}
@@ -97,9 +101,24 @@ Median INT8 invoke time here (x86, 2 threads): {m.get("int8_invoke_ms_median_2_t
 {("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
 
-- Temperature {cal.get("temperature")} fitted on the validation INT8 logits (as deployed, views averaged): ECE {cal.get("ece_before")} → {cal.get("ece_after")}
-  (in-sample); 2-fold cross-fitted ECE {cal.get("ece_after_2fold_crossfit")}.
-- Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))}, chosen for sensitivity ≥ {tri.get("min_sensitivity")} on
+- Temperature {cal.get("temperature")} fitted on the validation INT8 logits (as deployed, views averaged){
+        ", then a top-label map (isotonic regression of top-class correctness on its probability, "
+        + str(len(cal["top_label"]["x"]))
+        + " knots; the predicted class never changes)"
+        if cal.get("top_label")
+        else ""
+    }. ECE ({cal.get("ece_bins", 15)} bins) {cal.get("ece_before")} uncalibrated → {
+        cal.get("ece_after_temperature", cal.get("ece_after"))
+    }
+  after the temperature → {
+        cal.get("ece_after")
+    } after both (in-sample). 2-fold cross-fitted (fitted on one half, measured on
+  the other): {cal.get("ece_after_temperature_2fold_crossfit", "n/a")} with the temperature alone, {
+        cal.get("ece_after_2fold_crossfit")
+    } with both.
+- Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))}, chosen for sensitivity ≥ {
+        tri.get("min_sensitivity")
+    } on
   validation: sensitivity {_pct(tri.get("sensitivity"))}, specificity {_pct(tri.get("specificity"))} there.
 
 ### Reproduce

@@ -1,7 +1,8 @@
 """Calibration and triage: temperature scaling, expected calibration error, malignant-referral threshold.
 
 Fitted at conversion time on validation outputs of the INT8 model and stored in its spec; the runtime
-only applies them (``Classifier`` divides logits by the temperature; ``Lesion.refer`` uses the threshold).
+only applies them (``Classifier`` divides logits by the temperature, then applies the top-label map when
+the spec has one; ``Lesion.refer`` uses the threshold).
 """
 
 from __future__ import annotations
@@ -48,6 +49,68 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(ece)
+
+
+def fit_top_label(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, list[float]]:
+    """Top-label calibration map: isotonic regression of "the top class is right" on the top probability.
+
+    Temperature scaling cannot fix a model trained with class weights: its confidence is too high on
+    the rare classes and too low on the common one at the same time. This recalibrates the confidence of
+    the predicted class itself (top-label calibration, Gupta & Ramdas, ICLR 2022), with scikit-learn's
+    IsotonicRegression; :func:`apply_top_label` keeps the predicted class. Returns the knots of the
+    monotone piecewise-linear map ``{"x": [...], "y": [...]}`` (what the spec stores).
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    probs = np.asarray(probabilities, np.float64)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(confidence, correct)
+    return {"x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
+
+
+def apply_top_label(probabilities: np.ndarray, mapping: dict) -> np.ndarray:
+    """Probabilities whose top value follows ``mapping`` (:func:`fit_top_label`); the top class stays on top.
+
+    The other classes share what is left in their original proportions. Where the mapped confidence
+    would fall below a rescaled runner-up, it is raised to a tie-breaking hair above it, so the decision
+    (argmax) never changes. Works on (n_classes,) or (N, n_classes) arrays; rows sum to 1.
+    """
+    probs = np.asarray(probabilities, np.float64)
+    single = probs.ndim == 1
+    probs = np.atleast_2d(probs)
+    top = probs.argmax(axis=1)
+    rows = np.arange(len(probs))
+    confidence = probs[rows, top]
+    mapped = np.interp(confidence, mapping["x"], mapping["y"])
+    others = probs.copy()
+    others[rows, top] = 0.0
+    rest = others.sum(axis=1)
+    runner_up = others.max(axis=1)
+    # With the others scaled by (1 - g) / rest, the runner-up is r (1 - g) / rest; g must stay above it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floor = np.where(rest > 0, runner_up / (rest + runner_up), 0.0)
+    mapped = np.maximum(mapped, floor + 1e-9)
+    mapped = np.clip(mapped, 0.0, 1.0)
+    scale = np.where(rest > 0, (1.0 - mapped) / np.where(rest > 0, rest, 1.0), 0.0)
+    out = others * scale[:, None]
+    out[rows, top] = np.where(rest > 0, mapped, 1.0)
+    return out[0] if single else out
+
+
+def check_top_label(mapping: object) -> None:
+    """Raise ValueError unless ``mapping`` is a valid ``{"x": [...], "y": [...]}`` monotone map on [0, 1]."""
+    if not isinstance(mapping, dict) or set(mapping) != {"x", "y"}:
+        raise ValueError(f'expected {{"x": [...], "y": [...]}}, got {mapping!r:.80}')
+    x, y = np.asarray(mapping["x"], np.float64), np.asarray(mapping["y"], np.float64)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 1:
+        raise ValueError("x and y must be lists of the same non-zero length")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite numbers")
+    if (x < 0).any() or (x > 1).any() or (y < 0).any() or (y > 1).any():
+        raise ValueError("x and y must lie in [0, 1]")
+    if (np.diff(x) < 0).any() or (np.diff(y) < 0).any():
+        raise ValueError("x and y must be non-decreasing")
 
 
 def triage_threshold(

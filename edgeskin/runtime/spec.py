@@ -214,7 +214,8 @@ class ModelSpec:
         layout: Detection output layout (``"yolo"``: ``[1, 4 + n_classes, N]``).
         boxes: Detection box format (``"xywh_normalized"`` or ``"xywh_pixels"``).
         cam: ``{"weights": (C_features, n_classes), "bias": (n_classes,)}`` of the Dense head, or None.
-        calibration: ``{"temperature": T}``.
+        calibration: ``{"temperature": T}``, optionally ``"top_label": {"x": [...], "y": [...]}``
+            (:func:`edgeskin.calibration.fit_top_label`).
         triage: ``{"malignant_threshold": t}``.
         thresholds: Detection ``{"confidence": ..., "iou": ...}``.
         tta: Classification: test-time augmentation views whose logits the Classifier averages
@@ -284,6 +285,13 @@ class ModelSpec:
         temperature = self.calibration.get("temperature", 1.0)
         if not isinstance(temperature, (int, float)) or not temperature > 0 or not math.isfinite(temperature):
             raise SpecError(f"calibration.temperature: expected a positive number, got {temperature!r}")
+        if "top_label" in self.calibration:
+            from edgeskin.calibration import check_top_label
+
+            try:
+                check_top_label(self.calibration["top_label"])
+            except ValueError as exc:
+                raise SpecError(f"calibration.top_label: {exc}") from None
         threshold = self.triage.get("malignant_threshold")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise SpecError(f"triage.malignant_threshold: expected a number in [0, 1], got {threshold!r}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.calibration import apply_top_label
 from edgeskin.core.geometry import resize_to_input
 from edgeskin.core.views import align_features, apply_view, check_views
 from edgeskin.errors import ConfigError
@@ -241,6 +242,9 @@ class Classifier(ModelTask):
                     self.spec.name, float(scores.min()), float(scores.sum()),
                 )  # fmt: skip
             probabilities = _renormalise(scores, self.spec.temperature)
+        top_label = self.spec.calibration.get("top_label")
+        if top_label is not None:
+            probabilities = apply_top_label(probabilities, top_label).astype(np.float32)
         result = Classification(probabilities, self.labels)
         features = None if feature_sum is None else (feature_sum / len(self.views)).astype(np.float32)
         end = time.perf_counter()

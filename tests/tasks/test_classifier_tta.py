@@ -154,3 +154,14 @@ def test_the_pipeline_hands_its_views_to_the_classifier():
         assert pipeline.classifier.views == ("identity",)
     with LesionPipeline.from_defaults(detector=None, tta=["identity", "rot180"], threads=1) as pipeline:
         assert pipeline.classifier.views == ("identity", "rot180")
+
+
+def test_the_classifier_applies_the_spec_top_label_map_after_the_temperature():
+    from edgeskin.calibration import apply_top_label
+
+    mapping = {"x": [0.0, 1.0], "y": [0.55, 0.6]}
+    plain = Classifier(CornerModel(), _spec(calibration={"temperature": 0.5})).classify(IMAGE)
+    mapped = Classifier(CornerModel(), _spec(calibration={"temperature": 0.5, "top_label": mapping})).classify(IMAGE)
+    np.testing.assert_allclose(mapped.probabilities, apply_top_label(plain.probabilities, mapping), rtol=1e-6)
+    assert mapped.label == plain.label
+    assert mapped.probabilities.max() == pytest.approx(0.55 + 0.05 * plain.probabilities.max(), abs=1e-6)
