@@ -70,7 +70,10 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
         probs[[position[i] for i in ids]] = np.asarray(run["probs"], np.float64)
         rows[name] = {
             **_summary(classify_report(val.labels, probs, malignant_threshold=threshold)),
-            **{k: run.get(k) for k in ("backbone", "alpha", "input_size", "weights", "epochs", "device", "size_mb")},
+            **{
+                k: run.get(k)
+                for k in ("backbone", "alpha", "input_size", "weights", "epochs", "device", "size_mb", "model_sha256")
+            },
             "keras_backend": run.get("keras_backend"),
             "latency": run.get("latency"),
             "note": run.get("note"),
@@ -236,11 +239,22 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
             "note": "float32 Keras; evaluated on the same split only if its run used this split",
         }
     gpu = gpu_baseline_rows(val, threshold)
-    shipped = gpu.get("rows", {}).get("mobilenetv2", {})
+    # The GPU row of the very float model the shipped INT8 one came from, if it is there (by SHA-256).
+    source_sha = None
+    try:
+        from edgeskin.runtime.spec import sha256_file
+
+        source_sha = sha256_file(keras_baseline(int8_path))
+    except Missing:
+        pass
+    shipped = next(
+        (row for row in gpu.get("rows", {}).values() if source_sha and row.get("model_sha256") == source_sha), {}
+    )
     if "_probs" in shipped:
         gpu_probs = shipped["_probs"]
         gpu["int8_vs_gpu_float"] = {
             "top1_agreement": round(float((gpu_probs.argmax(1) == int8_plain.argmax(1)).mean()), 4),
+            "float_row": next(name for name, row in gpu["rows"].items() if row is shipped),
             "balanced_accuracy_delta_points": round(
                 100 * (rows["int8_tflite"]["balanced_accuracy"] - shipped["balanced_accuracy"]), 2
             ),

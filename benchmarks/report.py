@@ -469,8 +469,10 @@ def _gpu_float_section(gpu: dict[str, Any], int8: dict[str, Any]) -> list[str]:
     if delta:
         lines += [
             "",
-            f"Shipped INT8 against its own float model (scored on the GPU): top-1 agreement {_f(delta['top1_agreement'])}, "
-            f"balanced accuracy {delta['balanced_accuracy_delta_points']:+.2f} points, AUC {delta['auc_delta']:+.4f}.",
+            f"Shipped INT8 against its own float model (row {delta.get('float_row')}, scored on the GPU): top-1 agreement {_f(delta['top1_agreement'])}, "
+            f"balanced accuracy {delta['balanced_accuracy_delta_points']:+.2f} points, AUC {delta['auc_delta']:+.4f} "
+            "(INT8 as deployed, with its test-time views; the GPU rows are one view each, so this mixes the two "
+            "effects: the like-for-like INT8-vs-float figures are in the model card).",
         ]
     return lines + [""]
 

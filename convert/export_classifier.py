@@ -210,6 +210,24 @@ def run_qat(model, run: Path, train, config: dict, epochs: int, name: str) -> Pa
     return out
 
 
+def export_command(argv: list[str]) -> str:
+    """The command line of this export, quoted, without the free text of --note and --train-command."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--note", "--train-command", "--trained-on"):
+            skip = True
+            continue
+        if arg.startswith(("--note=", "--train-command=", "--trained-on=")):
+            continue
+        kept.append(arg)
+    return shlex.join(["python", "-m", "convert.export_classifier", *kept])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(REPO / "artifacts/classifier"), help="training output directory")
@@ -446,8 +464,7 @@ def main(argv=None) -> int:
                 "train_command": args.train_command,
                 "trained_on": args.trained_on,
                 "notes": args.note,
-                "export_command": "python -m convert.export_classifier "
-                + " ".join(argv if argv is not None else sys.argv[1:]),
+                "export_command": export_command(argv if argv is not None else sys.argv[1:]),
                 "onnx": str(onnx_path) if onnx_path else None,
                 "onnx_max_probability_difference_vs_keras": onnx_check,
                 "date": time.strftime("%Y-%m-%d"),

@@ -44,12 +44,23 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     cal = spec.get("calibration", {})
     tri = spec.get("triage", {})
     qat = m.get("qat")
-    qat_line = (
-        f"QAT ({qat['epochs']} epochs, tfmot) reached dx balanced accuracy {qat['dx']['balanced_accuracy']:.3f} "
-        f"against PTQ's {m['int8_uncalibrated']['dx']['balanced_accuracy']:.3f} on the same images."
-        if qat
-        else "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
-    )
+    quant = m.get("quantization") or {}
+    if qat and "ptq" in quant:
+        qat_line = (
+            f"Quantization, both measured the same way: QAT ({qat['epochs']} epoch(s), tfmot) dx balanced accuracy "
+            f"{quant['qat']['dx']['balanced_accuracy']:.3f} (one view {quant['qat']['single_view']['dx']['balanced_accuracy']:.3f}), "
+            f"PTQ with bias correction {quant['ptq']['dx']['balanced_accuracy']:.3f} (one view "
+            f"{quant['ptq']['single_view']['dx']['balanced_accuracy']:.3f}); shipped: {quant.get('shipped', '?').upper()}."
+        )
+    elif qat:
+        qat_line = (
+            f"QAT ({qat['epochs']} epochs, tfmot) reached dx balanced accuracy {qat['dx']['balanced_accuracy']:.3f} "
+            f"against PTQ's {m['int8_uncalibrated']['dx']['balanced_accuracy']:.3f} on the same images."
+        )
+    else:
+        qat_line = (
+            "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
+        )
     prov = spec.get("provenance", {})
     bias = prov.get("bias_correction")
     bias_line = (
@@ -96,7 +107,8 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
 
 INT8 vs float on every validation image: top-1 agreement {_pct(agree.get("top1_agreement"))}, max |Δp|
 {_pct(agree.get("max_probability_difference"))}, mean |Δp| {_pct(agree.get("mean_probability_difference"))}. {qat_line}
-Median INT8 invoke time here (x86, 2 threads): {m.get("int8_invoke_ms_median_2_threads", "?")} ms per view.
+Median INT8 invoke time during the export (x86, 2 threads, one view; the CPU may have been shared, so take
+latency from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?")} ms.
 
 {("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
