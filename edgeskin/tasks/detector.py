@@ -44,6 +44,7 @@ DEFAULT_MAX_DET = 100
 MAX_NMS_CANDIDATES = 3000
 
 
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """Options of a :class:`Detector`.
@@ -438,3 +439,4 @@ def darkness_contrast(image_rgb: np.ndarray, box: Sequence[float] | np.ndarray, 
     if ring_mean <= 0:
         return 0.0
     return float(np.clip((ring_mean - float(inside.mean())) / ring_mean, 0.0, 1.0))
+
