@@ -44,6 +44,14 @@ OTHER_BACKBONES = {"resnet50": "ResNet50", "efficientnetb0": "EfficientNetB0"}
 GPU_BASELINE = REPO_ROOT / "benchmarks" / "gpu" / "float-baseline.json"
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -> dict[str, Any]:
     """Float classifiers trained and scored on a GPU machine (:mod:`benchmarks.float_baseline`).
 
@@ -54,7 +62,7 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
     from edgeskin.evaluation import classify_report
 
     if not path.is_file():
-        return {"missing": f"no GPU float-baseline file at {path.relative_to(REPO_ROOT)} (made by training/gpu_run.sh)"}
+        return {"missing": f"no GPU float-baseline file at {_shown(path)} (made by training/gpu_run.sh)"}
     data = json.loads(path.read_text())
     position = {image_id: i for i, image_id in enumerate(val.image_ids)}
     rows: dict[str, Any] = {}
@@ -80,7 +88,7 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
             "_probs": probs,
         }
     return {
-        "file": str(path.relative_to(REPO_ROOT)),
+        "file": _shown(path),
         "date": data.get("date"),
         "made_by": data.get("made_by"),
         "rows": rows,

@@ -40,7 +40,14 @@ def score_model(model_path: Path, items) -> dict[str, Any]:
 
     mel = DX_CLASSES.index("mel")
     is_mel = np.array([item.diagnosis == "melanoma" for item in items])
-    out: dict[str, Any] = {"model": model_path.name, "melanomas": int(is_mel.sum()), "naevi": int((~is_mel).sum())}
+    from edgeskin.runtime.spec import sha256_file
+
+    out: dict[str, Any] = {
+        "model": model_path.name,
+        "sha256": sha256_file(model_path),
+        "melanomas": int(is_mel.sum()),
+        "naevi": int((~is_mel).sum()),
+    }
     with Classifier.from_model(model_path, threads=2) as classifier:
         threshold = classifier.spec.malignant_threshold
         for view in ("lesion_box", "whole_frame"):

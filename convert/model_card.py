@@ -142,9 +142,44 @@ latency from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threa
 """
 
 
+def ph2_section(check: dict, spec: dict) -> str:
+    """The out-of-distribution PH2 check, for the model it was run on (matched by SHA-256)."""
+    rows = [m for m in check.get("models", []) if m.get("sha256") == spec.get("sha256")]
+    if not rows:
+        return "### PH2 check\n\nThe PH2 check on file was run on another model; run it again (see below).\n"
+    m = rows[0]
+    lines = [
+        "### Out-of-distribution check: PH2 melanoma against naevi (`benchmarks/ph2_classification.py`)",
+        "",
+        f"{check['images']} PH2 images ({m['melanomas']} melanomas, {m['naevi']} naevi; another clinic and camera, never used",
+        "for training, selection or calibration), classified as deployed. 20 melanomas: one image is 5 points.",
+        "",
+        "| crop | AUC P(mel) | AUC P(malignant) | melanomas called mel | melanomas referred | naevi referred |",
+        "|---|---|---|---|---|---|",
+    ]
+    for view, title in (("lesion_box", "expert-mask box + margin"), ("whole_frame", "whole frame")):
+        r = m[view]
+        lines.append(
+            f"| {title} | {_pct(r['melanoma_auc_p_mel'])} | {_pct(r['melanoma_auc_p_malignant'])} | "
+            f"{_pct(r['top1_mel_on_melanomas'])} | {_pct(r.get('melanomas_referred'))} | {_pct(r.get('naevi_referred'))} |"
+        )
+    lines += [
+        "",
+        "The triage threshold was fitted on HAM10000 validation images; on PH2 it refers few melanomas. Do not",
+        "rely on the refer flag for images unlike HAM10000 without fitting the threshold on your own data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=str(REPO / "edgeskin/models"))
+    parser.add_argument(
+        "--ph2-check",
+        default=str(REPO / "training/runs/classifier/ph2_check.json"),
+        help="JSON of benchmarks.ph2_classification for the shipped classifier (section left out if absent)",
+    )
     args = parser.parse_args(argv)
     models = Path(args.models)
     parts = [
@@ -162,6 +197,9 @@ def main(argv=None) -> int:
     if cls.is_file():
         spec = json.loads(cls.read_text())
         parts.append(classifier_section(spec, (models / spec["model_file"]).stat().st_size))
+        ph2 = Path(args.ph2_check)
+        if ph2.is_file():
+            parts.append(ph2_section(json.loads(ph2.read_text()), spec))
     det_card = models / "DETECTOR_CARD.md"
     if det_card.is_file():
         parts.append(det_card.read_text())

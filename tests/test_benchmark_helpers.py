@@ -1,0 +1,68 @@
+"""The benchmark helpers that score stored or out-of-distribution results: GPU float rows, the PH2 check."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmarks.accuracy import gpu_baseline_rows
+from edgeskin.labels import DX_CLASSES
+
+
+def _val(n: int = 40, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(DX_CLASSES)
+    return SimpleNamespace(image_ids=[f"ISIC_{i:07d}" for i in range(n)], labels=labels, rng=rng)
+
+
+def test_gpu_rows_are_scored_here_on_the_same_images_in_any_order(tmp_path):
+    val = _val()
+    perfect = np.eye(len(DX_CLASSES))[val.labels] * 0.9 + 0.1 / len(DX_CLASSES)
+    order = np.random.default_rng(1).permutation(len(val.image_ids))
+    runs = {
+        "good": {
+            "image_ids": [val.image_ids[i] for i in order],
+            "probs": perfect[order].tolist(),
+            "device": "GPU (test)",
+            "latency": {"batch1_p50_ms": 1.0},
+        },
+        "other_split": {"image_ids": ["ISIC_9"] * 40, "probs": perfect.tolist()},
+        "broken": {"missing": "it crashed"},
+    }
+    path = tmp_path / "float-baseline.json"
+    path.write_text(json.dumps({"date": "2026-11-28", "runs": runs}))
+    out = gpu_baseline_rows(val, threshold=0.5, path=path)
+    good = out["rows"]["good"]
+    assert good["balanced_accuracy"] == pytest.approx(1.0) and good["auc"] == pytest.approx(1.0)
+    assert good["device"] == "GPU (test)" and good["latency"] == {"batch1_p50_ms": 1.0}
+    np.testing.assert_allclose(good["_probs"], perfect)  # put back in this split's order
+    assert "not this validation split" in out["rows"]["other_split"]["missing"]
+    assert out["rows"]["broken"] == {"missing": "it crashed"}
+
+
+def test_no_gpu_file_says_so(tmp_path):
+    out = gpu_baseline_rows(_val(), threshold=None, path=tmp_path / "absent.json")
+    assert "no GPU float-baseline file" in out["missing"]
+
+
+@pytest.mark.shared
+def test_the_ph2_check_scores_the_shipped_classifier_on_real_ph2_images(shared_dir):
+    from benchmarks.ph2_classification import score_model
+    from edgeskin.models import default_classifier_path
+    from edgeskin.runtime.spec import sha256_file
+    from training.detector_data import load_ph2
+
+    if not (shared_dir / "data" / "ph2" / "labels.csv").is_file():
+        pytest.skip("needs ../shared/data/ph2")
+    items = load_ph2(shared_dir / "data" / "ph2")
+    subset = [i for i in items if i.diagnosis == "melanoma"][:3] + [i for i in items if i.diagnosis != "melanoma"][:5]
+    result = score_model(default_classifier_path(), subset)
+    assert result["sha256"] == sha256_file(default_classifier_path())
+    assert (result["melanomas"], result["naevi"]) == (3, 5)
+    for view in ("lesion_box", "whole_frame"):
+        row = result[view]
+        assert 0.0 <= row["melanoma_auc_p_mel"] <= 1.0 and 0.0 <= row["melanoma_auc_p_malignant"] <= 1.0
+        assert 0.0 <= row["melanomas_referred"] <= 1.0 and 0.0 <= row["naevi_referred"] <= 1.0
