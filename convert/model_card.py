@@ -19,6 +19,19 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _reproducible(command: str) -> str:
+    """The export command as one runs it from scratch: ``--qat-model FILE`` (reusing a QAT model made by
+    the same command earlier) becomes the QAT run itself."""
+    import shlex
+
+    parts = shlex.split(command)
+    if "--qat-model" in parts:
+        i = parts.index("--qat-model")
+        del parts[i : i + 2]
+        return shlex.join(parts) + "  # runs QAT (this export reused the QAT model of such a run: --qat-model)"
+    return command
+
+
 def classifier_section(spec: dict, size_bytes: int) -> str:
     m = spec.get("metrics", {})
     cfg = spec.get("provenance", {}).get("training_config", {})
@@ -137,7 +150,7 @@ latency from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threa
 
 ```bash
 {prov.get("train_command", "")}
-{prov.get("export_command", "")}
+{_reproducible(prov.get("export_command", ""))}
 ```
 """
 
