@@ -29,8 +29,17 @@ DETECTOR_WORK = REPO_ROOT / "artifacts" / "detector"
 BENCH_ARTIFACTS = REPO_ROOT / "artifacts" / "bench"
 KERAS_MODEL = CLASSIFIER_RUN / "model.keras"
 DETECTOR_WEIGHTS = DETECTOR_WORK / "run" / "weights" / "best.pt"
-PH2_SPLIT = DETECTOR_WORK / "dataset" / "ph2_split.json"
-CLASSIFIER_SPLIT = CLASSIFIER_RUN / "split.json"
+# The splits are committed with the training records (training/runs/); a fresh training run's copy under
+# artifacts/ wins when there is one.
+PH2_SPLIT = next(
+    (p for p in (DETECTOR_WORK / "dataset" / "ph2_split.json", REPO_ROOT / "training/runs/detector/ph2_split.json")
+     if p.is_file()),
+    DETECTOR_WORK / "dataset" / "ph2_split.json",
+)  # fmt: skip
+CLASSIFIER_SPLIT = next(
+    (p for p in (CLASSIFIER_RUN / "split.json", REPO_ROOT / "training/runs/classifier/split.json") if p.is_file()),
+    CLASSIFIER_RUN / "split.json",
+)
 SEED = 0
 
 

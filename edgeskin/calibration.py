@@ -73,8 +73,8 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict) -> np.ndarray:
     """Probabilities whose top value follows ``mapping`` (:func:`fit_top_label`); the top class stays on top.
 
     The other classes share what is left in their original proportions. Where the mapped confidence
-    would fall below a rescaled runner-up, it is raised to a tie-breaking hair above it, so the decision
-    (argmax) never changes. Works on (n_classes,) or (N, n_classes) arrays; rows sum to 1.
+    would fall to or below the rescaled runner-up, it is set halfway between that level and the original
+    confidence, so the decision (argmax) never changes and keeps a lead. Works on (n_classes,) or (N, n_classes) arrays; rows sum to 1.
     """
     probs = np.asarray(probabilities, np.float64)
     single = probs.ndim == 1
@@ -87,14 +87,19 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict) -> np.ndarray:
     others[rows, top] = 0.0
     rest = others.sum(axis=1)
     runner_up = others.max(axis=1)
-    # With the others scaled by (1 - g) / rest, the runner-up is r (1 - g) / rest; g must stay above it.
+    # With the others scaled by (1 - g) / rest, the runner-up becomes r (1 - g) / rest, so g must stay above
+    # floor = r / (rest + r). The original confidence c is above that floor whenever c > r; where the map
+    # would go below it, g takes the midpoint of floor and c, which keeps a visible lead (not a tie that
+    # rounding could turn into another class).
     with np.errstate(divide="ignore", invalid="ignore"):
         floor = np.where(rest > 0, runner_up / (rest + runner_up), 0.0)
-    mapped = np.maximum(mapped, floor + 1e-9)
+    mapped = np.where(mapped > floor, mapped, 0.5 * (floor + confidence))
     mapped = np.clip(mapped, 0.0, 1.0)
+    tied = confidence <= runner_up  # no lead to keep: the row is left as it is
     scale = np.where(rest > 0, (1.0 - mapped) / np.where(rest > 0, rest, 1.0), 0.0)
     out = others * scale[:, None]
     out[rows, top] = np.where(rest > 0, mapped, 1.0)
+    out[tied] = probs[tied]
     return out[0] if single else out
 
 
