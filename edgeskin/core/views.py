@@ -45,9 +45,30 @@ def check_views(views: Sequence[str], input_size: tuple[int, int] | None = None)
     return views
 
 
+# OpenCV's flip/rotate copy a (H, W, C <= 4) image in one vectorised pass; numpy's reversed-stride copy
+# of the same 192x192x3 input took 0.16 ms here, a quarter of a classifier invoke.
+_CV_OPS = {
+    "hflip": lambda cv2, a: cv2.flip(a, 1),
+    "vflip": lambda cv2, a: cv2.flip(a, 0),
+    "rot180": lambda cv2, a: cv2.flip(a, -1),
+    "rot90": lambda cv2, a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+    "rot270": lambda cv2, a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    "transpose": lambda cv2, a: cv2.transpose(a),
+    "antitranspose": lambda cv2, a: cv2.flip(cv2.transpose(a), -1),
+}
+
+
 def apply_view(name: str, batch: np.ndarray) -> np.ndarray:
     """The view of a ``(1, H, W, C)`` model input (contiguous, ready for the interpreter)."""
-    return np.ascontiguousarray(_VIEWS[name][0](batch[0])[None])
+    image = batch[0]
+    if name == "identity":
+        return np.ascontiguousarray(batch)
+    if image.ndim == 3 and image.shape[2] <= 4 and image.dtype in (np.uint8, np.int8, np.float32):
+        import cv2
+
+        out = _CV_OPS[name](cv2, np.ascontiguousarray(image))
+        return out.reshape(out.shape[:2] + image.shape[2:])[None]
+    return np.ascontiguousarray(_VIEWS[name][0](image)[None])
 
 
 def align_features(name: str, features: np.ndarray) -> np.ndarray:

@@ -599,15 +599,20 @@ class TFLiteModel:
             self._pending[info.name] = prepared  # the signature runner takes all inputs in one call
         return prepared
 
-    def run(self, x: Any | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def run(
+        self, x: Any | Mapping[str, Any], *, outputs: Sequence[str] | None = None, raw: bool = False
+    ) -> dict[str, np.ndarray]:
         """Run the model once.
 
         Args:
             x: The input (one array for a single-input model) or a mapping input name → array, as float
                 values or already in the tensor's dtype.
+            outputs: Only these outputs (names), e.g. to skip a large feature map; None: all of them.
+            raw: Return the tensors as stored (int8/uint8 for a quantized model) instead of dequantized
+                float32; ``output(name).dequantize`` converts them later (once, after summing, say).
 
         Returns:
-            Dict output name → float32 array (dequantized), in the model's output order.
+            Dict output name → array, in the model's output order.
         """
         feeds = x if isinstance(x, Mapping) else {self.inputs[0].name: x}
         if len(feeds) != len(self.inputs):
@@ -616,17 +621,22 @@ class TFLiteModel:
             )
         for name, value in feeds.items():
             self.set_input(value, name)
+        wanted = self.outputs if outputs is None else tuple(self.output(name) for name in outputs)
         if self._runner is not None:
             pending, self._pending = self._pending, {}
             start = time.perf_counter()
-            raw = self._runner(**pending)
+            tensors = self._runner(**pending)
             self.invoke_ms = (time.perf_counter() - start) * 1000.0
-            return {info.name: info.dequantize(raw[info.name]) for info in self.outputs}
-        interpreter = self.interpreter
-        start = time.perf_counter()
-        interpreter.invoke()
-        self.invoke_ms = (time.perf_counter() - start) * 1000.0
-        return {info.name: info.dequantize(interpreter.get_tensor(info.index)) for info in self.outputs}
+            fetched = {info.name: tensors[info.name] for info in wanted}
+        else:
+            interpreter = self.interpreter
+            start = time.perf_counter()
+            interpreter.invoke()
+            self.invoke_ms = (time.perf_counter() - start) * 1000.0
+            fetched = {info.name: interpreter.get_tensor(info.index) for info in wanted}
+        if raw:
+            return fetched
+        return {info.name: info.dequantize(fetched[info.name]) for info in wanted}
 
     # -- introspection -----------------------------------------------------------------------------
     def op_names(self, *, include_delegate_nodes: bool = False) -> list[str]:

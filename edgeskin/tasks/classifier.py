@@ -220,13 +220,21 @@ class Classifier(ModelTask):
         invoke_ms = 0.0
         score_sum: np.ndarray | None = None
         feature_sum: np.ndarray | None = None
+        features_info = None
+        names = [self._probabilities_output]
+        if want_features and self._features_output is not None:
+            names.append(self._features_output)
+            features_info = self.model.output(self._features_output)
         for view in self.views:
-            outputs = self.model.run(x if view == "identity" else apply_view(view, x))
+            outputs = self.model.run(x if view == "identity" else apply_view(view, x), outputs=names, raw=True)
             invoke_ms += self.model.invoke_ms
-            view_scores = outputs[self._probabilities_output].reshape(-1).astype(np.float64)
+            view_scores = self.model.output(names[0]).dequantize(outputs[names[0]]).reshape(-1).astype(np.float64)
             score_sum = view_scores if score_sum is None else score_sum + view_scores
-            if want_features and self._features_output is not None:
-                aligned = align_features(view, outputs[self._features_output][0])
+            if features_info is not None:
+                # Summed as stored (exact in int32), dequantized once below: the same mean feature map.
+                aligned = align_features(view, outputs[names[1]][0]).astype(
+                    np.int32 if features_info.is_quantized else np.float32
+                )
                 feature_sum = aligned if feature_sum is None else feature_sum + aligned
         # Logits (or probabilities) averaged over the views: with GAP → Dense, the logits of the mean
         # aligned feature map, so the CAM below explains exactly this decision.
@@ -246,7 +254,10 @@ class Classifier(ModelTask):
         if top_label is not None:
             probabilities = apply_top_label(probabilities, top_label).astype(np.float32)
         result = Classification(probabilities, self.labels)
-        features = None if feature_sum is None else (feature_sum / len(self.views)).astype(np.float32)
+        features = None
+        if feature_sum is not None:
+            mean = feature_sum.astype(np.float64) / len(self.views)
+            features = (features_info.dequantize(mean) if features_info.is_quantized else mean).astype(np.float32)
         end = time.perf_counter()
         self.last_timings_ms = {
             "preprocess_ms": (ready - start) * 1000.0,

@@ -321,3 +321,14 @@ def test_plain_models_use_tensor_indices_and_names():
         model.output("z")
     with pytest.raises(ConfigError, match="takes 1 inputs"):
         model.run({"x": np.zeros((1, 3)), "w": np.zeros((1, 3))})
+
+
+def test_run_can_return_only_some_outputs_as_stored():
+    model = TFLiteModel(_signature_fake())
+    out = model.run(np.full((2, 2, 3), 200.0), outputs=["probs"], raw=True)
+    assert list(out) == ["probs"]
+    assert out["probs"].dtype == np.int8
+    np.testing.assert_array_equal(out["probs"], [[-128, 0, 127]])
+    np.testing.assert_allclose(model.output("probs").dequantize(out["probs"]), [[0.0, 0.5, 255 / 256]])
+    with pytest.raises(ModelError, match="no output named 'nope'"):
+        model.run(np.full((2, 2, 3), 200.0), outputs=["nope"])

@@ -129,10 +129,15 @@ class FakeModel:
         self.invoke_ms = 0.0
         self.closed = False
 
-    def run(self, x):
+    def run(self, x, outputs=None, raw=False):
         self.fed.append(np.asarray(x))
         self.invoke_ms = 1.5
-        return {name: value.copy() for name, value in self._outputs.items()}
+        names = list(self._outputs) if outputs is None else list(outputs)
+        return {name: self._outputs[name].copy() for name in names}
+
+    def output(self, name):
+        value = self._outputs[name]
+        return TensorInfo(name, value.shape, np.dtype(np.float32), 0.0, 0, 0)
 
     def close(self):
         self.closed = True

@@ -80,11 +80,16 @@ class CornerModel:
         self.fed: list[np.ndarray] = []
         self.invoke_ms = 0.0
 
-    def run(self, x):
+    def run(self, x, outputs=None, raw=False):
         x = np.asarray(x, np.float32)
         self.fed.append(x)
         self.invoke_ms = 1.0
-        return {"logits": x[:, 0, 0, :] / 100.0, "features": x.copy()}
+        out = {"logits": x[:, 0, 0, :] / 100.0, "features": x.copy()}
+        return {name: out[name] for name in (outputs or out)}
+
+    def output(self, name):
+        shape = (1, 3) if name == "logits" else (1, 4, 4, 3)
+        return TensorInfo(name, shape, np.dtype(np.float32), 0.0, 0, 0)
 
     def close(self):
         pass
@@ -170,3 +175,16 @@ def test_the_classifier_applies_the_spec_top_label_map_after_the_temperature():
     np.testing.assert_allclose(mapped.probabilities, apply_top_label(plain.probabilities, mapping), rtol=1e-6)
     assert mapped.label == plain.label
     assert mapped.probabilities.max() == pytest.approx(0.55 + 0.05 * plain.probabilities.max(), abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float32, np.int64])
+@pytest.mark.parametrize("shape", [(1, 5, 5, 3), (1, 4, 4, 1), (1, 3, 3, 4)])
+def test_the_fast_opencv_views_equal_the_plain_array_views(dtype, shape):
+    from edgeskin.core.views import _VIEWS
+
+    a = (np.random.default_rng(0).random(shape) * 100).astype(dtype)
+    for view in VIEWS:
+        expected = np.ascontiguousarray(_VIEWS[view][0](a[0])[None])
+        got = apply_view(view, a)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
