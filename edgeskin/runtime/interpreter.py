@@ -503,20 +503,9 @@ class TFLiteModel:
         if signatures:
             key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
             self.signature_key: str | None = key
-            runner = interpreter.get_signature_runner(key)
-            self.inputs = tuple(TensorInfo.from_details(d, n) for n, d in runner.get_input_details().items())
-            self.outputs = tuple(TensorInfo.from_details(d, n) for n, d in runner.get_output_details().items())
-            # When the signature's tensors are the main graph's own inputs and outputs (one-signature
-            # models, like every converted Keras model), set_tensor / invoke / get_tensor reach them
-            # directly; the runner's own call re-resolves and copies every tensor (about 0.08 ms a call
-            # measured on x86, which adds up over test-time views). The names stay the signature's.
-            graph_in = {d["index"] for d in interpreter.get_input_details()}
-            graph_out = {d["index"] for d in interpreter.get_output_details()}
-            direct = {i.index for i in self.inputs} == graph_in and {o.index for o in self.outputs} == graph_out
-            if direct and hasattr(interpreter, "invoke"):
-                del runner  # a live runner makes interpreter.invoke() refuse to run
-            else:
-                self._runner = runner
+            self._runner = interpreter.get_signature_runner(key)
+            self.inputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_input_details().items())
+            self.outputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_output_details().items())
         else:
             self.signature_key = None
             self.inputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_input_details())

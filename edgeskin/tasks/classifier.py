@@ -232,10 +232,10 @@ class Classifier(ModelTask):
             score_sum = view_scores if score_sum is None else score_sum + view_scores
             if features_info is not None:
                 # Summed as stored (exact in int32), dequantized once below: the same mean feature map.
-                aligned = align_features(view, outputs[names[1]][0]).astype(
-                    np.int32 if features_info.is_quantized else np.float32
-                )
-                feature_sum = aligned if feature_sum is None else feature_sum + aligned
+                aligned = align_features(view, outputs[names[1]][0])
+                if feature_sum is None:
+                    feature_sum = np.zeros(aligned.shape, np.int32 if features_info.is_quantized else np.float32)
+                np.add(feature_sum, aligned, out=feature_sum, casting="unsafe")
         # Logits (or probabilities) averaged over the views: with GAP → Dense, the logits of the mean
         # aligned feature map, so the CAM below explains exactly this decision.
         scores = score_sum / len(self.views)

@@ -281,32 +281,18 @@ def _signature_fake() -> FakeInterpreter:
     )
 
 
-def test_signature_models_are_named_by_the_signature_and_run_on_the_graph_tensors_directly():
+def test_signature_models_are_run_through_the_runner_and_named_by_the_signature():
     fake = _signature_fake()
     model = TFLiteModel(fake)
     assert model.signature_key == "serving_default"
     assert [i.name for i in model.inputs] == ["image"]
     assert model.output_names == ("features", "probs")
     assert model.output("probs").tensor_name == "PartitionedCall:1"
-    assert model._runner is None  # the signature's tensors are the graph's: no runner in the way
-    out = model.run(np.full((2, 2, 3), 200.0))
-    fed = fake._tensors[0]
-    assert fed.dtype == np.int8 and fed.shape == (1, 2, 2, 3)
-    assert (fed == 72).all()  # 200 - 128, quantized with the tensor's own parameters
-    assert fake.invocations == 1
-    np.testing.assert_allclose(out["features"], np.full((1, 1, 1, 2), 2.0))
-    np.testing.assert_allclose(out["probs"], [[0.0, 0.5, 255 / 256]])
-
-
-def test_a_signature_whose_tensors_are_not_the_graph_outputs_runs_through_its_runner():
-    fake = _signature_fake()
-    graph_outputs = fake.get_output_details
-    fake.get_output_details = lambda: graph_outputs()[:1]  # the graph exposes only one of the two
-    model = TFLiteModel(fake)
-    assert model._runner is not None
     out = model.run(np.full((2, 2, 3), 200.0))
     runner_input = model._runner.calls[0]["image"]
-    assert (runner_input == 72).all()
+    assert runner_input.dtype == np.int8 and runner_input.shape == (1, 2, 2, 3)
+    assert (runner_input == 72).all()  # 200 - 128, quantized with the tensor's own parameters
+    np.testing.assert_allclose(out["features"], np.full((1, 1, 1, 2), 2.0))
     np.testing.assert_allclose(out["probs"], [[0.0, 0.5, 255 / 256]])
 
 
