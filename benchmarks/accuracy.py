@@ -138,17 +138,21 @@ def _not_trained_reason(backbone: str) -> str:
         "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "efficientnetb0": "efficientnetb0_notop.h5",
     }[backbone]
-    have_weights = (keras_home / weights).is_file()
-    parts = [f"no trained {OTHER_BACKBONES[backbone]} .keras under artifacts/"]
-    if not have_weights:
+    on_gpu = GPU_BASELINE.is_file() and backbone in json.loads(GPU_BASELINE.read_text()).get("runs", {})
+    parts = [
+        f"scored on a GPU only (trained from scratch there: see the GPU rows); no {OTHER_BACKBONES[backbone]} .keras here"
+        if on_gpu
+        else f"not trained: no trained {OTHER_BACKBONES[backbone]} .keras under artifacts/"
+    ]
+    if not (keras_home / weights).is_file():
         parts.append(
             f"no ImageNet weights offline ({weights} is not in {keras_home} or ../shared/weights, and there is no network)"
         )
-    if GPU_BASELINE.is_file() and backbone in json.loads(GPU_BASELINE.read_text()).get("runs", {}):
-        parts.append(f"one was trained from scratch and scored on a GPU: see the GPU rows ({GPU_BASELINE.name})")
+    if on_gpu:
+        parts.append(f"its .keras (up to 95 MB) stayed on the GPU machine; its stored results: {GPU_BASELINE.name}")
     else:
         parts.append("training one from scratch on this 2-core CPU-only machine was out of reach in the session")
-    return "not trained: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 def _keras_predict(model_path: Path, pixels: np.ndarray, backend: str) -> tuple[np.ndarray, str]:

@@ -956,7 +956,12 @@ def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> s
             f"reference results for {', '.join(absent)}: no such device here; the command above fills them in on the device"
         )
     if float_device.startswith("CPU"):
-        missing.insert(0, "GPU float baseline: no GPU on this machine; the float models ran on the CPU (rows say so)")
+        gpu_file = accuracy.get("classifier", {}).get("gpu_float", {}).get("file")
+        missing.insert(
+            0,
+            "GPU float baseline in this run: no GPU on this machine; the float models ran on the CPU (rows say so)"
+            + (f"; the classifier's GPU rows come from a GPU run stored in {gpu_file}" if gpu_file else ""),
+        )
     lines += [f"- {item}" for item in missing] or ["- nothing"]
     lines += [
         "",
