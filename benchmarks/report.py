@@ -805,7 +805,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> s
         "`LesionPipeline.predict` on a PH2 frame resized to the given size and held in memory (file decode excluded; "
         "decode is timed apart). Bare invoke = `interpreter.invoke()` of separate interpreters fed this frame's own "
         "tensors, interleaved with the predict calls. overhead ratio = end-to-end p50 / (detector invoke p50 + "
-        "lesions x classifier invoke p50).",
+        "lesions x test-time views x classifier invoke p50; the classifier column is one view).",
         "",
         "| frame | threads | end-to-end p50 ms | p90 ms | FPS | detector invoke p50 | classifier invoke p50 | lesions | overhead ratio | overhead ms | CAM / classify | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
