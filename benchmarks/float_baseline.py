@@ -8,15 +8,15 @@ The validation images of that split are decoded, stretched and preprocessed by t
 (:func:`benchmarks.common.model_input_pixels`), so the float model sees the pixels the INT8 model sees.
 Writes, per run: the metrics of :func:`edgeskin.evaluation.classify_report`, the probabilities (so the
 report can compare them with INT8 on the same images), and latency: batch 1 (p50/p90 of single-image
-``model(x)`` calls, synchronised) and throughput at batch 64. ``benchmarks.report --float-results FILE``
-puts these rows into the report with the device they ran on.
+``model(x)`` calls, each ending with the copy back to the host) and throughput at batch 64. Stored as
+``benchmarks/gpu/float-baseline.json``, the report (:func:`benchmarks.accuracy.gpu_baseline_rows`) scores
+these rows again on the same images and shows them with the device they ran on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,31 +27,12 @@ import numpy as np
 from benchmarks.common import emit_json, model_input_pixels
 
 
-def _device() -> tuple[str, Any]:
-    """Human-readable device, and a function that waits for queued GPU work (or does nothing)."""
-    import keras
+def time_model(model, pixels: np.ndarray, repeats: int = 200, batch: int = 64) -> dict[str, float]:
+    """Batch-1 latency percentiles and batch-``batch`` throughput of ``model(x, training=False)``.
 
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"GPU ({torch.cuda.get_device_name(0)})", torch.cuda.synchronize
-    elif backend == "jax":
-        import jax
-
-        if any(d.platform == "gpu" for d in jax.devices()):
-            return f"GPU ({jax.devices()[0].device_kind})", lambda: None
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return "GPU (TensorFlow)", lambda: None
-    return f"CPU ({os.cpu_count()} cores)", lambda: None
-
-
-def time_model(model, pixels: np.ndarray, sync, repeats: int = 200, batch: int = 64) -> dict[str, float]:
-    """Batch-1 latency percentiles and batch-``batch`` throughput of ``model(x, training=False)``."""
+    Every timed call ends by copying its result to the host (``convert_to_numpy``), which waits for the
+    device, so no call's queued GPU work spills into the next one's time.
+    """
     import keras
 
     single = [keras.ops.convert_to_tensor(pixels[i : i + 1].astype(np.float32)) for i in range(min(16, len(pixels)))]
@@ -60,14 +41,12 @@ def time_model(model, pixels: np.ndarray, sync, repeats: int = 200, batch: int =
     times = []
     for i in range(repeats):
         x = single[i % len(single)]
-        sync()
         t0 = time.perf_counter()
         out = model(x, training=False)
         keras.ops.convert_to_numpy(out)  # includes the copy back, as an application would
         times.append(time.perf_counter() - t0)
     big = keras.ops.convert_to_tensor(np.resize(pixels, (batch,) + pixels.shape[1:]).astype(np.float32))
     keras.ops.convert_to_numpy(model(big, training=False))
-    sync()
     t0 = time.perf_counter()
     rounds = 10
     for _ in range(rounds):
@@ -81,7 +60,7 @@ def time_model(model, pixels: np.ndarray, sync, repeats: int = 200, batch: int =
     }
 
 
-def score_run(run: Path, images: Path, metadata: Path | None, sync, device: str) -> dict[str, Any]:
+def score_run(run: Path, images: Path, metadata: Path | None, device: str) -> dict[str, Any]:
     import keras
 
     from edgeskin.datasets import apply_split, load_ham10000
@@ -115,7 +94,7 @@ def score_run(run: Path, images: Path, metadata: Path | None, sync, device: str)
         "accuracy": report["dx"]["accuracy"],
         "auc": report["dx"]["auc"],
         "malignant_auc": report["malignant"]["auc"],
-        "latency": time_model(model, pixels, sync),
+        "latency": time_model(model, pixels),
         "image_ids": list(val.image_ids),
         "probs": np.round(probs, 6).tolist(),
     }
@@ -128,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata", help="HAM10000 metadata CSV (default: RUN/HAM10000_metadata.csv)")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
-    device, sync = _device()
+    import keras
+
+    from benchmarks.latency import _keras_device
+
+    device = _keras_device(keras.backend.backend())
     result: dict[str, Any] = {"device": device, "runs": {}}
     for run in args.runs:
         name = Path(run).name
         try:
             result["runs"][name] = score_run(
-                Path(run), Path(args.images), args.metadata and Path(args.metadata), sync, device
+                Path(run), Path(args.images), args.metadata and Path(args.metadata), device
             )
         except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others' results
             result["runs"][name] = {"missing": f"{type(exc).__name__}: {exc}"}

@@ -229,6 +229,7 @@ def main(argv=None) -> int:
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
+    from benchmarks.latency import _keras_device as keras_device
     from training.classifier_model import build_classifier, resolve_weights
 
     keras.utils.set_random_seed(config["seed"])
@@ -331,31 +332,11 @@ def main(argv=None) -> int:
         "train_seconds": round(train_seconds, 1),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
-        "device": describe_device(),
+        "device": keras_device(keras.backend.backend()),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log.info("done in %.0f s: %s", summary["train_seconds"], summary["val"])
     return 0
-
-
-def describe_device() -> str:
-    """The accelerator the run used, or the CPU model (for the training record)."""
-    import platform
-
-    import keras
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return gpus[0].name
-    return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
 if __name__ == "__main__":

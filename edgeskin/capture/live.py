@@ -334,9 +334,7 @@ class LiveLoop:
         self.source = source
         self.pipeline = pipeline
         self.max_frames = max_frames
-        self.quality_gate = (
-            QualityGate() if isinstance(quality_gate, str) and quality_gate == "default" else quality_gate
-        )
+        self.quality_gate = QualityGate() if isinstance(quality_gate, str) and quality_gate == "default" else quality_gate
         self.on_result = on_result
         self.keep_records = keep_records
         self.max_consecutive_errors = int(max_consecutive_errors)
@@ -628,9 +626,8 @@ def _fallback_draw(frame: np.ndarray, result: PipelineResult | None, heatmap: bo
     return out
 
 
-def draw_result(
-    frame: np.ndarray, result: PipelineResult | None, *, heatmap: bool = False, messages: Sequence[str] = ()
-) -> np.ndarray:
+def draw_result(frame: np.ndarray, result: PipelineResult | None, *, heatmap: bool = False,
+                messages: Sequence[str] = ()) -> np.ndarray:
     """Draw a result on a copy of ``frame`` (boxes in that frame's pixels) and any guidance messages.
 
     Uses :func:`edgeskin.annotate.annotate` when it is installed, else a plain OpenCV drawing.

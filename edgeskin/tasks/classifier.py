@@ -135,6 +135,11 @@ class Classifier(ModelTask):
         self._encoder = InputEncoder(model.input, spec.input.mean, spec.input.std, spec.input.color_order)
         views = spec.tta if tta is None else check_views(tta, spec.input.size)
         self.views: tuple[str, ...] = views if views else ("identity",)
+        # Looked up once: the per-frame loop below runs once per view.
+        self._probabilities_info = model.output(self._probabilities_output)
+        self._features_info = model.output(self._features_output) if self._features_output is not None else None
+        top_label = spec.calibration.get("top_label")
+        self._top_label = None if top_label is None else {k: np.asarray(top_label[k], np.float64) for k in ("x", "y")}
         self.last_timings_ms: dict[str, float] = {}
         self._warned_not_probabilities = False
 
@@ -220,15 +225,12 @@ class Classifier(ModelTask):
         invoke_ms = 0.0
         score_sum: np.ndarray | None = None
         feature_sum: np.ndarray | None = None
-        features_info = None
-        names = [self._probabilities_output]
-        if want_features and self._features_output is not None:
-            names.append(self._features_output)
-            features_info = self.model.output(self._features_output)
+        features_info = self._features_info if want_features else None
+        names = [self._probabilities_output] + ([self._features_output] if features_info is not None else [])
         for view in self.views:
             outputs = self.model.run(x if view == "identity" else apply_view(view, x), outputs=names, raw=True)
             invoke_ms += self.model.invoke_ms
-            view_scores = self.model.output(names[0]).dequantize(outputs[names[0]]).reshape(-1).astype(np.float64)
+            view_scores = self._probabilities_info.dequantize(outputs[names[0]]).reshape(-1).astype(np.float64)
             score_sum = view_scores if score_sum is None else score_sum + view_scores
             if features_info is not None:
                 # Summed as stored (exact in int32), dequantized once below: the same mean feature map.
@@ -250,9 +252,8 @@ class Classifier(ModelTask):
                     self.spec.name, float(scores.min()), float(scores.sum()),
                 )  # fmt: skip
             probabilities = _renormalise(scores, self.spec.temperature)
-        top_label = self.spec.calibration.get("top_label")
-        if top_label is not None:
-            probabilities = apply_top_label(probabilities, top_label).astype(np.float32)
+        if self._top_label is not None:
+            probabilities = apply_top_label(probabilities, self._top_label).astype(np.float32)
         result = Classification(probabilities, self.labels)
         features = None
         if feature_sum is not None:

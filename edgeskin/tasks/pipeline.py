@@ -67,6 +67,7 @@ def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], thres
     return groups.argmax(axis=-1) != GROUPS.index("Benign")
 
 
+
 @dataclass(frozen=True)
 class PipelineOptions:
     """Options of a :class:`LesionPipeline`.
