@@ -17,7 +17,14 @@ import numpy as np
 
 from edgeskin.core.boxes import box_iou
 from edgeskin.errors import require
-from edgeskin.labels import DX_CLASSES, GROUPS, MALIGNANT_DX, dx_index_to_group_index, malignant_probability, to_groups
+from edgeskin.labels import (
+    DX_CLASSES,
+    GROUPS,
+    dx_index_to_group_index,
+    malignant_index,
+    malignant_probability,
+    to_groups,
+)
 
 __all__ = [
     "average_precision",
@@ -129,8 +136,8 @@ def malignant_metrics(
     from edgeskin.tasks.pipeline import refer_decision, refer_rule
 
     y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
-    malignant_index = [list(dx_labels).index(dx) for dx in MALIGNANT_DX]
-    truth = np.isin(y, malignant_index)
+    malignant = malignant_index(dx_labels)
+    truth = np.isin(y, malignant)
     decided = refer_decision(p.astype(np.float32), dx_labels, threshold)
     tp = int((truth & decided).sum())
     fn = int((truth & ~decided).sum())
@@ -148,7 +155,7 @@ def malignant_metrics(
         "n_malignant": int(truth.sum()),
         "n_benign": int((~truth).sum()),
         "counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
-        "malignant_dx": list(MALIGNANT_DX),
+        "malignant_dx": [dx_labels[i] for i in malignant],
     }
 
 
@@ -381,8 +388,7 @@ def save_classification_plots(
     p = np.asarray(dx_probabilities, dtype=np.float32)
     y_group = dx_index_to_group_index(y)
     p_group = to_groups(p)
-    malignant_index = [DX_CLASSES.index(dx) for dx in MALIGNANT_DX]
-    y_malignant = np.isin(y, malignant_index).astype(np.int64)
+    y_malignant = np.isin(y, malignant_index(DX_CLASSES)).astype(np.int64)
     p_malignant = malignant_probability(p)
     n = report["n"]
     return [

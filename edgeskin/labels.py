@@ -1,6 +1,12 @@
-"""Class views of the product: the 7 HAM10000 diagnoses and the 4 clinical groups.
+"""Class views of the product: the 8 ISIC 2019 diagnoses, the 7 HAM10000 diagnoses and the 4 clinical groups.
 
-A group's probability is the sum of the probabilities of its diagnoses. Malignant = mel + bcc + akiec.
+The shipped classifier predicts the 8 ISIC 2019 diagnoses (``DX8_CLASSES``): HAM10000's ``akiec`` is split into
+actinic keratosis (``ak``) and squamous cell carcinoma incl. intraepithelial carcinoma (``scc``). The 7-dx view
+(``DX_CLASSES``, HAM10000 / ISIC 2018 Task 3) sums ``ak + scc = akiec``, so ISIC 2018 ground truth still scores.
+Models over the 7 classes keep working everywhere: every function here takes the model's own label list.
+
+A group's probability is the sum of the probabilities of its diagnoses: Melanoma (mel), BCC (bcc), SCC (the
+keratinocyte lineage: scc + ak, or akiec) and Benign (the rest). Malignant = mel + bcc + scc + ak (= akiec).
 """
 
 from __future__ import annotations
@@ -10,8 +16,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 DX_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+# The ISIC 2019 diagnoses without UNK, in alphabetical order (the shipped classifier's output order).
+DX8_CLASSES: tuple[str, ...] = ("ak", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc")
+# Where each 8-class diagnosis goes in the 7-dx view.
+DX8_TO_DX7: Mapping[str, str] = {"ak": "akiec", "scc": "akiec"} | {dx: dx for dx in DX_CLASSES if dx != "akiec"}
 DX_NAMES: Mapping[str, str] = {
     "akiec": "Actinic keratosis / intraepithelial carcinoma",
+    "ak": "Actinic keratosis",
+    "scc": "Squamous cell carcinoma",
     "bcc": "Basal cell carcinoma",
     "bkl": "Benign keratosis-like lesion",
     "df": "Dermatofibroma",
@@ -24,14 +36,43 @@ DX_TO_GROUP: Mapping[str, str] = {
     "mel": "Melanoma",
     "bcc": "BCC",
     "akiec": "SCC",
+    "ak": "SCC",
+    "scc": "SCC",
     "bkl": "Benign",
     "df": "Benign",
     "nv": "Benign",
     "vasc": "Benign",
 }
-MALIGNANT_DX: tuple[str, ...] = ("akiec", "bcc", "mel")
+MALIGNANT_DX: tuple[str, ...] = ("ak", "akiec", "bcc", "mel", "scc")
 # Column order of the ISIC 2018 Task 3 ground-truth CSV.
 ISIC2018_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+# Column order of the ISIC 2019 training ground-truth CSV (UNK: no diagnosis).
+ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+# The label sets a dermoscopy classifier may have (any order).
+DX_LABEL_SETS: tuple[frozenset[str], ...] = (frozenset(DX_CLASSES), frozenset(DX8_CLASSES))
+
+
+def is_dx_labels(labels: Sequence[str]) -> bool:
+    """True when ``labels`` are the 7 HAM10000 or the 8 ISIC 2019 diagnoses (in any order)."""
+    return len(labels) == len(set(labels)) and frozenset(labels) in DX_LABEL_SETS
+
+
+def dx7_matrix(dx_labels: Sequence[str]) -> np.ndarray:
+    """The (n_dx, 7) 0/1 matrix that sums a model's dx probabilities into the 7-dx view (``DX_CLASSES`` order)."""
+    matrix = np.zeros((len(dx_labels), len(DX_CLASSES)), dtype=np.float32)
+    for i, dx in enumerate(dx_labels):
+        if dx not in DX8_TO_DX7 and dx != "akiec":
+            raise ValueError(f"unknown diagnosis {dx!r}; expected labels from {DX8_CLASSES} or {DX_CLASSES}")
+        matrix[i, DX_CLASSES.index(DX8_TO_DX7.get(dx, dx))] = 1.0
+    return matrix
+
+
+def to_dx7(dx_probabilities: np.ndarray, dx_labels: Sequence[str]) -> np.ndarray:
+    """Probabilities (..., n_dx) in the model's label order → the 7-dx view (..., 7) in ``DX_CLASSES`` order."""
+    probs = np.asarray(dx_probabilities, dtype=np.float32)
+    if probs.shape[-1] != len(dx_labels):
+        raise ValueError(f"expected {len(dx_labels)} dx probabilities in the last axis, got shape {probs.shape}")
+    return probs @ dx7_matrix(dx_labels)
 
 
 def group_matrix(dx_classes: Sequence[str] = DX_CLASSES) -> np.ndarray:
@@ -50,11 +91,18 @@ def to_groups(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASS
     return probs @ group_matrix(dx_classes)
 
 
+def malignant_index(dx_classes: Sequence[str]) -> list[int]:
+    """Positions of the malignant diagnoses (mel, bcc and akiec, or ak and scc) in a label list."""
+    index = [i for i, dx in enumerate(dx_classes) if dx in MALIGNANT_DX]
+    if not any(dx_classes[i] == "mel" for i in index):
+        raise ValueError(f"expected dermoscopy labels that include 'mel', got {list(dx_classes)[:10]}")
+    return index
+
+
 def malignant_probability(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASSES) -> np.ndarray:
-    """Probability that the lesion is malignant (mel + bcc + akiec), shape (...,)."""
+    """Probability that the lesion is malignant (mel + bcc + akiec, or mel + bcc + ak + scc), shape (...,)."""
     probs = np.asarray(dx_probabilities, dtype=np.float32)
-    idx = [list(dx_classes).index(dx) for dx in MALIGNANT_DX]
-    return probs[..., idx].sum(axis=-1)
+    return probs[..., malignant_index(dx_classes)].sum(axis=-1)
 
 
 def dx_index_to_group_index(dx_index: np.ndarray, dx_classes: Sequence[str] = DX_CLASSES) -> np.ndarray:

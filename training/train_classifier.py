@@ -27,7 +27,6 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from edgeskin.core.geometry import resize_to_input  # noqa: E402
 from edgeskin.core.preprocess import get_profile  # noqa: E402
@@ -86,7 +85,7 @@ class ClassifierAugment:
             image = cv2.resize(
                 np.ascontiguousarray(image[y0 : y0 + crop, x0 : x0 + crop]),
                 (size, size),
-                interpolation=cv2.INTER_LINEAR,
+                interpolation=cv2.INTER_LINEAR_EXACT,
             )
         image = np.ascontiguousarray(image, dtype=np.float32)
         if aug.get("brightness"):
@@ -229,7 +228,7 @@ def main(argv=None) -> int:
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
-    from benchmarks.latency import _keras_device as keras_device
+    from edgeskin.report.common import keras_device
     from training.classifier_model import build_classifier, resolve_weights
 
     keras.utils.set_random_seed(config["seed"])

@@ -1,5 +1,10 @@
 """Resize a frame to a model's input size and map boxes back to frame pixels.
 
+Resizing uses ``cv2.INTER_LINEAR_EXACT``: OpenCV computes it in fixed point with the same result on every
+platform, whereas ``INTER_LINEAR`` on uint8 goes through platform kernels (IPP on x86, carotene/KleidiCV on
+ARM) that differ by ±1 on about a fifth of the pixels, enough to move a model's answer. Every model input
+(runtime, training, conversion) is resized here, so models are trained and measured on what devices see.
+
 Sizes passed to the resize functions are ``(height, width)``, the order of a model's input tensor
 ``[1, H, W, 3]``. Sizes stored in :class:`ImageTransform` are ``(width, height)``, the order of
 ``PipelineResult.image_size`` and :func:`edgeskin.core.boxes.clip_boxes`.
@@ -99,14 +104,14 @@ def _resize(image: np.ndarray, width: int, height: int, interpolation: int) -> n
 
 
 def resize_stretch(
-    image: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR
+    image: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR_EXACT
 ) -> tuple[np.ndarray, ImageTransform]:
     """Resize to ``size`` ignoring the aspect ratio.
 
     Args:
         image: (H, W) or (H, W, C) array.
         size: ``(height, width)`` of the output.
-        interpolation: OpenCV interpolation flag.
+        interpolation: OpenCV interpolation flag (keep the bit-exact default for model inputs).
 
     Returns:
         The resized image (the input itself when it already has that size) and the transform from
@@ -123,7 +128,7 @@ def letterbox(
     image: np.ndarray,
     size: tuple[int, int],
     pad_value: int = 114,
-    interpolation: int = cv2.INTER_LINEAR,
+    interpolation: int = cv2.INTER_LINEAR_EXACT,
 ) -> tuple[np.ndarray, ImageTransform]:
     """Resize keeping the aspect ratio and pad to ``size``, the content centred.
 

@@ -19,7 +19,7 @@ import numpy as np
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.errors import ConfigError, check_fraction
 from edgeskin.image import validate_frame
-from edgeskin.labels import DX_CLASSES, GROUPS, malignant_probability, to_groups
+from edgeskin.labels import DX8_CLASSES, DX_CLASSES, GROUPS, is_dx_labels, malignant_probability, to_groups
 from edgeskin.results import Classification, Detections, Lesion, PipelineResult
 from edgeskin.runtime.interpreter import DELEGATES
 from edgeskin.runtime.spec import ModelSpec
@@ -50,7 +50,7 @@ def refer_rule(threshold: float | None) -> str:
     """The referral rule in words (also written into evaluation reports)."""
     if threshold is None:
         return "most probable group is malignant (Melanoma, BCC or SCC); the model has no triage threshold"
-    return f"malignant probability (mel + bcc + akiec) >= {threshold:g}"
+    return f"malignant probability (mel + bcc + scc + ak, i.e. akiec) >= {threshold:g}"
 
 
 def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None) -> np.ndarray:
@@ -160,9 +160,10 @@ class LesionPipeline:
         explainer: CamExplainer | None = None,
     ) -> None:
         labels = tuple(classifier.labels)
-        if sorted(labels) != sorted(DX_CLASSES):
+        if not is_dx_labels(labels):
             raise ConfigError(
-                f"LesionPipeline needs a classifier over the 7 dx classes {list(DX_CLASSES)}, got labels "
+                f"LesionPipeline needs a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
+                f"HAM10000 diagnoses {list(DX_CLASSES)}, got labels "
                 f"{list(labels)[:10]}{' ...' if len(labels) > 10 else ''}"
             )
         if not isinstance(max_lesions, int) or max_lesions < 1:

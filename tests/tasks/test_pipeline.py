@@ -191,10 +191,14 @@ def test_a_degenerate_box_is_skipped_not_fatal():
     assert [lesion.score for lesion in result.lesions] == pytest.approx([0.8])
 
 
-def test_a_classifier_that_is_not_the_7_dx_model_is_refused():
+@pytest.mark.parametrize(
+    "labels",
+    [("cat", "dog"), ("akiec", "bcc", "bkl", "df", "mel", "nv"), ("ak", "scc", "akiec", "bcc", "bkl", "df", "mel", "nv")],
+)
+def test_a_classifier_that_is_not_a_dx_model_is_refused(labels):
     other = FakeClassifier()
-    other.labels = ("cat", "dog")
-    with pytest.raises(ConfigError, match="7 dx classes"):
+    other.labels = labels
+    with pytest.raises(ConfigError, match="8 ISIC 2019 diagnoses"):
         LesionPipeline(other, None)
 
 
