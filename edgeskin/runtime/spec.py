@@ -214,8 +214,10 @@ class ModelSpec:
         layout: Detection output layout (``"yolo"``: ``[1, 4 + n_classes, N]``).
         boxes: Detection box format (``"xywh_normalized"`` or ``"xywh_pixels"``).
         cam: ``{"weights": (C_features, n_classes), "bias": (n_classes,)}`` of the Dense head, or None.
-        calibration: ``{"temperature": T}``, optionally ``"top_label": {"x": [...], "y": [...]}``
-            (:func:`edgeskin.calibration.fit_top_label`).
+        calibration: ``{"temperature": T}``, optionally ``"top_label": {"x": [...], "y": [...],
+            "max_slope": s}``, a monotone piecewise-linear map of the top probability whose slope is at
+            most ``s`` (:func:`edgeskin.calibration.fit_top_label`); a step-shaped map is refused
+            (:func:`edgeskin.calibration.check_top_label`).
         triage: ``{"malignant_threshold": t}``.
         thresholds: Detection ``{"confidence": ..., "iou": ...}``.
         tta: Classification: test-time augmentation views whose logits the Classifier averages

@@ -150,14 +150,16 @@ def test_triage_threshold_needs_both_classes(positive):
 # -- top-label calibration ----------------------------------------------------------------------------------
 
 
-def step_reliability(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Top probabilities spread over [0.35, 0.99] but right 55 % of the time below 0.7 and 92 % above:
-    a reliability curve no single temperature can straighten (a power of the probabilities is smooth)."""
+def step_reliability(n: int, seed: int = 0, width: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Top probabilities spread over [0.35, 0.99] but right 55 % of the time below 0.6 and 92 % above 0.8,
+    rising linearly between (slope 1.85; ``width=0``: a step at 0.7): a reliability curve no single
+    temperature can straighten (a power of the probabilities is smooth)."""
     rng = np.random.default_rng(seed)
     top = rng.uniform(0.35, 0.99, n)
     rest = rng.dirichlet(np.ones(K - 1), n) * (1.0 - top)[:, None]
     probs = np.concatenate([top[:, None], rest], axis=1)
-    correct = rng.random(n) < np.where(top > 0.7, 0.92, 0.55)
+    rise = np.clip((top - 0.7 + width / 2) / width, 0.0, 1.0) if width > 0 else (top > 0.7).astype(float)
+    correct = rng.random(n) < 0.55 + 0.37 * rise
     wrong = 1 + rng.integers(0, K - 1, n)
     return probs, np.where(correct, 0, wrong)
 
@@ -228,3 +230,148 @@ def test_a_bad_top_label_map_is_refused_by_the_spec(mapping, message):
     }
     with pytest.raises(SpecError, match=f"calibration.top_label: .*{message}"):
         ModelSpec.from_dict(data)
+
+
+# -- smooth top-label map (issue 13: no cliff-edge outputs) --------------------------------------------------
+
+
+def test_the_top_label_map_is_monotone_continuous_and_its_slope_bounded():
+    from edgeskin.calibration import check_top_label, fit_isotonic_top_label, fit_top_label
+
+    probs, labels = step_reliability(4000, seed=2, width=0.0)  # a true step: the worst case for a smooth fit
+    for max_slope in (0.5, 2.0, 4.0):
+        mapping = fit_top_label(probs, labels, max_slope=max_slope)
+        x, y = np.asarray(mapping["x"]), np.asarray(mapping["y"])
+        assert mapping["max_slope"] == max_slope and len(x) >= 2
+        assert (np.diff(x) >= 0.04).all() and (np.diff(y) >= 0).all()
+        assert (np.diff(y) <= max_slope * np.diff(x)).all()
+        check_top_label(mapping)  # what the spec accepts
+    # It follows the data: far below and above the step it is near 0.55 and 0.92.
+    assert abs(np.interp(0.45, x, y) - 0.55) < 0.05 and abs(np.interp(0.95, x, y) - 0.92) < 0.05
+    # The isotonic map it replaces is step-shaped and refused.
+    with pytest.raises(ValueError, match="exceeds the maximum slope"):
+        check_top_label(fit_isotonic_top_label(probs, labels))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"x": [0.5, 0.5], "y": [0.4, 0.6]}, "a vertical step"),
+        ({"x": [0.5, 0.51], "y": [0.4, 0.6]}, "slope 20 .* exceeds the maximum slope 4"),
+        ({"x": [0.4, 0.6], "y": [0.4, 0.6], "max_slope": 0.5}, "slope 1 .* exceeds the maximum slope 0.5"),
+        ({"x": [0.4, 0.6], "y": [0.4, 0.6], "max_slope": 9}, r"max_slope must be a number in \(0, 4"),
+        ({"x": [0.4], "y": [0.4], "kind": "step"}, "expected"),
+    ],
+)
+def test_step_shaped_maps_are_refused(mapping, message):
+    from edgeskin.calibration import check_top_label
+
+    with pytest.raises(ValueError, match=message):
+        check_top_label(mapping)
+
+
+def test_the_map_is_continuous_across_a_decision_flip():
+    """Two near-equal classes swapping places must not swap a calibrated and a rescaled value (the IMD045
+    case: nv 0.52 on one machine, bkl 0.56 on the other)."""
+    from edgeskin.calibration import apply_top_label
+
+    mapping = {"x": [0.3, 0.6], "y": [0.3, 0.9]}
+    for eps in (1e-3, 1e-6):
+        a = apply_top_label(np.array([0.4 + eps, 0.4 - eps, 0.2]), mapping)
+        b = apply_top_label(np.array([0.4 - eps, 0.4 + eps, 0.2]), mapping)
+        assert np.abs(a - b).max() < 30 * eps
+    # Without the lead weighting (the former behaviour) the same flip jumps.
+    a = apply_top_label(np.array([0.4 + 1e-6, 0.4 - 1e-6, 0.2]), mapping, full_lead=0.0)
+    b = apply_top_label(np.array([0.4 - 1e-6, 0.4 + 1e-6, 0.2]), mapping, full_lead=0.0)
+    assert np.abs(a - b).max() > 0.1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-6.0, 6.0), min_size=K, max_size=K), st.integers(0, K - 1), st.sampled_from([1.0, -1.0]))
+def test_small_logit_moves_give_small_probability_moves(row, k, sign):
+    """Lipschitz in the logits: |dp| <= (1/4 + max_slope * 1/4 + lead term) |dz| / T, everywhere."""
+    from edgeskin.calibration import calibrated_probabilities
+
+    mapping = {"x": [0.2, 0.5, 0.9], "y": [0.1, 0.7, 0.95], "max_slope": 2.0}
+    z = np.asarray(row)[None]
+    moved = z.copy()
+    moved[0, k] += sign * 1e-4
+    change = np.abs(calibrated_probabilities(moved, 0.8, mapping) - calibrated_probabilities(z, 0.8, mapping)).max()
+    assert change < 1e-4 / 0.8 * 12
+
+
+def test_logit_step_sensitivity_matches_a_brute_force_search():
+    from edgeskin.calibration import calibrated_probabilities, logit_step_sensitivity
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (40, 4))
+    mapping = {"x": [0.3, 0.7], "y": [0.2, 0.9]}
+    report = logit_step_sensitivity(logits, 0.05, 0.9, mapping)
+    worst = 0.0
+    for n in range(len(logits)):
+        base = calibrated_probabilities(logits[n : n + 1], 0.9, mapping)
+        for j in range(4):
+            for sign in (1, -1):
+                moved = logits[n : n + 1].copy()
+                moved[0, j] += sign * 0.05
+                worst = max(worst, np.abs(calibrated_probabilities(moved, 0.9, mapping) - base).max())
+    assert report["max"] == pytest.approx(worst, rel=1e-12) and report["rows"] == 40
+    # Temperature alone: a softmax moves by at most step / (4 T) (the largest entry of its Jacobian).
+    assert logit_step_sensitivity(logits, 0.05, 0.9)["max"] <= 0.05 / (4 * 0.9) + 1e-12
+
+
+def test_the_step_map_is_what_amplified_one_int8_step():
+    """On data like the shipped classifier's, the isotonic step map amplifies one INT8 logit step about
+    tenfold; the smooth map at most by its slope."""
+    from edgeskin.calibration import fit_isotonic_top_label, fit_top_label, logit_step_sensitivity
+
+    logits, labels = synthetic(3000, 1.0, seed=4)
+    probs = softmax(logits)
+    step = 0.0326  # the shipped classifier's logit scale
+    iso = logit_step_sensitivity(logits, step, 1.0, fit_isotonic_top_label(probs, labels), full_lead=0.0)["max"]
+    smooth = logit_step_sensitivity(logits, step, 1.0, fit_top_label(probs, labels))["max"]
+    plain = logit_step_sensitivity(logits, step, 1.0)["max"]
+    assert iso > 5 * plain
+    assert smooth <= 4 * plain and smooth < 0.05
+
+
+def test_fit_calibration_reports_ece_and_the_one_step_sensitivity():
+    from edgeskin.calibration import check_top_label, fit_calibration
+
+    logits, labels = synthetic(4000, 2.0, seed=5)
+    calibration, calibrated = fit_calibration(logits, labels, logit_step=0.03, crossfit_repeats=3)
+    check_top_label(calibration["top_label"])
+    assert calibration["temperature"] == pytest.approx(2.0, rel=0.1)
+    # 2000 held-out rows per half: ECE's sampling noise alone is about 0.02-0.03 here.
+    assert calibration["ece_before"] > 0.15 and calibration["ece_after_2fold_crossfit"] < 0.045
+    assert set(calibration["ece_2fold_crossfit_3_random_halvings"]) == {"temperature", "isotonic", "smooth"}
+    sensitivity = calibration["logit_step_sensitivity"]
+    assert sensitivity["logit_step"] == 0.03
+    assert sensitivity["smooth_map_after"]["max"] < sensitivity["isotonic_step_map_before"]["max"]
+    assert calibrated.shape == logits.shape and np.allclose(calibrated.sum(1), 1)
+    assert (calibrated.argmax(1) == logits.argmax(1)).all()  # the decision is unchanged
+
+
+@pytest.mark.shared
+def test_the_shipped_map_keeps_one_int8_step_under_0_05():
+    """The shipped classifier's spec: smooth map, and one step of its INT8 logits moves no calibrated
+    probability by more than 0.05 on 20,000 random logit vectors spanning its output range."""
+    from edgeskin.calibration import check_top_label, logit_step_sensitivity
+    from edgeskin.models import default_classifier_path
+    from edgeskin.runtime.interpreter import TFLiteModel
+    from edgeskin.runtime.spec import load_spec
+
+    path = default_classifier_path()
+    spec = load_spec(path.with_suffix(".json"))
+    top_label = spec.calibration.get("top_label")
+    check_top_label(top_label)
+    model = TFLiteModel.from_file(str(path), num_threads=1)
+    info = model.output(spec.outputs["probabilities"])
+    model.close()
+    low, high = (-128 - info.zero_point) * info.scale, (127 - info.zero_point) * info.scale
+    rng = np.random.default_rng(0)
+    logits = rng.uniform(low, high, (20000, spec.num_classes)) * rng.uniform(0.05, 1.0, (20000, 1))
+    report = logit_step_sensitivity(logits, info.scale, spec.temperature, top_label)
+    assert report["max"] <= 0.05, report
+    recorded = spec.calibration["logit_step_sensitivity"]["smooth_map_after"]["max"]
+    assert recorded <= 0.05

@@ -174,7 +174,13 @@ def test_the_classifier_applies_the_spec_top_label_map_after_the_temperature():
     mapped = Classifier(CornerModel(), _spec(calibration={"temperature": 0.5, "top_label": mapping})).classify(IMAGE)
     np.testing.assert_allclose(mapped.probabilities, apply_top_label(plain.probabilities, mapping), rtol=1e-6)
     assert mapped.label == plain.label
-    assert mapped.probabilities.max() == pytest.approx(0.55 + 0.05 * plain.probabilities.max(), abs=1e-6)
+    # The map acts in proportion to the lead over the runner-up, in full from TOP_LABEL_FULL_LEAD on.
+    from edgeskin.calibration import TOP_LABEL_FULL_LEAD
+
+    c, r = np.sort(plain.probabilities.astype(np.float64))[::-1][:2]
+    target = max(0.55 + 0.05 * c, 0.5 * (r / (1 - c + r) + c))
+    expected = c + min(1.0, (c - r) / TOP_LABEL_FULL_LEAD) * (target - c)
+    assert mapped.probabilities.max() == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float32, np.int64])
