@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.common import BENCH_ARTIFACTS, Missing, float_tflite_paths, ham_validation, models, ph2_validation
+from edgeskin.report.common import BENCH_ARTIFACTS, Missing, float_tflite_paths, ham_validation, models, ph2_validation
 
 FULL_ENV = "EDGESKIN_BENCH_FULL"
 

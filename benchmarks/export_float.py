@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import BENCH_ARTIFACTS, DETECTOR_WORK, REPO_ROOT, Missing, keras_baseline, models
+from edgeskin.report.common import BENCH_ARTIFACTS, DETECTOR_WORK, REPO_ROOT, Missing, keras_baseline, models
 
 
 def _write_spec(int8_model: Path, float_model: Path, outputs: dict[str, str], note: str) -> None:
@@ -55,8 +55,6 @@ def export_classifier(int8_model: Path, keras_model: Path | None = None, force: 
     targets = {v: BENCH_ARTIFACTS / f"{int8_model.stem}-{v}.tflite" for v in ("float32", "float16")}
     if all(_fresh(p, int8_model, force) and p.stat().st_mtime >= keras_model.stat().st_mtime for p in targets.values()):
         return list(targets.values())
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     import keras
     import tensorflow as tf
 

@@ -5,11 +5,11 @@
 Made for a GPU machine that has PyTorch or JAX but no TensorFlow (and no TFLite interpreter): each run
 directory holds a ``model.keras``, its ``config.json`` and ``split.json`` from ``training.train_classifier``.
 The validation images of that split are decoded, stretched and preprocessed by the runtime's own functions
-(:func:`benchmarks.common.model_input_pixels`), so the float model sees the pixels the INT8 model sees.
+(:func:`edgeskin.report.common.model_input_pixels`), so the float model sees the pixels the INT8 model sees.
 Writes, per run: the metrics of :func:`edgeskin.evaluation.classify_report`, the probabilities (so the
 report can compare them with INT8 on the same images), and latency: batch 1 (p50/p90 of single-image
 ``model(x)`` calls, each ending with the copy back to the host) and throughput at batch 64. Stored as
-``benchmarks/gpu/float-baseline.json``, the report (:func:`benchmarks.accuracy.gpu_baseline_rows`) scores
+``benchmarks/gpu/float-baseline.json``, the report (:func:`edgeskin.report.accuracy.gpu_baseline_rows`) scores
 these rows again on the same images and shows them with the device they ran on.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import emit_json, model_input_pixels
+from edgeskin.report.common import emit_json, model_input_pixels
 
 
 def time_model(model, pixels: np.ndarray, repeats: int = 200, batch: int = 64) -> dict[str, float]:
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import keras
 
-    from benchmarks.latency import _keras_device
+    from edgeskin.report.common import keras_device
 
-    device = _keras_device(keras.backend.backend())
+    device = keras_device(keras.backend.backend())
     result: dict[str, Any] = {"device": device, "runs": {}}
     for run in args.runs:
         name = Path(run).name

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import PH2_DIR, emit_json, models
+from edgeskin.report.common import PH2_DIR, emit_json, models
 
 
 def _mask_box(mask_path: str) -> np.ndarray:

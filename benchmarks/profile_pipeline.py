@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import models
+from edgeskin.report.common import models
 
 
 def _min_median(func: Callable[[], Any], runs: int) -> tuple[float, float]:

@@ -34,7 +34,6 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from edgeskin.calibration import (  # noqa: E402
     apply_top_label,
@@ -49,15 +48,9 @@ from edgeskin.datasets import apply_split, load_ham10000  # noqa: E402
 from edgeskin.image import read_image  # noqa: E402
 from edgeskin.labels import DX_CLASSES, MALIGNANT_DX, dx_index_to_group_index, to_groups  # noqa: E402
 from edgeskin.runtime.spec import ModelSpec, sha256_file  # noqa: E402
+from edgeskin.tasks.classifier import softmax  # noqa: E402  (the runtime's, so export and device agree)
 
 log = logging.getLogger("export_classifier")
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

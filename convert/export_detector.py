@@ -31,12 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from edgeskin.core.boxes import nms, xywh_to_xyxy
+from edgeskin.core.geometry import letterbox
 
-from edgeskin.core.boxes import nms, xywh_to_xyxy  # noqa: E402
-from edgeskin.core.geometry import letterbox  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LOG = logging.getLogger("edgeskin.export_detector")
 WORK = REPO_ROOT / "artifacts" / "detector"
@@ -226,7 +224,7 @@ def tflite_predictor(path: Path, imgsz: int, output_name: str):
 
 def agreement(float_eval: dict, int8_eval: dict) -> dict:
     """Per-image agreement of the top boxes of two evaluations."""
-    from training.detector_data import box_iou_single
+    from edgeskin.core.boxes import pair_iou as box_iou_single
 
     pair_ious, deltas = [], []
     for image_id, f in float_eval["per_image"].items():

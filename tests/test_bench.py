@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +138,6 @@ def test_no_governor_file_means_no_warning(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_models() -> tuple[Path, Path]:
-    sys.path.insert(0, str(Path(__file__).parent))
     from tiny_models import tiny_classifier, tiny_detector
 
     return tiny_classifier(), tiny_detector()
@@ -275,8 +273,7 @@ def _fake_results() -> dict:
 
 
 def test_report_acceptance_and_missing_items() -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.report import acceptance, missing_items, render_markdown
+    from edgeskin.report.render import acceptance, missing_items, render_markdown
 
     results = _fake_results()
     met = {row["what"].split(" (")[0].split(",")[0]: row["met"] for row in acceptance(results)}

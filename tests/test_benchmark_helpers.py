@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.accuracy import gpu_baseline_rows
+from edgeskin.report.accuracy import gpu_baseline_rows
 from edgeskin.labels import DX_CLASSES
 
 

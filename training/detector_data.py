@@ -33,7 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeskin.core.boxes import box_iou, mask_to_box
+from edgeskin.core.boxes import mask_to_box
+from edgeskin.core.boxes import pair_iou as box_iou_single  # IoU of two optional boxes (both None: 1.0)
 from edgeskin.core.localize import classical_box, field_of_view, lesion_box, segment_lesion
 
 LOG = logging.getLogger("edgeskin.detector_data")
@@ -43,13 +44,6 @@ HAM_NATIVE_SIZE = (600, 450)  # (w, h) of the original HAM10000 images
 
 
 # ----------------------------------------------------------------------------------------------- boxes
-def box_iou_single(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    """IoU of two xyxy boxes; 0 when either is None."""
-    if a is None or b is None:
-        return 0.0
-    return float(box_iou(np.reshape(a, (1, 4)), np.reshape(b, (1, 4)))[0, 0])
-
-
 def iou_summary(ious: Sequence[float]) -> dict[str, float]:
     """mean / median IoU and the share of images with IoU >= 0.5 (the issue's detect metrics)."""
     values = np.asarray(ious, dtype=np.float64)

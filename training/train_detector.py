@@ -30,11 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # allow `python training/train_detector.py`
-    sys.path.insert(0, str(REPO_ROOT))
-
-from training.detector_data import (  # noqa: E402
+from edgeskin.evaluation import average_precision
+from training.detector_data import (
     DatasetConfig,
     box_iou_single,
     build_dataset,
@@ -46,6 +43,7 @@ from training.detector_data import (  # noqa: E402
     read_rgb,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("edgeskin.train_detector")
 DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "detector.yaml"
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "detector"
@@ -112,21 +110,10 @@ def average_precision_50(per_image: Sequence[tuple[np.ndarray, np.ndarray, np.nd
                     matched[best] = True
                     hit = 1
             records.append((float(scores[index]), hit))
-    if n_true == 0:
+    if n_true == 0 or not records:
         return 0.0
-    if not records:
-        return 0.0
-    records.sort(key=lambda r: -r[0])
-    hits = np.array([r[1] for r in records], np.float64)
-    tp = np.cumsum(hits)
-    fp = np.cumsum(1.0 - hits)
-    recall = tp / n_true
-    precision = tp / np.maximum(tp + fp, 1e-12)
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[1.0], precision, [0.0]])
-    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
-    steps = np.where(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+    all_scores, all_hits = zip(*records, strict=True)
+    return average_precision(np.array(all_scores), np.array(all_hits, bool), n_true)
 
 
 def evaluate_detector(

@@ -6,9 +6,10 @@ reference file with::
 
     edgeskin bench --json benchmarks/reference/$(edgeskin bench --device-id).json
 
-``edgeskin bench report [--out DIR]`` runs ``benchmarks/report.py`` from the source checkout (accuracy of the
-INT8 models against the float baselines, CAM fidelity, peers, latency tables and plots); it needs the
-``[train]`` and ``[eval]`` extras.
+``edgeskin bench report [--out DIR]`` runs the benchmark report (:mod:`edgeskin.report`): latency of the INT8
+pipeline with the runtime alone, and, where they are available, the float baselines and peers (``[train]`` and
+the float models of a source checkout), accuracy and CAM fidelity (the checkout's validation data) and plots
+(``[eval]``). Each row it cannot measure says what it lacked.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="time the pipeline on this machine (or 'bench report': the full benchmark report)",
         description="Time the shipped detector + classifier pipeline on a 768x576 dermoscopy frame held in memory "
         "(file decoding excluded): end-to-end p50/p90, each stage, bare interpreter invoke times, the "
-        "overhead ratio, FPS, model sizes and peak memory. 'edgeskin bench report' instead runs the full "
-        "benchmark report of the source checkout (benchmarks/report.py).",
+        "overhead ratio, FPS, model sizes and peak memory. 'edgeskin bench report' instead writes the benchmark "
+        "report: the INT8 pipeline with the runtime alone, plus the float baselines ([train]), accuracy (source "
+        "checkout data) and plots ([eval]) where available.",
     )
     parser.add_argument(
         "action",
         nargs="?",
         choices=("run", "report"),
         default="run",
-        help="run: the quick suite (default); report: the full report (source checkout, [train,eval] extras)",
+        help="run: the quick suite (default); report: the benchmark report (float rows need [train], plots [eval])",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT ('-': stdout only)")
     parser.add_argument("--threads", type=int, default=2, help="interpreter threads per model (default 2)")
@@ -104,24 +106,14 @@ def _quick(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import edgeskin
-    from edgeskin.errors import ConfigError, EdgeskinError
+    from edgeskin.errors import ConfigError
+    from edgeskin.report.run import main as report_main
 
     if args.image or args.classifier or args.detector:
         raise ConfigError(
             "'edgeskin bench report' measures the shipped models on the validation images; --image, --classifier and "
             "--detector are for the quick suite (set EDGESKIN_MODELS_DIR to report on other models)"
         )
-    root = Path(edgeskin.__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "report.py").is_file():
-        raise EdgeskinError(
-            f"'edgeskin bench report' needs the edgeskin source checkout (benchmarks/report.py beside {root / 'edgeskin'}); "
-            "clone the repository, install it with pip install -e '.[train,eval]' and run it there"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from benchmarks import report
-
     argv = ["--out", args.out, "--threads", str(args.threads)]
     if args.full:
         argv.append("--full")
@@ -131,4 +123,4 @@ def _report(args: argparse.Namespace) -> int:
         argv += ["--cam-images", str(args.cam_images)]
     if args.runs is not None:
         argv += ["--runs", str(args.runs)]
-    return int(report.main(argv, prog="edgeskin bench report") or 0)
+    return int(report_main(argv, prog="edgeskin bench report") or 0)

@@ -21,6 +21,7 @@ __all__ = [
     "clip_boxes",
     "box_area",
     "box_iou",
+    "pair_iou",
     "nms",
     "mask_to_box",
 ]
@@ -121,6 +122,19 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
         (N, M) float32 IoU in [0, 1]; pairs whose union is empty (two zero-area boxes) get 0.
     """
     return _iou_matrix(_as_boxes(a, "a", batch_only=True), _as_boxes(b, "b", batch_only=True)).astype(np.float32)
+
+
+def pair_iou(a: ArrayLike | None, b: ArrayLike | None) -> float:
+    """IoU of two optional xyxy boxes, e.g. two detectors' top boxes on one frame, or a box and the truth.
+
+    The convention for "no box" (None): two missing boxes agree (1.0), one missing box matches nothing (0.0).
+    Two present boxes use :func:`box_iou`, so zero-area boxes (empty union) get 0.0.
+    """
+    if a is None and b is None:
+        return 1.0
+    if a is None or b is None:
+        return 0.0
+    return float(box_iou(np.reshape(np.asarray(a, np.float32), (1, 4)), np.reshape(np.asarray(b, np.float32), (1, 4)))[0, 0])
 
 
 def nms(

@@ -1,6 +1,6 @@
 """Accuracy of the INT8 edge models against their float baselines, on the same validation images.
 
-``python -m benchmarks.accuracy [--what classifier,detector] [--keras-backend tensorflow] [--out FILE]``
+``python -m edgeskin.report.accuracy [--what classifier,detector] [--keras-backend tensorflow] [--out FILE]``
 
 Classifier: the HAM10000 validation split of the classifier's training run (``artifacts/classifier/split.json``,
 never trained on). Float baseline: the Keras model (``artifacts/classifier/model.keras``) on the pixels the
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
+from edgeskin.report.common import (
     REPO_ROOT,
     Missing,
     detector_baseline,
@@ -158,11 +158,11 @@ def _not_trained_reason(backbone: str) -> str:
 def _keras_predict(model_path: Path, pixels: np.ndarray, backend: str) -> tuple[np.ndarray, str]:
     import keras
 
-    from benchmarks.latency import _keras_device
+    from edgeskin.report.common import keras_device
 
     net = keras.models.load_model(model_path, compile=False)
     probs = np.asarray(net.predict(pixels.astype(np.float32), batch_size=32, verbose=0), np.float64)
-    return probs, _keras_device(backend)
+    return probs, keras_device(backend)
 
 
 def classifier_accuracy(limit: int | None = None, keras_model: Path | None = None) -> dict[str, Any]:
@@ -282,9 +282,10 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
 
 def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> dict[str, Any]:
     """Float ultralytics vs INT8 Detector (and the classical localiser) on the held-out PH2 images."""
-    from benchmarks.peers import _pair_iou, _top_box
+    from edgeskin.core.boxes import pair_iou
     from edgeskin.evaluation import detection_report
     from edgeskin.image import read_image
+    from edgeskin.report.peers import _top_box
     from edgeskin.tasks.detector import ClassicalDetector, Detector
 
     int8_path = models()[1]
@@ -315,7 +316,7 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
     rows["classical"] = {**detection_report(truth, preds), "model": "ClassicalDetector (no model)", "device": "CPU"}
     try:
         weights = weights or detector_baseline(int8_path)
-        from benchmarks.common import set_offline_ultralytics
+        from edgeskin.report.common import set_offline_ultralytics
 
         set_offline_ultralytics()
         import torch
@@ -338,7 +339,7 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
             "note": f"ultralytics YOLO(best.pt).predict, imgsz {imgsz}, conf {conf}, iou {iou} (its own letterbox and NMS)",
         }
         pair = [
-            _pair_iou(_top_box(*a), _top_box(*b))
+            pair_iou(_top_box(*a), _top_box(*b))
             for a, b in zip(predictions["float_pytorch"], predictions["int8_tflite"], strict=True)
         ]
         out["int8_vs_float"] = {

@@ -1,6 +1,6 @@
 """CAM fidelity: the INT8 class activation map against exact Grad-CAM on the float Keras model.
 
-``python -m benchmarks.cam_fidelity [--images 300] [--keras-backend tensorflow] [--out FILE]``
+``python -m edgeskin.report.cam_fidelity [--images 300] [--keras-backend tensorflow] [--out FILE]``
 
 For each validation image (a seeded subset of the classifier's HAM10000 validation split):
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Missing, emit_json, ham_validation, keras_baseline, model_input_pixels, models
+from edgeskin.report.common import Missing, emit_json, ham_validation, keras_baseline, model_input_pixels, models
 
 TOP_FRACTION = 0.2
 UPSAMPLED = 192

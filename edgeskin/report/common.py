@@ -1,18 +1,22 @@
-"""Where the benchmarks find their models and real images, and the bits every benchmark script shares.
+"""Where the benchmark report finds its models and real images, and the bits every report job shares.
 
-Everything is resolved from the repository root, so the scripts run from any working directory:
+The INT8 edge models are the shipped ``edgeskin/models`` (or ``$EDGESKIN_MODELS_DIR``): always there, so the
+runtime rows (pipeline latency) are measured from an installed wheel too. Everything else comes from an
+edgeskin **source checkout** (:data:`CHECKOUT`: ``$EDGESKIN_CHECKOUT``, else the folder above this package
+when it is one, else the working directory when it is one) and is reported as missing without it:
 
-* INT8 edge models: the shipped ``edgeskin/models`` (or ``$EDGESKIN_MODELS_DIR``).
 * Float baselines: ``artifacts/classifier/model.keras`` (Keras), ``artifacts/detector/run/weights/best.pt``
-  (ultralytics), and float TFLite files made from them (:func:`float_tflite_paths`).
-* Real data in ``../shared/data``: the classifier's validation split (``artifacts/classifier/split.json``,
-  HAM10000) and the detector's held-out PH2 half (``artifacts/detector/dataset/ph2_split.json``).
+  (ultralytics), and float TFLite files made from them (:func:`float_tflite_paths`, made by
+  ``python -m benchmarks.export_float`` in the checkout).
+* Real data in ``../shared/data``: the classifier's validation split (``training/runs/classifier/split.json``,
+  HAM10000) and the detector's held-out PH2 half (``training/runs/detector/ph2_split.json``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,21 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def _find_checkout() -> Path | None:
+    """The edgeskin source checkout the report reads training artifacts and data from, or None."""
+    named = os.environ.get("EDGESKIN_CHECKOUT")
+    candidates = [Path(named)] if named else [Path(__file__).resolve().parents[2], Path.cwd()]
+    for folder in candidates:
+        if (folder / "pyproject.toml").is_file() and (folder / "edgeskin").is_dir() and (folder / "training").is_dir():
+            return folder.resolve()
+    return None
+
+
+CHECKOUT = _find_checkout()
+# Without a checkout the paths below point into a folder that does not exist, so every lookup reports its
+# file as missing (with the reason, see require_file) and nothing is written there.
+REPO_ROOT = CHECKOUT or Path(tempfile.gettempdir()) / "edgeskin-no-source-checkout"
 SHARED = (REPO_ROOT / ".." / "shared").resolve()
 PH2_DIR = SHARED / "data" / "ph2"
 HAM_DIR = SHARED / "data" / "ham10000"
@@ -41,6 +59,8 @@ CLASSIFIER_SPLIT = next(
     CLASSIFIER_RUN / "split.json",
 )
 SEED = 0
+# A timing job during which other processes used more than this many cores on average is run again.
+CONTENDED_CORES = 0.1
 
 
 class Missing(Exception):
@@ -95,6 +115,10 @@ def detector_baseline(detector_int8: Path | None = None) -> Path:
 
 def require_file(path: Path, what: str) -> Path:
     if not Path(path).is_file():
+        if CHECKOUT is None:
+            raise Missing(
+                f"{what}: comes from an edgeskin source checkout, none found (run in one or set EDGESKIN_CHECKOUT)"
+            )
         raise Missing(f"{what} not found at {path}")
     return Path(path)
 
@@ -193,20 +217,41 @@ def float_tflite_paths(classifier_int8: Path, detector_int8: Path) -> dict[str, 
 
 
 def set_offline_ultralytics() -> None:
-    """No network for ultralytics (call before importing it), and torchvision's NMS on a CPU-only torch."""
-    config_dir = DETECTOR_WORK / "yolo_config"
+    """No network for ultralytics (call before importing it), and torchvision's NMS on a CPU-only torch.
+
+    Needs the ``[train]`` extra (torch, ultralytics); says so with :class:`Missing` when it is absent.
+    """
+    from importlib.util import find_spec
+
+    absent = [name for name in ("torch", "torchvision", "ultralytics") if find_spec(name) is None]
+    if absent:
+        raise Missing(f"needs {', '.join(absent)}: pip install 'edgeskin[train]' (see scripts/install.sh train)")
+    config_dir = DETECTOR_WORK / "yolo_config" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-yolo-"))
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    import sys
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from training.torch_compat import ensure_torchvision_cpu_ops
+    from edgeskin.report.torch_compat import ensure_torchvision_cpu_ops
 
     ensure_torchvision_cpu_ops()
+
+
+def keras_device(backend: str) -> str:
+    """Where Keras runs with ``backend``: "GPU (<name>)" or "CPU (no GPU available)" (imports the backend)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"GPU ({gpus[0].name})" if gpus else "CPU (no GPU available)"
+    if backend == "torch":
+        import torch
+
+        return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU (no GPU available)"
+    import jax
+
+    kinds = {d.platform for d in jax.devices()}
+    return "GPU" if "gpu" in kinds else "CPU (no GPU available)"
 
 
 def emit_json(result: Any, out: str | None) -> int:

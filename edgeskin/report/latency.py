@@ -1,6 +1,6 @@
 """Latency jobs of the report, one per process so that each one's peak RSS is its own.
 
-``python -m benchmarks.latency JOB [--threads N] [--runs N] [--model PATH] [--out FILE]`` prints (or writes)
+``python -m edgeskin.report.latency JOB [--threads N] [--runs N] [--model PATH] [--out FILE]`` prints (or writes)
 one JSON object: p50/p90 (ms), FPS, model size, peak RSS and what was timed. Jobs:
 
 ``pipeline``            the edge pipeline end to end (:func:`edgeskin.bench.run_quick_suite`)
@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
+from edgeskin.report.common import (
     Missing,
     detector_baseline,
     emit_json,
     ham_validation,
     keras_baseline,
+    keras_device,
     models,
     ph2_validation,
 )
@@ -121,22 +122,6 @@ def job_classifier_tflite(
     )  # fmt: skip
 
 
-def _keras_device(backend: str) -> str:
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"GPU ({gpus[0].name})" if gpus else "CPU (no GPU available)"
-    if backend == "torch":
-        import torch
-
-        return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU (no GPU available)"
-    import jax
-
-    kinds = {d.platform for d in jax.devices()}
-    return "GPU" if "gpu" in kinds else "CPU (no GPU available)"
-
-
 def set_keras_threads(backend: str, threads: int) -> None:
     if backend == "tensorflow":
         import tensorflow as tf
@@ -179,7 +164,7 @@ def job_classifier_keras(
         model=path.name,
         backend=backend,
         keras=keras.__version__,
-        device=_keras_device(backend),
+        device=keras_device(backend),
         threads=threads,
         timed="resize + profile (the same numpy code) + Keras predict_on_batch, batch 1, float32",
     )
@@ -198,7 +183,7 @@ def job_detector_tflite(
 
 
 def job_detector_torch(threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any) -> dict[str, Any]:
-    from benchmarks.common import set_offline_ultralytics
+    from edgeskin.report.common import set_offline_ultralytics
 
     set_offline_ultralytics()
     import torch

@@ -1,6 +1,6 @@
 """Peers in the same run: ultralytics' own ``YOLO(<the same INT8 .tflite>).predict`` against our Detector.
 
-``python -m benchmarks.peers [--threads 2] [--runs 100] [--images 20] [--out FILE]``
+``python -m edgeskin.report.peers [--threads 2] [--runs 100] [--images 20] [--out FILE]``
 
 Both run on the same decoded PH2 frames held in memory (decode excluded), interleaved call by call so they
 see the same machine state, with the same interpreter thread count: ultralytics' LiteRT backend takes its
@@ -28,23 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import emit_json, models, ph2_validation, set_offline_ultralytics
+from edgeskin.core.boxes import pair_iou
+from edgeskin.report.common import emit_json, models, ph2_validation, set_offline_ultralytics
 
 
 def _top_box(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
     if len(boxes) == 0:
         return None
     return np.asarray(boxes[int(np.argmax(scores))], np.float32)
-
-
-def _pair_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    from edgeskin.core.boxes import box_iou
-
-    if a is None and b is None:
-        return 1.0
-    if a is None or b is None:
-        return 0.0
-    return float(box_iou(a.reshape(1, 4), b.reshape(1, 4))[0, 0])
 
 
 def _ultralytics_model(path: Path, threads: int | None) -> Any:
@@ -141,7 +132,7 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
     for variant, peer in peers.items():
         stats = percentiles(peer["samples"])
         speed = {key: round(float(np.median([s[key] for s in peer["speed"]])), 4) for key in peer["speed"][0]}
-        ious = [_pair_iou(a, b) for a, b in zip(our_boxes, peer["boxes"], strict=True)]
+        ious = [pair_iou(a, b) for a, b in zip(our_boxes, peer["boxes"], strict=True)]
         out[f"ultralytics_{variant}"] = {
             "latency_ms": stats,
             "fps": round(1000.0 / stats["p50"], 2),

@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgeskin.core.boxes import box_area, box_iou, clip_boxes, mask_to_box, nms, xywh_to_xyxy, xyxy_to_xywh
+from edgeskin.core.boxes import (
+    box_area,
+    box_iou,
+    clip_boxes,
+    mask_to_box,
+    nms,
+    pair_iou,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
 from edgeskin.errors import ConfigError
 
 FAST = settings(max_examples=60, deadline=None)
@@ -133,6 +142,25 @@ def test_box_iou_matches_reference_matrix():
     result = box_iou(a, b)
     assert result.shape == (7, 5) and result.dtype == np.float32
     np.testing.assert_allclose(result, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "iou"),
+    [
+        (None, None, 1.0),  # two frames without a box agree
+        (None, [0, 0, 10, 10], 0.0),
+        ([0, 0, 10, 10], None, 0.0),
+        ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
+        ([0, 0, 10, 10], [5, 0, 15, 10], 1 / 3),
+        ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),
+        ([5, 5, 5, 5], [5, 5, 5, 5], 0.0),  # zero-area boxes: empty union, IoU 0 (as box_iou)
+    ],
+)
+def test_pair_iou_convention_for_missing_and_empty_boxes(a, b, iou):
+    a = None if a is None else np.array(a, np.float32)
+    b = None if b is None else np.array(b, np.float32)
+    assert pair_iou(a, b) == pytest.approx(iou)
+    assert pair_iou(b, a) == pytest.approx(iou)
 
 
 def test_box_iou_empty_sets():

@@ -1,4 +1,4 @@
-"""training.torch_compat: torchvision's NMS works on a CPU-only torch, identical to a brute-force reference."""
+"""edgeskin.report.torch_compat: torchvision's NMS works on a CPU-only torch, identical to a brute-force reference."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.train
 if importlib.util.find_spec("torchvision") is None:
     pytest.skip("torchvision is not installed", allow_module_level=True)
 
-from training.torch_compat import ensure_torchvision_cpu_ops, greedy_nms  # noqa: E402
+from edgeskin.report.torch_compat import ensure_torchvision_cpu_ops, greedy_nms  # noqa: E402
 
 
 def brute_force_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
@@ -86,7 +86,7 @@ def test_batched_nms_and_idempotence() -> None:
 def test_ultralytics_imports_in_a_fresh_process() -> None:
     pytest.importorskip("ultralytics")
     code = (
-        "from training.torch_compat import ensure_torchvision_cpu_ops as e; s = e(); "
+        "from edgeskin.report.torch_compat import ensure_torchvision_cpu_ops as e; s = e(); "
         "import torchvision, ultralytics, sys; "
         "from ultralytics.utils.nms import non_max_suppression; import torch; "
         "p = torch.zeros(1, 5, 3); p[0, :4] = torch.tensor([[10., 10, 40], [10, 10, 40], [8, 8, 8], [8, 8, 8]]); "
@@ -114,7 +114,7 @@ def test_ultralytics_imports_in_a_fresh_process() -> None:
 
 def test_noop_when_compiled_ops_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the ops already defined (the compiled extension loaded), nothing is registered again."""
-    import training.torch_compat as compat
+    import edgeskin.report.torch_compat as compat
 
     monkeypatch.setattr(compat, "_STATE", None)
     monkeypatch.setattr(compat, "_op_defined", lambda name: True)
