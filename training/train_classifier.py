@@ -1,16 +1,22 @@
-"""Train the edgeskin skin-lesion classifier (Keras) on the HAM10000 layout.
+"""Train the edgeskin skin-lesion classifier (Keras): 8 ISIC 2019 diagnoses from several clinics.
 
 Example (the shipped model)::
 
     python -m training.train_classifier --config training/configs/classifier.json --out artifacts/classifier
 
-Writes to ``--out``: ``model.keras`` (last epoch, no optimizer state), ``split.json`` (the lesion-grouped
-split), ``config.json``, ``history.csv``, ``epochs.jsonl`` (validation metrics per epoch, for the record:
-nothing is selected on them), ``val_probs.npz`` and ``summary.json``. Every image passes through the same
-edgeskin preprocessing profile the runtime applies (``edgeskin.core.preprocess``), resized the same way
-(``resize_to_input``). Augmentation is numpy/OpenCV, so the script runs on any Keras 3 backend: TensorFlow
-here, ``KERAS_BACKEND=torch`` on a GPU machine that has PyTorch but no TensorFlow (the ``.keras`` file is
-the same; ``convert/`` reads it with TensorFlow).
+Data: HAM10000 (two Vienna/Queensland clinics) and the ISIC 2017/2018 images of other clinics (mostly Memorial
+Sloan Kettering), labelled from the ISIC 2019 and 2017 ground truth (``edgeskin.datasets.load_multisource``).
+A seeded third of one source (``holdout``; the ISIC 2017 images) is held out whole for a source-held-out score;
+the rest is split by lesion, stratified by dx and source. Each epoch draws images with source-balanced
+probabilities (``source_shares``) and weights the loss so the classes are balanced as drawn. Every sample is
+the runtime's lesion crop (``training.classifier_data``), augmented with albumentations, then passed through
+the spec's preprocessing profile exactly as on the device (bit-exact resize).
+
+Writes to ``--out``: ``model.keras`` (EMA weights when ``ema`` is set, no optimizer state), ``checkpoint.keras``
+(raw weights after the latest epoch), ``split.json`` (train / val / source_holdout image ids and sources),
+``config.json``, ``history.csv``, ``epochs.jsonl`` (validation metrics per epoch, for the record: nothing is
+selected on them), ``val_probs.npz`` and ``summary.json``. Augmentation runs in numpy/OpenCV/albumentations,
+so the script runs on any Keras 3 backend.
 """
 
 from __future__ import annotations
@@ -28,11 +34,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
-from edgeskin.core.geometry import resize_to_input  # noqa: E402
-from edgeskin.core.preprocess import get_profile  # noqa: E402
-from edgeskin.datasets import apply_split, grouped_stratified_split, load_ham10000, save_split  # noqa: E402
-from edgeskin.image import read_image  # noqa: E402
-from edgeskin.labels import DX_CLASSES  # noqa: E402
+from edgeskin.datasets import apply_split, grouped_stratified_split, save_split  # noqa: E402
+from edgeskin.labels import DX8_CLASSES, DX8_TO_DX7  # noqa: E402
 
 log = logging.getLogger("train_classifier")
 
@@ -43,107 +46,59 @@ def load_config(path: str | None, overrides: dict) -> dict:
     return config
 
 
-def load_pixels(paths, size: int, profile_name: str, desc: str) -> np.ndarray:
-    """Decode, resize (stretch, as the runtime) and apply the preprocessing profile: uint8 (N, S, S, 3)."""
-    from tqdm import tqdm
+def make_batches(sample, index: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_weights: np.ndarray,
+                 config: dict, workers: int = 1):
+    """A keras.utils.PyDataset of augmented training batches ``(images, one_hot, weights)``.
 
-    profile = get_profile(profile_name)
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(tqdm(paths, desc=desc, mininterval=5)):
-        resized, _ = resize_to_input(read_image(path), (size, size), "stretch")
-        out[i] = profile.apply(resized)
-    return out
-
-
-class ClassifierAugment:
-    """Dermoscopy augmentation in numpy/OpenCV, so that training runs on any Keras backend.
-
-    Flips, 90° rotations, a random zoom crop and small brightness, contrast, saturation and hue
-    changes; the input and output are float32 RGB in [0, 255]. One generator per batch, seeded from
-    (seed, epoch, batch), so a run is reproducible whatever the worker order.
+    Each epoch draws ``len(index)`` images with replacement, with the source-balanced ``probabilities``; one
+    generator per batch, seeded from (seed, epoch, batch), so a run is reproducible whatever the worker order.
     """
-
-    def __init__(self, config: dict):
-        self.aug = config["augment"]
-        self.size = config["input_size"]
-
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        import cv2
-
-        aug, size = self.aug, self.size
-        if aug.get("flip"):
-            if rng.random() < 0.5:
-                image = image[:, ::-1]
-            if rng.random() < 0.5:
-                image = image[::-1]
-        if aug.get("rot90"):
-            image = np.rot90(image, int(rng.integers(4)))
-        lo, hi = aug.get("zoom", [1.0, 1.0])
-        if lo < 1.0:
-            crop = int(rng.uniform(lo, hi) * size)
-            y0, x0 = rng.integers(0, size - crop + 1, size=2)
-            image = cv2.resize(
-                np.ascontiguousarray(image[y0 : y0 + crop, x0 : x0 + crop]),
-                (size, size),
-                interpolation=cv2.INTER_LINEAR_EXACT,
-            )
-        image = np.ascontiguousarray(image, dtype=np.float32)
-        if aug.get("brightness"):
-            image *= rng.uniform(1 - aug["brightness"], 1 + aug["brightness"])
-        if aug.get("contrast"):
-            mean = image.mean(axis=(0, 1), keepdims=True)
-            image = (image - mean) * rng.uniform(1 - aug["contrast"], 1 + aug["contrast"]) + mean
-        if aug.get("saturation") or aug.get("hue"):
-            hsv = cv2.cvtColor(np.clip(image, 0, 255) / 255.0, cv2.COLOR_RGB2HSV)  # H in degrees
-            if aug.get("hue"):
-                hsv[..., 0] = (hsv[..., 0] + 360.0 * rng.uniform(-aug["hue"], aug["hue"])) % 360.0
-            if aug.get("saturation"):
-                hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - aug["saturation"], 1 + aug["saturation"]), 0, 1)
-            image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
-        return np.clip(image, 0.0, 255.0)
-
-
-def make_batches(x, y, config: dict, class_weight: dict | None = None, workers: int = 1):
-    """A keras.utils.PyDataset of augmented, shuffled training batches ``(images, one_hot, weights)``."""
     import keras
 
-    n_classes = len(DX_CLASSES)
-    augment = ClassifierAugment(config)
+    n_classes = len(class_weights)
     batch = config["batch_size"]
-    weights = np.ones(n_classes, np.float32)
-    for c, w in (class_weight or {}).items():
-        weights[c] = w
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
             self.epoch = 0
-            self.order = np.random.default_rng([config["seed"], 0]).permutation(len(x))
+            self._draw()
+
+        def _draw(self):
+            rng = np.random.default_rng([config["seed"], self.epoch, 1])
+            self.order = rng.choice(len(index), size=len(index), replace=True, p=probabilities)
 
         def __len__(self):
-            return int(np.ceil(len(x) / batch))
+            return int(np.ceil(len(index) / batch))
 
-        def __getitem__(self, index):
-            idx = self.order[index * batch : (index + 1) * batch]
-            rng = np.random.default_rng([config["seed"], self.epoch, index])
-            images = np.stack([augment(x[i], rng) for i in idx])
-            return images, np.eye(n_classes, dtype=np.float32)[y[idx]], weights[y[idx]]
+        def __getitem__(self, b):
+            rows = self.order[b * batch : (b + 1) * batch]
+            rng = np.random.default_rng([config["seed"], self.epoch, b])
+            images = np.stack([sample(int(index[r]), rng) for r in rows])
+            y = labels[rows]
+            return images, np.eye(n_classes, dtype=np.float32)[y], class_weights[y]
 
         def on_epoch_end(self):
             self.epoch += 1
-            self.order = np.random.default_rng([config["seed"], self.epoch]).permutation(len(x))
+            self._draw()
 
     return Batches()
 
 
-def evaluate_probs(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+def evaluate_probs(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...] = DX8_CLASSES) -> dict:
+    """Training-log metrics: the model's own classes and the 7-dx view (ak + scc = akiec), via edgeskin.evaluation."""
+    from edgeskin.evaluation import classification_metrics
+    from edgeskin.labels import DX_CLASSES, to_dx7
 
-    pred = probs.argmax(1)
+    own = classification_metrics(y_true, probs, classes)
+    lookup = np.array([DX_CLASSES.index(DX8_TO_DX7.get(dx, dx)) for dx in classes])
+    view = classification_metrics(lookup[y_true], to_dx7(probs, classes), DX_CLASSES)
     return {
-        "accuracy": float((pred == y_true).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
-        "auc": float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=range(probs.shape[1]))),
+        "accuracy": own["accuracy"],
+        "balanced_accuracy": own["balanced_accuracy"],
+        "auc": own["auc"],
+        "balanced_accuracy_7dx": view["balanced_accuracy"],
+        "auc_7dx": view["auc"],
     }
 
 
@@ -163,7 +118,7 @@ def plan_epochs(model, x, config: dict, steps: int, budget_s: float, loss) -> in
     initial = model.get_weights()
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
     batch = x[: config["batch_size"]].astype(np.float32)
-    target = np.eye(len(DX_CLASSES), dtype=np.float32)[np.zeros(len(batch), int)]
+    target = np.eye(len(DX8_CLASSES), dtype=np.float32)[np.zeros(len(batch), int)]
     for _ in range(3):
         model.train_on_batch(batch, target)
     t0 = time.perf_counter()
@@ -186,13 +141,36 @@ def save_inference_model(model, config: dict, path: Path) -> None:
         backbone=config["backbone"],
         alpha=config["alpha"],
         input_size=config["input_size"],
-        n_classes=len(DX_CLASSES),
+        n_classes=len(DX8_CLASSES),
         weights=None,
         dropout=config["dropout"],
         bn_momentum=config["bn_momentum"],
     )
     clean.set_weights(model.get_weights())
     clean.save(path)
+
+
+def load_data(config: dict, limit: int | None = None):
+    """The multi-source 8-dx table, the source-held-out ids, and the internal lesion-grouped split."""
+    from edgeskin.datasets import load_multisource, source_holdout
+
+    data_cfg = config["data"]
+    data = load_multisource(
+        resolve(data_cfg["ham_metadata"]),
+        resolve(data_cfg["ham_images"]),
+        resolve(data_cfg["isic_images"]),
+        resolve(data_cfg["ground_truth"]),
+    )
+    log.info("multi-source table: %d images %s; %s", len(data), data.counts(), json.dumps(data.extras["per_source"]))
+    holdout_cfg = config["holdout"]
+    held = set(source_holdout(data, holdout_cfg["source"], holdout_cfg["fraction"], holdout_cfg["seed"]))
+    rest = data.subset([i for i, image_id in enumerate(data.image_ids) if image_id not in held])
+    if limit:
+        rest = rest.subset(np.random.default_rng(0).permutation(len(rest))[:limit])
+    split = grouped_stratified_split(rest, config["val_fraction"], config["seed"])
+    split["source_holdout"] = {**holdout_cfg, "images": sorted(held)}
+    split["sources"] = dict(zip(data.image_ids, data.image_sources, strict=True))
+    return data, rest, split
 
 
 def main(argv=None) -> int:
@@ -208,17 +186,14 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--learning-rate", type=float, dest="learning_rate")
-    parser.add_argument("--images", help="image folder (overrides the config's)")
-    parser.add_argument("--metadata", help="HAM10000 metadata CSV (overrides the config's)")
-    parser.add_argument("--split", help="reuse a saved split.json instead of making one")
     parser.add_argument(
         "--time-budget", type=float, dest="time_budget", help="seconds: fewer epochs if the measured speed needs it"
     )
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
-    parser.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
+    parser.add_argument("--limit", type=int, help="use only N random images (smoke tests)")
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    local = ("config", "out", "limit", "split", "time_budget", "workers")
+    local = ("config", "out", "limit", "time_budget", "workers")
     overrides = {k: v for k, v in vars(args).items() if k not in local}
     config = load_config(args.config, overrides)
     out = Path(args.out)
@@ -226,33 +201,39 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import keras
-    from sklearn.utils.class_weight import compute_class_weight
 
     from edgeskin.report.common import keras_device
+    from training.classifier_data import (
+        SampleMaker,
+        balanced_class_weights,
+        load_frames,
+        sampling_probabilities,
+    )
     from training.classifier_model import build_classifier, resolve_weights
 
     keras.utils.set_random_seed(config["seed"])
     started = time.time()
-    data = load_ham10000(resolve(config["metadata"]), resolve(config["images"]))
-    log.info(
-        "HAM10000: %d images, %d metadata rows without an image skipped; %s", len(data), data.missing, data.counts()
-    )
-    if args.limit:
-        data = data.subset(range(min(args.limit, len(data))))
-    if args.split:
-        split = json.loads(Path(args.split).read_text())
-        unknown = (set(split["train"]) | set(split["val"])) - set(data.image_ids)
-        if unknown and not args.limit:
-            raise SystemExit(f"--split names {len(unknown)} images that are not in {config['images']}")
-    else:
-        split = grouped_stratified_split(data, config["val_fraction"], config["seed"])
+    classes = DX8_CLASSES
+    data, rest, split = load_data(config, args.limit)
     save_split(split, out / "split.json")
-    train, val = apply_split(data, split, "train"), apply_split(data, split, "val")
-    log.info("split: %d train / %d val (lesion-grouped, stratified, seed %d)", len(train), len(val), config["seed"])
+    train, val = apply_split(rest, split, "train"), apply_split(rest, split, "val")
+    log.info(
+        "split: %d train / %d val (lesion-grouped, stratified by dx and source, seed %d); %d %s images held out",
+        len(train), len(val), config["seed"], len(split["source_holdout"]["images"]), config["holdout"]["source"],
+    )  # fmt: skip
     size = config["input_size"]
-    x_train = load_pixels(train.paths, size, config["profile"], "train images")
-    x_val = load_pixels(val.paths, size, config["profile"], "val images")
+    mask_dirs = [resolve(d) for d in config["data"]["masks"]]
+    frames = load_frames(rest, mask_dirs, config["frame_height"], workers=args.workers)
+    position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
+    train_index = np.array([position[i] for i in train.image_ids])
+    val_index = np.array([position[i] for i in val.image_ids])
+    sample = SampleMaker(frames, config)
+    x_val = sample.validation(val_index, config["crop"]["val_margin"]).astype(np.float32)
+    log.info("frames decoded at 4:3 (%d rows), %d with a mask box; %.0f s", config["frame_height"],
+             int(frames.masked.sum()), time.time() - started)  # fmt: skip
 
+    probabilities = sampling_probabilities(train.image_sources, train.labels, config["source_shares"])
+    class_weights = balanced_class_weights(train.labels, probabilities, len(classes))
     weights_dir = config.get("weights_dir")
     weights = resolve_weights(
         config["backbone"], config["alpha"], config["weights"], resolve(weights_dir) if weights_dir else None
@@ -261,16 +242,16 @@ def main(argv=None) -> int:
         backbone=config["backbone"],
         alpha=config["alpha"],
         input_size=size,
-        n_classes=len(DX_CLASSES),
+        n_classes=len(classes),
         weights=weights,
         dropout=config["dropout"],
         bn_momentum=config["bn_momentum"],
     )
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
-    steps = int(np.ceil(len(x_train) / config["batch_size"]))
+    steps = int(np.ceil(len(train) / config["batch_size"]))
     if args.time_budget:
         config["epochs_configured"] = config["epochs"]
-        config["epochs"] = plan_epochs(model, x_train, config, steps, args.time_budget, loss)
+        config["epochs"] = plan_epochs(model, x_val, config, steps, args.time_budget, loss)
     warmup = config["warmup_epochs"] * steps
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config["learning_rate"] / 20,
@@ -278,55 +259,68 @@ def main(argv=None) -> int:
         warmup_target=config["learning_rate"],
         warmup_steps=warmup,
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"]), loss=loss, metrics=["accuracy"]
+    ema = config.get("ema")
+    optimizer = keras.optimizers.AdamW(
+        schedule, weight_decay=config["weight_decay"], use_ema=bool(ema), ema_momentum=ema or 0.99
     )
-    class_weight = None
-    if config.get("class_weight") == "balanced":
-        present = np.unique(train.labels)
-        values = compute_class_weight("balanced", classes=present, y=train.labels)
-        class_weight = {int(c): float(w) for c, w in zip(present, values, strict=True)}
-        log.info("class weights: %s", {DX_CLASSES[c]: round(w, 2) for c, w in class_weight.items()})
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    log.info("class weights (balanced as drawn): %s", {c: round(float(w), 2) for c, w in zip(classes, class_weights)})
     (out / "config.json").write_text(
         json.dumps(
-            {**config, "resolved_weights": weights, "class_weights": class_weight, "backend": keras.backend.backend()},
+            {
+                **config,
+                "resolved_weights": weights,
+                "class_weights": dict(zip(classes, map(float, class_weights))),
+                "classes": list(classes),
+                "backend": keras.backend.backend(),
+                "data_report": data.extras,
+            },
             indent=1,
         )
     )
-    x_val_float = x_val.astype(np.float32)
+    val_sources = np.array(val.image_sources)
+
+    def val_metrics(probs: np.ndarray) -> dict:
+        metrics = evaluate_probs(val.labels, probs, classes)
+        for source in sorted(set(val_sources.tolist())):
+            part = val_sources == source
+            metrics[f"balanced_accuracy_7dx_{source}"] = evaluate_probs(
+                val.labels[part], probs[part], classes
+            )["balanced_accuracy_7dx"]
+        return metrics
 
     class EpochReport(keras.callbacks.Callback):
-        best = -1.0
-
         def on_epoch_end(self, epoch, logs=None):
-            probs = self.model.predict(x_val_float, batch_size=64, verbose=0)
-            metrics = evaluate_probs(val.labels, probs)
+            probs = self.model.predict(x_val, batch_size=64, verbose=0)
+            metrics = val_metrics(probs)
             metrics.update(epoch=epoch + 1, loss=float(logs["loss"]), elapsed_s=round(time.time() - started, 1))
             with (out / "epochs.jsonl").open("a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
-            log.info(
-                "epoch %d: val balanced acc %.4f auc %.4f acc %.4f",
-                epoch + 1,
-                metrics["balanced_accuracy"],
-                metrics["auc"],
-                metrics["accuracy"],
-            )
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+            # A checkpoint of the raw (non-EMA) weights, for a run that must be cut short; not a selection.
+            save_inference_model(self.model, config, out / "checkpoint.keras")
 
     (out / "epochs.jsonl").unlink(missing_ok=True)
     model.fit(
-        make_batches(x_train, train.labels, config, class_weight, workers=args.workers),
+        make_batches(sample, train_index, train.labels, probabilities, class_weights, config, workers=args.workers),
         epochs=config["epochs"],
         callbacks=[EpochReport(), keras.callbacks.CSVLogger(str(out / "history.csv"))],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     train_seconds = time.time() - started
+    # fit() ends by writing the EMA weights into the model (when EMA is on): that is the model saved.
     save_inference_model(model, config, out / "model.keras")
-    probs = model.predict(x_val_float, batch_size=64, verbose=0)
-    np.savez_compressed(out / "val_probs.npz", image_ids=np.array(val.image_ids), labels=val.labels, probs=probs)
+    probs = model.predict(x_val, batch_size=64, verbose=0)
+    np.savez_compressed(
+        out / "val_probs.npz", image_ids=np.array(val.image_ids), labels=val.labels, probs=probs, sources=val_sources
+    )
     summary = {
-        "val": evaluate_probs(val.labels, probs),
+        "val": val_metrics(probs),
+        "weights": "EMA" if ema else "last epoch",
+        "classes": list(classes),
         "n_train": len(train),
         "n_val": len(val),
+        "n_source_holdout": len(split["source_holdout"]["images"]),
         "epochs": config["epochs"],
         "train_seconds": round(train_seconds, 1),
         "keras": keras.__version__,
