@@ -284,9 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     work, out = Path(args.work).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     apply_offline_settings(work / "yolo_config")
-    from training.detector_data import load_dataset_config
+    from training.train_detector import load_data_config
 
-    data_config = load_dataset_config(args.config)
+    data_config, _ = load_data_config(args.config)
     train_options = load_train_config(args.config)
     imgsz = int(train_options["imgsz"])
     started = time.time()

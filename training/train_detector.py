@@ -213,11 +213,29 @@ def classical_predictor(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return box[None, :], np.ones(1, np.float32)
 
 
-def ph2_validation_items(dataset_dir: Path, config: DatasetConfig) -> list:
+def ph2_validation_items(dataset_dir: Path, config) -> list:
     """The held-out PH2 items named in the dataset's ``ph2_split.json``."""
     split = json.loads((dataset_dir / "ph2_split.json").read_text())
     val = set(split["val"])
-    return [item for item in load_ph2(config.ph2_root) if item.image_id in val]
+    root = getattr(config, "ph2_root", None) or Path(config.data_root) / "ph2"
+    return [item for item in load_ph2(root) if item.image_id in val]
+
+
+def data_recipe(path: str | Path) -> str:
+    """The config's ``data.recipe``: ``masks`` (training/detector_masks.py) or ``classic`` (detector_data)."""
+    import yaml
+
+    section = (yaml.safe_load(Path(path).read_text()) or {}).get("data", {}) or {} if Path(path).is_file() else {}
+    return str(section.get("recipe", "classic"))
+
+
+def load_data_config(path: str | Path):
+    """``(config, build_function)`` for the config's data recipe."""
+    if data_recipe(path) == "masks":
+        from training.detector_masks import build_mask_dataset, load_mask_dataset_config
+
+        return load_mask_dataset_config(path), build_mask_dataset
+    return load_dataset_config(path), build_dataset
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -275,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     apply_offline_settings(out / "yolo_config")
-    data_config = load_dataset_config(args.config)
+    data_config, build = load_data_config(args.config)
     options = load_train_config(args.config)
     if args.epochs:
         options["epochs"] = args.epochs
@@ -285,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings: dict[str, float] = {}
     if not args.skip_dataset:
         started = time.time()
-        manifest = build_dataset(dataset_dir, data_config)
+        manifest = build(dataset_dir, data_config)
         timings["dataset_s"] = round(time.time() - started, 1)
         LOG.info("dataset: %s", json.dumps(manifest["counts"]))
     run_dir = out / "run"

@@ -1,0 +1,231 @@
+"""training.detector_masks: boxes from masks, close-up crops, hard negatives, held-out slices, the builder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from training.detector_masks import (
+    MaskDatasetConfig,
+    box_from_mask,
+    build_mask_dataset,
+    closeup_crop,
+    clutter_negative,
+    isic_labels,
+    load_mask_dataset_config,
+    negative_crop,
+    photo_negative,
+    touches_all_borders,
+)
+
+
+def _disc(height: int = 120, width: int = 160, centre=(80, 60), radius: int = 30) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    cv2.circle(mask, centre, radius, 1, -1)
+    return mask > 0
+
+
+def _image(height: int = 120, width: int = 160, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# -- box_from_mask ----------------------------------------------------------------------------------------
+def test_box_from_mask_is_tight_with_exclusive_end() -> None:
+    mask = np.zeros((50, 60), bool)
+    mask[10:20, 5:30] = True
+    assert box_from_mask(mask).tolist() == [5, 10, 30, 20]
+
+
+def test_box_from_mask_drops_a_speck_but_keeps_a_real_second_part() -> None:
+    mask = np.zeros((100, 100), bool)
+    mask[40:60, 40:60] = True  # 400 px lesion
+    mask[2, 97] = True  # 1 px speck (< 1 % of the lesion): ignored
+    assert box_from_mask(mask).tolist() == [40, 40, 60, 60]
+    mask[5:15, 5:15] = True  # 100 px second part (25 %): part of the lesion box
+    assert box_from_mask(mask).tolist() == [5, 5, 60, 60]
+
+
+def test_box_from_mask_empty_and_full() -> None:
+    assert box_from_mask(np.zeros((8, 8), bool)) is None
+    box = box_from_mask(np.ones((30, 40), bool))
+    assert box.tolist() == [0, 0, 40, 30]
+    assert touches_all_borders(box, 40, 30)
+    assert not touches_all_borders(np.array([0, 0, 40, 25]), 40, 30)
+
+
+def test_box_from_mask_rejects_a_colour_mask() -> None:
+    with pytest.raises(ValueError, match="expected shape"):
+        box_from_mask(np.zeros((4, 4, 3), bool))
+
+
+# -- closeup_crop -----------------------------------------------------------------------------------------
+def test_closeup_lesion_fills_most_of_the_frame_and_box_matches_mask() -> None:
+    image, mask = _image(), _disc()
+    rng = np.random.default_rng(1)
+    fills, border_touching = [], 0
+    for _ in range(40):
+        crop, crop_mask, box = closeup_crop(image, mask, rng, out_side=96)
+        assert crop.shape[:2] == crop_mask.shape
+        assert max(crop.shape[:2]) == 96
+        assert box.tolist() == box_from_mask(crop_mask).tolist()
+        h, w = crop_mask.shape
+        fills.append(float((box[2] - box[0]) * (box[3] - box[1])) / (w * h))
+        border_touching += touches_all_borders(box, w, h)
+    assert min(fills) >= 0.45
+    assert np.median(fills) > 0.6
+    assert border_touching > 0  # zoom < 1: the lesion is cut by every border, a normal training answer
+
+
+def test_closeup_crop_content_is_the_image_region() -> None:
+    # A horizontal ramp: the crop's columns must stay increasing (no flip, no foreign pixels).
+    ramp = np.tile(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (120, 1, 3))
+    crop, _, _ = closeup_crop(ramp, _disc(), np.random.default_rng(0), zoom=(1.2, 1.2), jitter=0.0, out_side=64)
+    row = crop[crop.shape[0] // 2, :, 0].astype(int)
+    assert np.all(np.diff(row) >= 0)
+
+
+def test_closeup_of_empty_mask_is_none() -> None:
+    assert closeup_crop(_image(), np.zeros((120, 160), bool), np.random.default_rng(0)) is None
+
+
+def test_closeup_needs_a_big_enough_lesion_share() -> None:
+    # A lesion that already fills the frame cannot be zoomed out: crops are the whole frame, full fill.
+    mask = np.ones((60, 80), bool)
+    crop, _, box = closeup_crop(_image(60, 80), mask, np.random.default_rng(0), out_side=80)
+    assert touches_all_borders(box, crop.shape[1], crop.shape[0])
+    # min_fill above any reachable fill: refused.
+    assert closeup_crop(_image(), _disc(radius=10), np.random.default_rng(0), zoom=(3.0, 3.0), min_fill=0.9) is None
+
+
+# -- negatives --------------------------------------------------------------------------------------------
+def test_negative_crop_never_contains_the_lesion() -> None:
+    height, width = 120, 160
+    image = np.full((height, width, 3), 200, np.uint8)
+    mask = _disc(radius=25)
+    image[mask] = 0  # the lesion is black, everything else light
+    rng = np.random.default_rng(3)
+    made = 0
+    for _ in range(30):
+        crop = negative_crop(image, mask, rng, out_side=64)
+        if crop is not None:
+            made += 1
+            assert crop.min() > 150
+            assert max(crop.shape[:2]) == 64
+    assert made > 10
+
+
+def test_negative_crop_none_when_the_lesion_is_everywhere() -> None:
+    assert negative_crop(_image(), np.ones((120, 160), bool), np.random.default_rng(0)) is None
+
+
+def test_photo_and_clutter_negatives_shape() -> None:
+    rng = np.random.default_rng(0)
+    photo = photo_negative(_image(200, 300), rng, out_side=128)
+    assert photo.dtype == np.uint8 and max(photo.shape[:2]) == 128
+    clutter = clutter_negative(rng, (96, 64))
+    assert clutter.shape == (64, 96, 3) and clutter.dtype == np.uint8
+
+
+# -- labels and config ------------------------------------------------------------------------------------
+def test_isic_labels_prefer_2019_ground_truth(tmp_path: Path) -> None:
+    with (tmp_path / "ISIC-2017_Training_Part3_GroundTruth.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "melanoma", "seborrheic_keratosis"])
+        writer.writerows([["ISIC_1", "1.0", "0.0"], ["ISIC_2", "0.0", "1.0"], ["ISIC_3", "0.0", "0.0"]])
+    with (tmp_path / "ISIC_2019_Training_GroundTruth.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"])
+        writer.writerow(["ISIC_3", 0, 0, 1, 0, 0, 0, 0, 0, 0])
+    assert isic_labels(tmp_path) == {"ISIC_1": "mel", "ISIC_2": "bkl", "ISIC_3": "bcc"}
+
+
+def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  recipe: masks\n  ham_train: 3\n")
+    assert load_mask_dataset_config(path).ham_train == 3
+    path.write_text("data:\n  hamtrain: 3\n")
+    with pytest.raises(ValueError, match="unknown data option 'hamtrain'"):
+        load_mask_dataset_config(path)
+
+
+# -- the builder on a tiny fake data tree -----------------------------------------------------------------
+def _write_pair(images: Path, masks: Path, image_id: str, rng: np.random.Generator, size=(64, 64)) -> None:
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    image = np.full((size[1], size[0], 3), 190, np.uint8)
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    centre = (int(rng.integers(20, size[0] - 20)), int(rng.integers(20, size[1] - 20)))
+    cv2.circle(mask, centre, int(rng.integers(8, 16)), 255, -1)
+    image[mask > 0] = (90, 60, 40)
+    cv2.imwrite(str(images / f"{image_id}.jpg"), image)
+    cv2.imwrite(str(masks / f"{image_id}_segmentation.png"), mask)
+
+
+def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatch) -> None:
+    import training.detector_masks as dm
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    ham_ids = [f"ISIC_{i:07d}" for i in range(12)]
+    for image_id in ham_ids:
+        _write_pair(root / "ham10000" / "images", root / "ham10000" / "masks", image_id, rng)
+    with (root / "ham10000" / "HAM10000_metadata.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["lesion_id", "image_id", "dx"])
+        for k, image_id in enumerate(ham_ids):
+            writer.writerow([f"HAM_{k // 2}", image_id, "mel" if k % 3 == 0 else "nv"])  # 2 images per lesion
+    isic_ids = [f"ISIC_{i:07d}" for i in range(100, 109)]
+    for image_id in isic_ids:
+        _write_pair(root / "isic2018_task1" / "images", root / "isic2018_task1" / "masks", image_id, rng)
+    (root / "isic_ground_truth").mkdir()
+    ph2_ids = [f"IMD{i:03d}" for i in range(6)]
+    for image_id in ph2_ids:
+        _write_pair(root / "ph2" / "images", root / "ph2" / "masks", image_id, rng, size=(96, 72))
+    with (root / "ph2" / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "diagnosis"])
+        writer.writerows([[i, "melanoma"] for i in ph2_ids])
+    ph2_split = tmp_path / "ph2_split.json"
+    ph2_split.write_text(json.dumps({"seed": 0, "train": ph2_ids[:3], "val": ph2_ids[3:]}))
+    holdout = tmp_path / "isic_holdout.json"
+    holdout.write_text(json.dumps({"heldout": isic_ids[:3], "ham_val": [ham_ids[0]]}))
+    monkeypatch.setattr(dm, "ISIC_HOLDOUT", holdout)
+    monkeypatch.setattr(dm, "REPO_ROOT", tmp_path / "repo")
+    (tmp_path / "repo" / "training" / "runs" / "detector").mkdir(parents=True)
+    (tmp_path / "repo" / "training" / "runs" / "detector" / "ph2_split.json").write_text(ph2_split.read_text())
+    monkeypatch.setattr(dm, "_photos", lambda: [np.full((50, 80, 3), 30, np.uint8)])
+    config = MaskDatasetConfig(
+        data_root=str(root), ham_train=20, isic_train=20, ph2_copies=2, ham_width=64, closeups_train=5,
+        composites_train=3, neg_skin_train=3, neg_scene_train=1, neg_photo_train=1, neg_clutter_train=1,
+        ham_val=5, isic_val=5, closeups_val=2, composites_val=2, negatives_val=4, scene_size=(96, 72),
+    )  # fmt: skip
+    manifest = build_mask_dataset(tmp_path / "out", config, progress=False)
+
+    train = {p.stem for p in (tmp_path / "out" / "images" / "train").glob("*.jpg")}
+    # ham_ids[0] and ham_ids[1] share a lesion: both out of training; the ISIC held-out third too; PH2 val too.
+    for image_id in [ham_ids[0], ham_ids[1], *isic_ids[:3]]:
+        assert f"ham_{image_id}" not in train and f"isic_{image_id}" not in train
+    assert not any(name.startswith(tuple(f"ph2_{i}" for i in ph2_ids[3:])) for name in train)
+    assert f"ham_{ham_ids[2]}" in train and f"isic_{isic_ids[3]}" in train
+    val = {p.stem for p in (tmp_path / "out" / "images" / "val").glob("*.jpg")}
+    assert f"ham_{ham_ids[0]}" in val
+    assert manifest["heldout_sizes"] == {"ph2_val": 3, "isic_heldout": 3, "ham_val": 1}
+    # Every image has a label file; negatives' are empty, the others hold one valid box per lesion.
+    for split in ("train", "val"):
+        for image in (tmp_path / "out" / "images" / split).glob("*.jpg"):
+            lines = (tmp_path / "out" / "labels" / split / f"{image.stem}.txt").read_text().split("\n")
+            lines = [line for line in lines if line]
+            if image.stem.startswith("neg_"):
+                assert lines == []
+            else:
+                assert lines
+                for line in lines:
+                    values = [float(v) for v in line.split()]
+                    assert values[0] == 0 and all(0.0 <= v <= 1.0 for v in values[1:]) and values[3] > 0
+    assert manifest["counts"]["closeup_train"] == 5
+    assert manifest["counts"]["neg_photo_train"] == 1
