@@ -7,7 +7,7 @@ PYTHON := .venv/bin/python
 EDGESKIN := .venv/bin/edgeskin
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev setup-train demo test test-slow lint bench report clean
+.PHONY: setup setup-dev setup-train demo test test-wheel test-slow lint bench report clean
 
 setup:
 	scripts/install.sh runtime
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup-dev
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The wheel as shipped, installed in a fresh venv outside the checkout (part of `make test` too; about 1 min).
+test-wheel: setup-dev
+	$(PYTHON) -m pytest tests/test_wheel.py $(PYTEST_ARGS)
 
 test-slow: setup-dev
 	$(PYTHON) -m pytest -m slow $(PYTEST_ARGS)

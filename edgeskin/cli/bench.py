@@ -48,6 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--classifier", help="classifier .tflite (default: the shipped model)")
     parser.add_argument("--detector", help="detector .tflite (default: the shipped model)")
     parser.add_argument("--delegate", choices=("cpu", "edgetpu", "auto"), default="cpu", help="default: cpu")
+    parser.add_argument(
+        "--profile",
+        help="device profile (rpi4, rpi5, ... or a JSON file): run with its classifier views and print the expected "
+        "per-frame time on that device with 1, 2 and 4 views, from the costs measured here",
+    )
     parser.add_argument("--device-id", action="store_true", help="print this device's reference name and exit")
     report = parser.add_argument_group("report options")
     report.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
@@ -59,6 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="report: Keras backend for the float baseline (torch/jax for GPU machines without TensorFlow)",
     )
     report.add_argument("--cam-images", type=int, default=None, help="report: validation images for CAM fidelity")
+    report.add_argument(
+        "--retries", type=int, default=None, help="report: re-runs of a timing job disturbed by other processes (default 2)"
+    )
     return parser
 
 
@@ -91,6 +99,7 @@ def _quick(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         delegate=args.delegate,
         progress=progress,
+        profile=args.profile,
     )
     text = json.dumps(result, indent=1)
     if to_stdout:
@@ -123,4 +132,6 @@ def _report(args: argparse.Namespace) -> int:
         argv += ["--cam-images", str(args.cam_images)]
     if args.runs is not None:
         argv += ["--runs", str(args.runs)]
+    if args.retries is not None:
+        argv += ["--retries", str(args.retries)]
     return int(report_main(argv, prog="edgeskin bench report") or 0)

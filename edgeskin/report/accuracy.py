@@ -156,9 +156,10 @@ def _not_trained_reason(backbone: str) -> str:
 
 
 def _keras_predict(model_path: Path, pixels: np.ndarray, backend: str) -> tuple[np.ndarray, str]:
-    import keras
+    from edgeskin.report.common import keras_backend_modules, keras_device, require_extra
 
-    from edgeskin.report.common import keras_device
+    require_extra(keras_backend_modules())
+    import keras
 
     net = keras.models.load_model(model_path, compile=False)
     probs = np.asarray(net.predict(pixels.astype(np.float32), batch_size=32, verbose=0), np.float64)

@@ -29,7 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from edgeskin.report.common import Missing, emit_json, ham_validation, keras_baseline, model_input_pixels, models
+from edgeskin.report.common import (
+    Missing,
+    emit_json,
+    ham_validation,
+    keras_backend_modules,
+    keras_baseline,
+    model_input_pixels,
+    models,
+    require_extra,
+)
 
 TOP_FRACTION = 0.2
 UPSAMPLED = 192
@@ -76,6 +85,7 @@ def grad_cam(model_path: Path, pixels: np.ndarray, batch: int = 32) -> tuple[np.
     Pearson correlation of Grad-CAM with the analytic float CAM ``ReLU(features @ W[:, k])`` (a check of the
     gradient computation: with a GAP + Dense head the two coincide, so it should be 1)."""
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    require_extra(keras_backend_modules())
     import keras
 
     net = keras.models.load_model(model_path, compile=False)

@@ -221,11 +221,7 @@ def set_offline_ultralytics() -> None:
 
     Needs the ``[train]`` extra (torch, ultralytics); says so with :class:`Missing` when it is absent.
     """
-    from importlib.util import find_spec
-
-    absent = [name for name in ("torch", "torchvision", "ultralytics") if find_spec(name) is None]
-    if absent:
-        raise Missing(f"needs {', '.join(absent)}: pip install 'edgeskin[train]' (see scripts/install.sh train)")
+    require_extra(("torch", "torchvision", "ultralytics"))
     config_dir = DETECTOR_WORK / "yolo_config" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-yolo-"))
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_OFFLINE"] = "1"
@@ -235,6 +231,21 @@ def set_offline_ultralytics() -> None:
     from edgeskin.report.torch_compat import ensure_torchvision_cpu_ops
 
     ensure_torchvision_cpu_ops()
+
+
+def require_extra(modules: Sequence[str], extra: str = "train") -> None:
+    """Raise :class:`Missing` naming the extra to install when one of ``modules`` is not importable."""
+    from importlib.util import find_spec
+
+    absent = [name for name in modules if find_spec(name) is None]
+    if absent:
+        how = " (see scripts/install.sh train)" if extra == "train" else ""
+        raise Missing(f"needs {', '.join(absent)}: pip install 'edgeskin[{extra}]'{how}")
+
+
+def keras_backend_modules() -> tuple[str, ...]:
+    """Keras and the backend ``$KERAS_BACKEND`` names (tensorflow by default)."""
+    return ("keras", os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 
 def keras_device(backend: str) -> str:

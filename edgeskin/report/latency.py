@@ -31,10 +31,12 @@ from edgeskin.report.common import (
     detector_baseline,
     emit_json,
     ham_validation,
+    keras_backend_modules,
     keras_baseline,
     keras_device,
     models,
     ph2_validation,
+    require_extra,
 )
 
 JOBS = ("pipeline", "classifier-tflite", "classifier-keras", "detector-tflite", "detector-torch")
@@ -138,6 +140,7 @@ def job_classifier_keras(
     threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    require_extra(keras_backend_modules())
     set_keras_threads(backend, threads)
     import keras
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgeskin.core.boxes import pair_iou
-from edgeskin.report.common import emit_json, models, ph2_validation, set_offline_ultralytics
+from edgeskin.report.common import Missing, emit_json, models, ph2_validation, set_offline_ultralytics
 
 
 def _top_box(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
@@ -162,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="detector .tflite (default: the shipped one)")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
-    result = run_peers(args.threads, args.runs, args.images, Path(args.model) if args.model else None)
+    try:
+        result = run_peers(args.threads, args.runs, args.images, Path(args.model) if args.model else None)
+    except Missing as exc:
+        result = {"missing": str(exc)}
     return emit_json(result, args.out)
 
 

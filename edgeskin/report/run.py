@@ -120,7 +120,7 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
         env["KERAS_BACKEND"] = args.keras_backend
     # Job logs: beside the artifacts in a checkout; otherwise a temporary folder (nothing written where it runs).
     log_dir = BENCH_ARTIFACTS / "logs" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-report-logs-"))
-    runner = Runner(log_dir, env)
+    runner = Runner(log_dir, env, retries=args.retries)
     threads = str(args.threads)
     runs = str(args.runs)
     results: dict[str, Any] = {
@@ -320,7 +320,12 @@ def main(
     parser.add_argument("--cam-images", type=int, default=None, help="CAM fidelity images (default 300; --full 855)")
     parser.add_argument("--keras-backend", choices=("tensorflow", "torch", "jax"), default=None)
     parser.add_argument("--from-json", help="render from a previous run's report.json instead of measuring")
+    parser.add_argument(
+        "--retries", type=int, default=2, help="re-runs of a timing job that other processes disturbed (default 2)"
+    )
     args = parser.parse_args(argv)
+    if args.retries < 0:
+        parser.error(f"--retries: expected 0 or more, got {args.retries}")
     args.prog, args.argv = prog, list(sys.argv[1:] if argv is None else argv)
     args.runs = args.runs or (300 if args.full else 100)
     args.cam_images = args.cam_images or (100000 if args.full else 300)
