@@ -6,9 +6,10 @@ What it measures, on one 768x576 frame held in memory (file decoding is timed ap
 * ``end_to_end_ms``: :meth:`LesionPipeline.predict` (validate → detect → crop → classify → CAM), p50/p90.
 * ``invoke_ms``: bare ``interpreter.invoke()`` of each model on that frame's own input tensors, measured in
   the same run on separate interpreters with the same thread count (nothing around the call).
-* ``overhead_ratio`` = end-to-end p50 / (detector invoke p50 + lesions x views x classifier invoke p50), views
-  being the classifier spec's test-time views (one invoke each): how much
-  the pipeline adds on top of the models' own compute (1.0 = nothing).
+* ``overhead_ratio`` = end-to-end p50 / the summed bare invoke p50s of the invokes one frame makes: the detector's,
+  and the classifier's as actually made (one batch holding every test-time view of every lesion, timed bare at
+  that batch size; one invoke per view for a model whose batch cannot be resized): how much the pipeline adds on
+  top of the models' own compute (1.0 = nothing). ``classifier_view_invoke_ms`` is one view's bare invoke.
 * per-stage p50/p90 (decode, each pipeline stage, the detector's and classifier's own sub-stages, annotate),
   FPS (sequential, one stream), model sizes, peak RSS, and the machine (CPU model, cores, governor,
   interpreter package and version).
@@ -51,7 +52,9 @@ __all__ = [
     "load_bench_frame",
     "synthetic_frame",
     "run_quick_suite",
+    "profile_estimate",
     "format_table",
+    "format_profile_estimate",
     "validate_result",
 ]
 
@@ -395,9 +398,13 @@ def _bare_invoke_samples(
 
     interpreter = make_interpreter(model_path, num_threads=threads, delegate=delegate)  # type: ignore[arg-type]
     details = interpreter.get_input_details()[0]
-    interpreter.set_tensor(
-        details["index"], np.ascontiguousarray(tensor, dtype=details["dtype"]).reshape(details["shape"])
-    )
+    shape = [int(v) for v in details["shape"]]
+    tensor = np.asarray(tensor)
+    if tensor.ndim == len(shape) and tensor.shape[0] != shape[0]:  # a batch of views: resized once, as the runtime does
+        interpreter.resize_tensor_input(details["index"], list(tensor.shape), strict=False)
+        interpreter.allocate_tensors()
+        shape = list(tensor.shape)
+    interpreter.set_tensor(details["index"], np.ascontiguousarray(tensor, dtype=details["dtype"]).reshape(shape))
     interpreter.invoke()
 
     def once() -> float:
@@ -432,6 +439,7 @@ def run_quick_suite(
     warmup: int = 5,
     delegate: str = "cpu",
     progress: Callable[[str], None] | None = None,
+    profile: Any = None,
 ) -> dict[str, Any]:
     """Run the quick suite and return the JSON-ready result (see the module docstring).
 
@@ -447,6 +455,9 @@ def run_quick_suite(
         delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``; with an Edge TPU delegate the default models are
             their ``<stem>_edgetpu.tflite`` builds when those are installed.
         progress: Called with a short line before each step (e.g. ``print``).
+        profile: A device profile (name, path or :class:`~edgeskin.devices.DeviceProfile`): the pipeline runs
+            with its classifier views, and the result gains ``profile_estimate``: the frame time with 1, 2, ...
+            views from the costs measured here (see :func:`profile_estimate`).
 
     Raises:
         NoDefaultModelError: a default model is not installed. ImageError: ``image`` cannot be read.
@@ -483,9 +494,15 @@ def run_quick_suite(
             "with a real 768x576 dermoscopy photo for representative figures"
         )
 
+    tta = None
+    if profile is not None:
+        from edgeskin.devices import DeviceProfile, load_profile
+
+        profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
+        tta = profile.classifier_tta
     say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
     pipeline = LesionPipeline.create(
-        PipelineOptions(classifier_path, detector=detector_path, num_threads=threads, delegate=delegate)
+        PipelineOptions(classifier_path, detector=detector_path, num_threads=threads, delegate=delegate, tta=tta)
     )
     stages: dict[str, list[float]] = {}
     end_to_end: list[float] = []
@@ -496,18 +513,33 @@ def run_quick_suite(
         # Bare interpreters fed with this frame's own tensors: the detector's letterboxed frame, the
         # classifier's first crop (or the whole frame when nothing was found).
         det_input, _ = pipeline.detector.preprocess(frame)
-        crop = frame
-        if result.lesions:
-            x0, y0, x1, y1 = (int(v) for v in result.lesions[0].crop_box)
-            crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
-        cls_input = pipeline.classifier.preprocess(crop)
-        bare = {
-            "detector": _bare_invoke_samples(detector_path, det_input, threads, delegate),
-            "classifier": _bare_invoke_samples(classifier_path, cls_input, threads, delegate),
-        }
+        classifier = pipeline.classifier
+        boxes = [tuple(int(v) for v in lesion.crop_box) for lesion in result.lesions]
+        crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes] or [frame]
+        # The views of every lesion, as the runtime feeds them: (lesions x views, H, W, C).
+        rows = np.concatenate([classifier.preprocess_views(crop) for crop in crops])
+        # The invokes predict made (one batch of every view of every lesion when the model allows it, else
+        # one per view), each timed bare at its own batch size; without a lesion, one view (counted 0 times).
+        batches = tuple(classifier.last_invoke_batches) if result.lesions else (1,)
+        batch_counts = {b: batches.count(b) for b in dict.fromkeys(batches)}
+        names = {b: "classifier" if i == 0 else f"classifier_batch{b}" for i, b in enumerate(batch_counts)}
+        bare = {"detector": _bare_invoke_samples(detector_path, det_input, threads, delegate)}
+        for b, name in names.items():
+            bare[name] = _bare_invoke_samples(classifier_path, _rows(rows, b), threads, delegate)
+            bare_samples.setdefault(name, [])
+        # One view bare (the per-view cost), and for a profile each view count's batch: not in the ratio.
+        batchable = max(batches) > 1 or (len(classifier.views) == 1 and len(crops) == 1)
+        extra = {"view": _bare_invoke_samples(classifier_path, rows[:1], threads, delegate)}
+        estimate_views = _estimate_views(len(classifier.views)) if profile is not None else ()
+        if batchable:
+            for v in estimate_views:
+                extra[f"views{v}"] = _bare_invoke_samples(
+                    classifier_path, _rows(rows, v * len(crops)), threads, delegate
+                )
+        extra_samples: dict[str, list[float]] = {name: [] for name in extra}
         for _ in range(warmup):
             pipeline.predict(frame)
-            for once in bare.values():
+            for once in (*bare.values(), *extra.values()):
                 once()
 
         say(f"timing predict on the {frame.shape[1]}x{frame.shape[0]} frame ({runs} runs)")
@@ -530,6 +562,8 @@ def run_quick_suite(
                 # Interleaved, so both see the same machine state as the predict call just before.
                 for name, once in bare.items():
                     bare_samples[name].append(once())
+                for name, once in extra.items():
+                    extra_samples[name].append(once())
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -553,8 +587,11 @@ def run_quick_suite(
     lesions = float(np.median(lesion_counts))
     if lesions != int(lesions) or len(set(lesion_counts)) > 1:
         warnings.append(f"the number of lesions found varied between runs ({sorted(set(lesion_counts))})")
-    # One classifier invoke per test-time view of each lesion (the spec's tta views).
-    counts = {"detector": 1.0, "classifier": lesions * views}
+    # The classifier invokes predict actually made: one batch of all the views of all the lesions (or, for a
+    # model whose batch cannot be resized, one per view), each against a bare invoke of the same batch size.
+    counts = {"detector": 1.0}
+    for b, name in names.items():
+        counts[name] = float(batch_counts[b]) if lesions > 0 else 0.0
     invoke_sum = sum(invoke[name]["p50"] * counts[name] for name in invoke)
     stage_stats = {name: percentiles(samples) for name, samples in stages.items()}
     classify_p50 = stage_stats.get("classify", {}).get("p50", 0.0)
@@ -576,6 +613,7 @@ def run_quick_suite(
             "warmup": warmup,
             "delegate": delegate_used,
             "classifier_views": views,
+            "classifier_invoke_batches": list(batches) if lesions > 0 else [],
             "frame": frame_info,
             "decode_excluded": True,
             "cam": True,
@@ -589,11 +627,29 @@ def run_quick_suite(
         "stages_ms": stage_stats,
         "invoke_ms": invoke,
         "invoke_counts_per_frame": counts,
+        "invoke_batches": {name: b for b, name in names.items()},
+        "classifier_view_invoke_ms": percentiles(extra_samples["view"]),
         "overhead_ratio": overhead_ratio(e2e["p50"], {n: s["p50"] for n, s in invoke.items()}, counts),
         "overhead_ms": round(e2e["p50"] - invoke_sum, 4),
         # The same ratio against the invoke times the runtime measured inside predict (signature-runner call,
         # input and output copies included): what the wrappers add apart from those calls.
         "overhead_ratio_in_pipeline_invokes": _in_pipeline_ratio(e2e["p50"], stage_stats, lesions),
+        **(
+            {
+                "profile_estimate": profile_estimate(
+                    profile,
+                    end_to_end_p50=e2e["p50"],
+                    classifier_used_ms=invoke_sum - invoke["detector"]["p50"],
+                    lesions=lesions,
+                    views=views,
+                    view_ms=percentiles(extra_samples["view"])["p50"],
+                    batch_ms={int(k[5:]): percentiles(v)["p50"] for k, v in extra_samples.items() if k != "view"},
+                    threads=threads,
+                )
+            }
+            if profile is not None
+            else {}
+        ),
         "cam_share_of_classify": cam_share,
         "lesions_per_frame": lesions,
         "peak_rss_mb": peak_rss_mb(),
@@ -605,10 +661,86 @@ def _in_pipeline_ratio(
     end_to_end_p50: float, stages: Mapping[str, Mapping[str, float]], lesions: float
 ) -> float | None:
     detect = stages.get("detect.invoke", {}).get("p50")
+    # classify.invoke is every invoke of one frame's classification (all views of all lesions) together.
     classify = stages.get("classify.invoke", {}).get("p50", 0.0) if lesions > 0 else 0.0
     if not detect:
         return None
-    return overhead_ratio(end_to_end_p50, {"detector": detect, "classifier": classify}, {"classifier": lesions})
+    return overhead_ratio(end_to_end_p50, {"detector": detect, "classifier": classify})
+
+
+def _rows(rows: np.ndarray, count: int) -> np.ndarray:
+    """``count`` input rows from ``rows`` (repeated when there are fewer)."""
+    return rows[np.arange(count) % len(rows)]
+
+
+def _estimate_views(used: int) -> tuple[int, ...]:
+    """The view counts a profile estimate shows: 1, 2, 4 and the one in use."""
+    return tuple(sorted({1, 2, 4, used}))
+
+
+def profile_estimate(
+    profile: Any,
+    *,
+    end_to_end_p50: float,
+    classifier_used_ms: float,
+    lesions: float,
+    views: int,
+    view_ms: float,
+    batch_ms: Mapping[int, float],
+    threads: int,
+) -> dict[str, Any]:
+    """The expected frame time on a profile's device with 1, 2, 4 ... classifier views.
+
+    Built from what was measured here, nothing else: the frame time with ``v`` views is the measured
+    end-to-end p50 minus the classifier invokes it made plus a bare invoke of ``lesions x v`` views in one batch
+    (measured; ``lesions x v x`` the one-view invoke when the model cannot batch). The device figure is that
+    times the profile's ``bench.slowdown_vs_x86`` range, a stated assumption (its ``source`` says where it comes
+    from) that is only meant for a CPU profile; without one, only this machine's figures are given.
+    """
+    bench = dict(profile.extra.get("bench") or {})
+    slowdown = bench.get("slowdown_vs_x86")
+    if slowdown is not None:
+        low, high = (float(v) for v in slowdown)
+        if not 0 < low <= high:
+            raise ValueError(f"profile {profile.name}: bench.slowdown_vs_x86 must be [low, high] > 0, got {slowdown}")
+    rows = []
+    outside = end_to_end_p50 - classifier_used_ms
+    for v in _estimate_views(views):
+        n = lesions * v
+        if v == views:  # the views in use: the frame as measured
+            classifier_ms, source = classifier_used_ms, "the invokes predict made, timed bare"
+        elif v in batch_ms:
+            classifier_ms, source = batch_ms[v], "a bare invoke of lesions x views in one batch"
+        else:
+            classifier_ms, source = n * view_ms, "lesions x views x the one-view invoke (the model cannot batch)"
+        here = outside + (classifier_ms if lesions > 0 else 0.0)
+        row: dict[str, Any] = {
+            "views": v,
+            "classifier_invoke_ms": round(classifier_ms, 3),
+            "classifier_source": source,
+            "frame_ms_here": round(here, 3),
+        }
+        if slowdown is not None:
+            row["frame_ms_device"] = [round(here * low, 1), round(here * high, 1)]
+            row["within_budget"] = here * high <= profile.latency_budget_ms
+        rows.append(row)
+    return {
+        "profile": profile.name,
+        "description": profile.description,
+        "profile_threads": profile.threads,
+        "measured_threads": threads,
+        "views_in_use": views,
+        "lesions_per_frame": lesions,
+        "one_view_invoke_ms": round(view_ms, 3),
+        "outside_classifier_ms": round(outside, 3),
+        "latency_budget_ms": profile.latency_budget_ms,
+        "slowdown_vs_x86": list(slowdown) if slowdown is not None else None,
+        "slowdown_source": bench.get("source"),
+        "rows": rows,
+        "method": "frame time here = end-to-end p50 - the classifier invokes made + a bare classifier invoke of "
+        "lesions x views (one batch; views x the one-view invoke where the model cannot batch); device = here x "
+        "the profile's stated slowdown range",
+    }
 
 
 def _edgeskin_version() -> str:
@@ -711,5 +843,47 @@ def format_table(result: Mapping[str, Any]) -> str:
         "  models: " + ", ".join(f"{m['name']} {m['size_mb']:.2f} MB" for m in result["models"].values()),
         f"  peak RSS {result['peak_rss_mb']:.0f} MiB",
     ]
+    if "classifier_view_invoke_ms" in result:
+        batches = result["settings"].get("classifier_invoke_batches") or []
+        lines.append(
+            f"  classifier: {result['settings']['classifier_views']} view(s) per lesion, invokes of batch "
+            f"{batches or 'none'}; one view bare {result['classifier_view_invoke_ms']['p50']:.3f} ms"
+        )
     lines += [f"  warning: {w}" for w in result["warnings"]]
+    if result.get("profile_estimate"):
+        lines += ["", *format_profile_estimate(result["profile_estimate"])]
     return "\n".join(lines)
+
+
+def format_profile_estimate(estimate: Mapping[str, Any]) -> list[str]:
+    """The lines of a :func:`profile_estimate` (what ``edgeskin bench --profile NAME`` adds to the table)."""
+    slowdown = estimate.get("slowdown_vs_x86")
+    lines = [
+        f"  expected per-frame time on {estimate['profile']} ({estimate['description']})",
+        f"  from this machine's measured costs ({estimate['measured_threads']} threads; the profile runs "
+        f"{estimate['profile_threads'] or 'all'} threads): one classifier view {estimate['one_view_invoke_ms']:.2f} ms, "
+        f"everything but the classifier {estimate['outside_classifier_ms']:.2f} ms, "
+        f"{estimate['lesions_per_frame']:g} lesion(s) per frame",
+    ]
+    header = f"  {'views':>5}{'classifier ms':>15}{'frame ms here':>15}"
+    if slowdown:
+        header += f"{'frame ms on device':>22}   budget {estimate['latency_budget_ms']:g} ms"
+    lines.append(header)
+    for row in estimate["rows"]:
+        mark = "*" if row["views"] == estimate["views_in_use"] else " "
+        line = f"  {row['views']:>4}{mark}{row['classifier_invoke_ms']:>15.2f}{row['frame_ms_here']:>15.2f}"
+        if slowdown:
+            low, high = row["frame_ms_device"]
+            line += f"{f'{low:.0f}-{high:.0f}':>22}   {'within' if row['within_budget'] else 'OVER'}"
+        lines.append(f"{line}   ({row['classifier_source']})")
+    lines.append("  * the views this profile uses (its frame time is the end-to-end p50 measured here)")
+    if slowdown:
+        lines.append(
+            f"  device = here x {slowdown[0]:g}-{slowdown[1]:g}: {estimate.get('slowdown_source') or 'an assumed factor'}"
+        )
+    else:
+        lines.append(
+            "  no device figure: this profile states no CPU slowdown factor relative to x86 (Edge TPU profiles cannot "
+            "be scaled from CPU timings); run 'edgeskin bench' on the device"
+        )
+    return lines

@@ -155,7 +155,12 @@ def test_quick_suite_result_has_the_documented_schema(tiny_models: tuple[Path, P
     assert result["settings"]["threads"] == 1 and result["settings"]["frame"]["size"] == [768, 576]
     assert result["lesions_per_frame"] >= 1  # the tiny detector finds the dark square
     e2e, invoke = result["end_to_end_ms"]["p50"], result["invoke_ms"]
-    expected = e2e / (invoke["detector"]["p50"] + result["lesions_per_frame"] * invoke["classifier"]["p50"])
+    counts, batches = result["invoke_counts_per_frame"], result["invoke_batches"]
+    # The classifier invokes predict made cover every view of every lesion, each timed bare at its batch size.
+    views_run = sum(counts[name] * batch for name, batch in batches.items())
+    assert views_run == result["lesions_per_frame"] * result["settings"]["classifier_views"]
+    assert result["settings"]["classifier_invoke_batches"] == [batches["classifier"]] * int(counts["classifier"])
+    expected = e2e / sum(invoke[name]["p50"] * counts[name] for name in invoke)
     assert result["overhead_ratio"] == pytest.approx(expected, rel=1e-3)
     assert result["overhead_ratio"] > 1.0  # predict does everything invoke does, and more
     assert {"detect", "classify", "cam", "crop", "annotate", "detect.invoke"} <= set(result["stages_ms"])

@@ -124,8 +124,17 @@ def _install(folder, *names):
 def test_pipeline_options_for_a_cpu_profile():
     from edgeskin.devices import pipeline_options
 
-    assert pipeline_options(load_profile("rpi4")) == {"threads": 4, "delegate": "cpu"}
-    assert pipeline_options(load_profile("rpi4"), threads=2) == {"threads": 2, "delegate": "cpu"}
+    views = ("identity", "hflip", "vflip", "rot180")
+    assert pipeline_options(load_profile("rpi4")) == {"threads": 4, "delegate": "cpu", "tta": views}
+    assert pipeline_options(load_profile("rpi4"), threads=2) == {"threads": 2, "delegate": "cpu", "tta": views}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_profile_states_its_views_threads_and_stream_sizes(name):
+    data = json.loads((resources.files("edgeskin.devices") / "profiles" / f"{name}.json").read_text())
+    assert "threads" in data and {"lores_size", "main_size"} <= set(data["camera"])
+    assert isinstance(data["models"]["tta"], list)  # stated, not left to the classifier spec
+    assert load_profile(name).classifier_tta == tuple(data["models"]["tta"])
 
 
 def test_a_profile_can_set_the_classifier_views_and_they_reach_the_pipeline(tmp_path):
@@ -138,7 +147,7 @@ def test_a_profile_can_set_the_classifier_views_and_they_reach_the_pipeline(tmp_
     assert fast.classifier_tta == ()
     assert pipeline_options(fast) == {"threads": 4, "delegate": "cpu", "tta": ()}
     assert DeviceProfile.from_dict(fast.to_dict()) == fast
-    assert "tta" not in load_profile("rpi4").to_dict()["models"]
+    assert load_profile("rpi4").to_dict()["models"]["tta"] == ["identity", "hflip", "vflip", "rot180"]
 
 
 def test_pipeline_options_for_a_coral_use_the_edgetpu_builds(tmp_path, monkeypatch):
@@ -156,6 +165,10 @@ def test_pipeline_options_for_a_coral_use_the_edgetpu_builds(tmp_path, monkeypat
     assert options["delegate"] == "edgetpu" and options["threads"] == 2
     assert options["classifier"] == tmp_path / f"{CLASSIFIER_NAME}_edgetpu.tflite"
     assert options["detector"] == tmp_path / f"{DETECTOR_NAME}_edgetpu.tflite"
-    assert pipeline_options(profile, delegate="cpu") == {"threads": 2, "delegate": "cpu"}  # plain int8 models
+    assert pipeline_options(profile, delegate="cpu") == {  # plain int8 models
+        "threads": 2,
+        "delegate": "cpu",
+        "tta": ("identity", "hflip", "vflip", "rot180"),
+    }
     assert edgetpu_model_path("m/a.tflite").as_posix() == "m/a_edgetpu.tflite"
     assert edgetpu_model_path("m/a_edgetpu.tflite").as_posix() == "m/a_edgetpu.tflite"

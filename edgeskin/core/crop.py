@@ -18,6 +18,8 @@ def crop_with_margin(
     margin: float = 0.15,
     square: bool = True,
     min_size: int = 8,
+    *,
+    copy: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop a box plus a margin of surrounding skin, clipped to the frame.
 
@@ -33,9 +35,10 @@ def crop_with_margin(
         margin: Fraction of the box size added on each side (>= 0).
         square: Make the crop square.
         min_size: Smallest crop side in pixels (the frame permitting).
+        copy: Return a copy of the pixels; False: a view into ``image`` (no copy; do not modify it).
 
     Returns:
-        ``(crop, crop_box)``: a copy of the cropped pixels and the (4,) int32 ``[x0, y0, x1, y1]``
+        ``(crop, crop_box)``: the cropped pixels (a copy unless ``copy=False``) and the (4,) int32 ``[x0, y0, x1, y1]``
         crop window in frame pixels (x1/y1 exclusive).
 
     Raises:
@@ -73,7 +76,8 @@ def crop_with_margin(
     left, right = _window((cx0 + cx1) / 2, len_w, cx0, cx1, width)
     top, bottom = _window((cy0 + cy1) / 2, len_h, cy0, cy1, height)
     crop_box = np.array([left, top, right, bottom], dtype=np.int32)
-    return image[top:bottom, left:right].copy(), crop_box
+    crop = image[top:bottom, left:right]
+    return (crop.copy() if copy else crop), crop_box
 
 
 def _window(centre: float, length: int, lo: float, hi: float, limit: int) -> tuple[int, int]:

@@ -74,3 +74,56 @@ def apply_view(name: str, batch: np.ndarray) -> np.ndarray:
 def align_features(name: str, features: np.ndarray) -> np.ndarray:
     """Turn a ``(h, w, K)`` feature map computed on view ``name`` back to the original orientation."""
     return _VIEWS[name][1](features)
+
+
+# The inverses on a stack (..., h, w, K) of feature maps: numpy views, no copy.
+_ROWS, _COLS = -3, -2
+_INVERSE_STACKED: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda a: a,
+    "hflip": lambda a: np.flip(a, _COLS),
+    "vflip": lambda a: np.flip(a, _ROWS),
+    "rot180": lambda a: np.flip(a, (_ROWS, _COLS)),
+    "rot90": lambda a: np.rot90(a, -1, axes=(_ROWS, _COLS)),
+    "rot270": lambda a: np.rot90(a, 1, axes=(_ROWS, _COLS)),
+    "transpose": lambda a: np.swapaxes(a, _ROWS, _COLS),
+    "antitranspose": lambda a: np.rot90(np.swapaxes(a, _ROWS, _COLS), 2, axes=(_ROWS, _COLS)),
+}
+
+
+def align_stacked(name: str, features: np.ndarray) -> np.ndarray:
+    """:func:`align_features` of a stack ``(..., h, w, K)`` of maps computed on view ``name`` (a view)."""
+    return _INVERSE_STACKED[name](features)
+
+
+_CV_INTO = {
+    "hflip": lambda cv2, a, out: cv2.flip(a, 1, dst=out),
+    "vflip": lambda cv2, a, out: cv2.flip(a, 0, dst=out),
+    "rot180": lambda cv2, a, out: cv2.flip(a, -1, dst=out),
+    "rot90": lambda cv2, a, out: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE, dst=out),
+    "rot270": lambda cv2, a, out: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE, dst=out),
+    "transpose": lambda cv2, a, out: cv2.transpose(a, dst=out),
+}
+
+
+def view_into(name: str, image: np.ndarray, out: np.ndarray) -> None:
+    """Write view ``name`` of a ``(H, W, C)`` model input into ``out`` (e.g. one slot of a batch tensor).
+
+    ``out`` must be C-contiguous with the view's shape and ``image``'s dtype; nothing else is allocated for
+    the 3-channel 8-bit and float inputs of image models.
+    """
+    if name == "identity":
+        np.copyto(out, image)
+        return
+    if (
+        name in _CV_INTO
+        and image.ndim == 3
+        and 1 < image.shape[2] <= 4
+        and image.dtype in (np.uint8, np.int8, np.float32)
+    ):
+        import cv2
+
+        result = _CV_INTO[name](cv2, image, out)
+        if result is not None and not np.shares_memory(result, out):  # OpenCV could not write in place
+            np.copyto(out, result)
+        return
+    np.copyto(out, _VIEWS[name][0](image))

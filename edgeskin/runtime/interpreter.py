@@ -11,6 +11,7 @@ Nothing here imports TensorFlow unless neither of the light interpreter packages
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -424,6 +425,22 @@ class TensorInfo:
             return np.asarray(q, dtype=np.float32)
         return dequantize(q, self.scales, self.zero_points, axis=self.quantized_dimension)
 
+    def dequantize_mean(self, sums: np.ndarray, count: int, dtype: Any = np.float64) -> np.ndarray:
+        """The mean of ``count`` outputs of this tensor, from their sum as stored.
+
+        For a quantized tensor ``sums`` holds the integers summed in int32 (exact), so the mean
+        ``(sums - count * zero_point) * scale / count`` is dequantized once instead of once per term,
+        in ``dtype`` arithmetic (two passes).
+        """
+        values = np.asarray(sums)
+        if not self.is_quantized:
+            return (values / count).astype(dtype, copy=False)
+        zero_points = np.multiply(_per_axis(self.zero_points, values.ndim, self.quantized_dimension), count)
+        scales = np.divide(_per_axis(self.scales, values.ndim, self.quantized_dimension), count)
+        out = np.subtract(values, np.asarray(zero_points, dtype), dtype=dtype)
+        out *= np.asarray(scales, dtype)
+        return out
+
     def describe(self) -> str:
         quant = ""
         if self.is_quantized:
@@ -462,19 +479,31 @@ class InputEncoder:
             return int(rounded[0])
         return None
 
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB at the model's input size → a (1, H, W, 3) array of the tensor's dtype."""
+    def encode(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB at the model's input size → a (1, H, W, 3) array of the tensor's dtype.
+
+        With ``out`` (an (H, W, 3) array of the tensor's dtype, e.g. one slot of a batch tensor) the values
+        are written there and ``out[np.newaxis]`` is returned.
+        """
         if self.bgr:
             pixels = pixels[..., ::-1]
         if self.integer_shift == -128 and self.info.dtype == np.int8:
             # pixel - 128 as int8 is the pixel's byte with its top bit flipped: one pass, no widening.
+            if out is not None:
+                np.bitwise_xor(pixels, np.uint8(0x80), out=out.view(np.uint8))
+                return out[np.newaxis]
             return np.bitwise_xor(pixels, np.uint8(0x80)).view(np.int8)[np.newaxis]
         if self.integer_shift is not None:
             limits = np.iinfo(self.info.dtype)
             shifted = pixels.astype(np.int16) + self.integer_shift
-            return np.clip(shifted, limits.min, limits.max).astype(self.info.dtype)[np.newaxis]
-        normalised = (pixels.astype(np.float32) - self.mean) / self.std
-        return self.info.quantize(normalised[np.newaxis])
+            encoded = np.clip(shifted, limits.min, limits.max).astype(self.info.dtype)[np.newaxis]
+        else:
+            normalised = (pixels.astype(np.float32) - self.mean) / self.std
+            encoded = self.info.quantize(normalised[np.newaxis])
+        if out is None:
+            return encoded
+        np.copyto(out, encoded[0])
+        return out[np.newaxis]
 
 
 class TFLiteModel:
@@ -490,13 +519,25 @@ class TFLiteModel:
         ...     print(model.invoke_ms)
     """
 
-    def __init__(self, interpreter: Any, *, path: str | Path | None = None, delegate: str = "cpu") -> None:
+    # Batched siblings kept open per model (see :meth:`batched`); the oldest is closed beyond this.
+    MAX_BATCHED = 4
+
+    def __init__(
+        self,
+        interpreter: Any,
+        *,
+        path: str | Path | None = None,
+        delegate: str = "cpu",
+        num_threads: int | None = None,
+    ) -> None:
         self._interpreter = interpreter
         self.path = Path(path) if path is not None else None
         self.delegate = delegate
+        self.num_threads = num_threads
         self.invoke_ms = 0.0
         self._runner = None
         self._pending: dict[str, np.ndarray] = {}
+        self._batched: dict[int, TFLiteModel] = {}
         signatures = {}
         if hasattr(interpreter, "get_signature_list"):
             signatures = interpreter.get_signature_list() or {}
@@ -517,7 +558,7 @@ class TFLiteModel:
     ) -> TFLiteModel:
         """Open ``model_path`` (see :func:`make_interpreter` for the arguments and errors)."""
         interpreter, used = _open_interpreter(model_path, num_threads=num_threads, delegate=delegate)
-        return cls(interpreter, path=model_path, delegate=used)
+        return cls(interpreter, path=model_path, delegate=used, num_threads=num_threads)
 
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self) -> TFLiteModel:
@@ -527,7 +568,10 @@ class TFLiteModel:
         self.close()
 
     def close(self) -> None:
-        """Release the interpreter (and its delegate)."""
+        """Release the interpreter (and its delegate), and those of its batched siblings."""
+        for sibling in self._batched.values():
+            sibling.close()
+        self._batched.clear()
         self._runner = None
         self._interpreter = None
 
@@ -626,6 +670,103 @@ class TFLiteModel:
         if raw:
             return fetched
         return {info.name: info.dequantize(fetched[info.name]) for info in wanted}
+
+    # -- batches -----------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """The input's batch dimension (1 for nearly every ``.tflite``)."""
+        shape = self.input.shape
+        return int(shape[0]) if shape else 1
+
+    def batched(self, batch: int) -> TFLiteModel:
+        """This model taking ``batch`` inputs in one invoke.
+
+        A second interpreter of the same file whose input batch dimension is resized to ``batch``
+        (``resize_tensor_input`` + ``allocate_tensors`` once per size); it is kept for the next call of the
+        same size (at most :attr:`MAX_BATCHED` sizes) and closed with this model. The model itself is
+        returned when it already has that batch size. The sibling runs on the graph tensors directly
+        (no signature runner), with the same tensor names as this model.
+
+        Raises:
+            ModelError: the model cannot take a batch: it was not opened from a file, has several inputs,
+                runs on the Edge TPU (compiled with fixed shapes), or its graph fixes the batch dimension
+                (the resize fails, or an output does not follow the batch).
+        """
+        if not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch: expected a positive integer, got {batch!r}")
+        if batch == self.batch_size:
+            return self
+        cached = self._batched.get(batch)
+        if cached is not None:
+            return cached
+        name = self.path.name if self.path is not None else "the model"
+        if self.path is None:
+            raise ModelError(f"{name}: cannot open a batched copy of an interpreter that was not opened from a file")
+        if len(self.inputs) != 1:
+            raise ModelError(f"{name}: batching needs a single-input model, this one has {len(self.inputs)} inputs")
+        if self.delegate == "edgetpu":
+            raise ModelError(f"{name}: Edge TPU models are compiled with fixed tensor shapes (batch {self.batch_size})")
+        interpreter, _ = _open_interpreter(self.path, num_threads=self.num_threads, delegate=self.delegate)
+        info = self.input
+        try:
+            interpreter.resize_tensor_input(info.index, [batch, *info.shape[1:]], strict=False)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise ModelError(f"{name}: its input batch dimension cannot be resized to {batch} ({detail})") from exc
+        shapes = {int(d["index"]): tuple(int(v) for v in d["shape"]) for d in interpreter.get_output_details()}
+        outputs = []
+        for out in self.outputs:
+            shape = shapes.get(out.index, ())
+            if shape != (batch, *out.shape[1:]):
+                raise ModelError(
+                    f"{name}: output '{out.name}' has shape {list(shape)} for an input batch of {batch} "
+                    f"(expected {[batch, *out.shape[1:]]}): the graph fixes its batch dimension"
+                )
+            outputs.append(dataclasses.replace(out, shape=shape))
+        sibling = TFLiteModel.__new__(TFLiteModel)
+        sibling.__dict__.update(
+            _interpreter=interpreter,
+            path=self.path,
+            delegate=self.delegate,
+            num_threads=self.num_threads,
+            invoke_ms=0.0,
+            _runner=None,
+            _pending={},
+            _batched={},
+            signature_key=self.signature_key,
+            inputs=(dataclasses.replace(info, shape=(batch, *info.shape[1:])),),
+            outputs=tuple(outputs),
+        )
+        if len(self._batched) >= self.MAX_BATCHED:
+            self._batched.pop(next(iter(self._batched))).close()
+        self._batched[batch] = sibling
+        logger.debug("%s: opened a batch-%d interpreter", name, batch)
+        return sibling
+
+    def run_filled(self, fill: Callable[[np.ndarray], object], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run once with the (single) input written in place by ``fill(buffer)``; raw outputs.
+
+        ``buffer`` is the input tensor's own memory (its shape and dtype, batch included) when the model
+        runs on its graph tensors, so the input is never copied; ``fill`` must not keep it. Returns the
+        named outputs as stored (int8/uint8 for a quantized model), as copies.
+        """
+        info = self.inputs[0]
+        wanted = tuple(self.output(name) for name in outputs)
+        if self._runner is not None:
+            buffer = np.empty(info.shape, info.dtype)
+            fill(buffer)
+            return self.run(buffer, outputs=outputs, raw=True)
+        interpreter = self.interpreter
+        buffer = interpreter.tensor(info.index)()
+        try:
+            fill(buffer)
+        finally:
+            del buffer  # the interpreter refuses to run while a view of its memory is alive
+        start = time.perf_counter()
+        interpreter.invoke()
+        self.invoke_ms = (time.perf_counter() - start) * 1000.0
+        return {out.name: interpreter.get_tensor(out.index) for out in wanted}
 
     # -- introspection -----------------------------------------------------------------------------
     def op_names(self, *, include_delegate_nodes: bool = False) -> list[str]:

@@ -12,8 +12,8 @@ import numpy as np
 
 from edgeskin.calibration import apply_top_label
 from edgeskin.core.geometry import resize_to_input
-from edgeskin.core.views import align_features, apply_view, check_views
-from edgeskin.errors import ConfigError
+from edgeskin.core.views import align_stacked, apply_view, check_views, view_into
+from edgeskin.errors import ConfigError, ModelError
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Classification
 from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
@@ -70,6 +70,8 @@ class ClassifierOptions:
             already applied it).
         tta: Test-time augmentation views to average (:data:`edgeskin.core.views.VIEWS`); None: the
             spec's ``tta`` (the shipped classifier's: four flips/rotations); ``()``: one view (fastest).
+        batch: Run the views (and the images of :meth:`Classifier.classify_many`) as one batch per invoke
+            when the model's batch dimension can be resized; False: one invoke per view.
     """
 
     model_path: str | Path
@@ -81,6 +83,7 @@ class ClassifierOptions:
     delegate: str = "cpu"
     apply_preprocessing: bool = True
     tta: Sequence[str] | None = None
+    batch: bool = True
 
     def __post_init__(self) -> None:
         if self.spec is not None and self.labels is not None:
@@ -123,6 +126,8 @@ class Classifier(ModelTask):
         *,
         apply_preprocessing: bool = True,
         tta: Sequence[str] | None = None,
+        batch: bool = True,
+        batch_size: int = 4,
     ) -> None:
         if spec.task != "classification":
             raise ConfigError(f"Classifier needs a classification spec; '{spec.name}' is a {spec.task} spec")
@@ -142,6 +147,12 @@ class Classifier(ModelTask):
         self._top_label = None if top_label is None else {k: np.asarray(top_label[k], np.float64) for k in ("x", "y")}
         self.last_timings_ms: dict[str, float] = {}
         self._warned_not_probabilities = False
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive number of images, got {batch_size!r}")
+        self.batch = bool(batch)
+        self.batch_size = batch_size  # images per invoke in classify_many (x views = the tensor's batch)
+        self.last_invoke_batches: tuple[int, ...] = ()  # the input batch of each invoke of the last call
+        self._batch_error: str | None = None
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -170,7 +181,9 @@ class Classifier(ModelTask):
                 delegate=options.delegate,
             )
         try:
-            return cls(model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta)
+            return cls(
+                model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta, batch=options.batch
+            )
         except BaseException:
             model.close()
             raise
@@ -204,6 +217,13 @@ class Classifier(ModelTask):
             resized = self._profile.apply(resized)
         return self._encoder.encode(resized)
 
+    def preprocess_views(self, image_rgb: np.ndarray) -> np.ndarray:
+        """The ``(views, H, W, C)`` input rows of one image, as the batched path feeds them."""
+        info = self.model.input
+        rows = np.empty((len(self.views), *info.shape[1:]), info.dtype)
+        self._encode_views(image_rgb, rows)
+        return rows
+
     # -- inference ---------------------------------------------------------------------------------
     def classify(self, image_rgb: np.ndarray) -> Classification:
         """Class probabilities of an RGB uint8 (H, W, 3) image; timings in :attr:`last_timings_ms`.
@@ -218,55 +238,152 @@ class Classifier(ModelTask):
         ``features`` output (else None)."""
         return self._run(image_rgb, want_features=True)
 
-    def _run(self, image_rgb: np.ndarray, *, want_features: bool) -> tuple[Classification, np.ndarray | None]:
+    def classify_many(
+        self, images: Sequence[np.ndarray], *, want_features: bool = False
+    ) -> list[tuple[Classification, np.ndarray | None]]:
+        """Classify several images (e.g. the lesion crops of one frame), all their views in one invoke.
+
+        The views of every image go into one input batch (``batch_size`` images at a time) when the model's
+        batch dimension can be resized (:meth:`TFLiteModel.batched`); otherwise, or with ``batch=False``,
+        each view is one invoke. Both give the same results: the views' outputs are summed as stored and
+        dequantized once. Returns ``(Classification, features or None)`` per image, in order; timings of
+        all of them in :attr:`last_timings_ms`, the batch size of each invoke made in
+        :attr:`last_invoke_batches`.
+
+        Raises:
+            ImageError: an image is not an RGB uint8 (H, W, 3) array.
+        """
         start = time.perf_counter()
-        x = self.preprocess(image_rgb)
-        ready = time.perf_counter()
-        invoke_ms = 0.0
-        score_sum: np.ndarray | None = None
-        feature_sum: np.ndarray | None = None
         features_info = self._features_info if want_features else None
-        names = [self._probabilities_output] + ([self._features_output] if features_info is not None else [])
-        for view in self.views:
-            outputs = self.model.run(x if view == "identity" else apply_view(view, x), outputs=names, raw=True)
-            invoke_ms += self.model.invoke_ms
-            view_scores = self._probabilities_info.dequantize(outputs[names[0]]).reshape(-1).astype(np.float64)
-            score_sum = view_scores if score_sum is None else score_sum + view_scores
-            if features_info is not None:
-                # Summed as stored (exact in int32), dequantized once below: the same mean feature map.
-                aligned = align_features(view, outputs[names[1]][0])
-                if feature_sum is None:
-                    feature_sum = np.zeros(aligned.shape, np.int32 if features_info.is_quantized else np.float32)
-                np.add(feature_sum, aligned, out=feature_sum, casting="unsafe")
-        # Logits (or probabilities) averaged over the views: with GAP → Dense, the logits of the mean
-        # aligned feature map, so the CAM below explains exactly this decision.
-        scores = score_sum / len(self.views)
-        if self.spec.outputs_are == "logits":
-            probabilities = softmax(scores, self.spec.temperature)
+        names = (self._probabilities_output,) + ((self._features_output,) if features_info is not None else ())
+        results: list[tuple[Classification, np.ndarray | None]] = []
+        preprocess_ms = invoke_ms = 0.0
+        batches: list[int] = []
+        for first in range(0, len(images), self.batch_size):
+            chunk = images[first : first + self.batch_size]
+            raw, chunk_pre_ms, chunk_invoke_ms, chunk_batches = self._invoke(chunk, names)
+            preprocess_ms += chunk_pre_ms
+            invoke_ms += chunk_invoke_ms
+            batches += chunk_batches
+            results += self._reduce(raw, len(chunk), names)
+        total_ms = (time.perf_counter() - start) * 1000.0
+        self.last_invoke_batches = tuple(batches)
+        self.last_timings_ms = {
+            "preprocess_ms": preprocess_ms,
+            "invoke_ms": invoke_ms,  # all views (and images) together
+            # Tensor copies and dequantization count as postprocessing, so the three stages add up.
+            "postprocess_ms": max(0.0, total_ms - preprocess_ms - invoke_ms),
+        }
+        return results
+
+    def _run(self, image_rgb: np.ndarray, *, want_features: bool) -> tuple[Classification, np.ndarray | None]:
+        return self.classify_many((image_rgb,), want_features=want_features)[0]
+
+    def _batched_model(self, batch: int) -> TFLiteModel | None:
+        """The model taking ``batch`` inputs per invoke, or None when it cannot (logged once).
+
+        A batch of one runs through the per-view path (it is one invoke either way).
+        """
+        if batch == 1 or not self.batch or self._batch_error is not None or not hasattr(self.model, "batched"):
+            return None
+        try:
+            return self.model.batched(batch)
+        except ModelError as exc:
+            self._batch_error = str(exc)
+            log = logger.info if self.model.delegate == "edgetpu" else logger.warning
+            log(
+                "%s: its batch dimension cannot be resized, so each of the %d test-time views is one invoke (%s)",
+                self.spec.name, len(self.views), exc,
+            )  # fmt: skip
+            return None
+
+    def _encode_views(self, image_rgb: np.ndarray, slots: np.ndarray) -> None:
+        """Preprocess one image and write its views into ``slots`` ``(views, H, W, C)`` of the input batch."""
+        require_rgb_uint8(image_rgb)
+        resized, _ = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
+        if self._profile is not None:
+            resized = self._profile.apply(resized)
+        pairs = zip(slots, self.views, strict=True)
+        if self.views[0] == "identity":  # encoded straight into its slot; the other views are copied from it
+            base = self._encoder.encode(resized, out=slots[0])[0]
+            next(pairs)
         else:
-            if not self._warned_not_probabilities and (scores.min() < -0.01 or scores.sum() > 1.5):
-                self._warned_not_probabilities = True
-                logger.warning(
-                    "%s: the output does not look like probabilities (min %.3g, sum %.3g); if the model "
-                    "ends without a softmax, its spec needs \"outputs_are\": \"logits\"",
-                    self.spec.name, float(scores.min()), float(scores.sum()),
-                )  # fmt: skip
-            probabilities = _renormalise(scores, self.spec.temperature)
+            base = self._encoder.encode(resized)[0]
+        for slot, view in pairs:
+            view_into(view, base, slot)
+
+    def _invoke(
+        self, images: Sequence[np.ndarray], names: tuple[str, ...]
+    ) -> tuple[dict[str, np.ndarray], float, float, list[int]]:
+        """Raw outputs ``(images x views, ...)`` (image-major), preprocess ms, invoke ms, invoke batch sizes."""
+        n_views = len(self.views)
+        batch = len(images) * n_views
+        model = self._batched_model(batch)
+        if model is not None:
+            preprocess_ms = 0.0
+
+            def fill(buffer: np.ndarray) -> None:
+                nonlocal preprocess_ms
+                began = time.perf_counter()
+                for i, image in enumerate(images):
+                    self._encode_views(image, buffer[i * n_views : (i + 1) * n_views])
+                preprocess_ms = (time.perf_counter() - began) * 1000.0
+
+            raw = model.run_filled(fill, names)
+            return raw, preprocess_ms, model.invoke_ms, [batch]
+        # One invoke per view (a model whose batch cannot be resized, or batch=False).
+        began = time.perf_counter()
+        encoded = [self.preprocess(image) for image in images]
+        preprocess_ms = (time.perf_counter() - began) * 1000.0
+        raw = {
+            name: np.empty((batch, *self.model.output(name).shape[1:]), self.model.output(name).dtype) for name in names
+        }
+        invoke_ms = 0.0
+        for i, x in enumerate(encoded):
+            for j, view in enumerate(self.views):
+                outputs = self.model.run(x if view == "identity" else apply_view(view, x), outputs=names, raw=True)
+                invoke_ms += self.model.invoke_ms
+                for name in names:
+                    raw[name][i * n_views + j] = outputs[name][0]
+        return raw, preprocess_ms, invoke_ms, [1] * batch
+
+    def _reduce(
+        self, raw: dict[str, np.ndarray], count: int, names: tuple[str, ...]
+    ) -> list[tuple[Classification, np.ndarray | None]]:
+        """Views averaged per image: logits (or probabilities) and the aligned feature maps."""
+        n_views = len(self.views)
+        info = self._probabilities_info
+        stored = raw[names[0]].reshape(count, n_views, -1)
+        # Summed as stored (exact in int32), dequantized once. With GAP -> Dense the mean logits are the logits of
+        # the mean aligned feature map, so the CAM built from it explains exactly this decision.
+        scores = info.dequantize_mean(stored.sum(axis=1, dtype=np.int32 if info.is_quantized else np.float64), n_views)
+        probabilities = np.stack([self._probabilities(row) for row in scores])
         if self._top_label is not None:
             probabilities = apply_top_label(probabilities, self._top_label).astype(np.float32)
-        result = Classification(probabilities, self.labels)
-        features = None
-        if feature_sum is not None:
-            mean = feature_sum.astype(np.float64) / len(self.views)
-            features = (features_info.dequantize(mean) if features_info.is_quantized else mean).astype(np.float32)
-        end = time.perf_counter()
-        self.last_timings_ms = {
-            "preprocess_ms": (ready - start) * 1000.0,
-            "invoke_ms": invoke_ms,  # all views together
-            # Tensor copies and dequantization count as postprocessing, so the three stages add up.
-            "postprocess_ms": max(0.0, (end - ready) * 1000.0 - invoke_ms),
-        }
-        return result, features
+        features: np.ndarray | list[None] = [None] * count
+        if len(names) > 1:
+            features_info = self._features_info
+            maps = raw[names[1]]
+            maps = maps.reshape(count, n_views, *maps.shape[1:])
+            total = np.zeros((count, *align_stacked(self.views[0], maps[:, 0]).shape[1:]),
+                             np.int32 if features_info.is_quantized else np.float64)  # fmt: skip
+            for j, view in enumerate(self.views):
+                np.add(total, align_stacked(view, maps[:, j]), out=total, casting="unsafe")
+            features = features_info.dequantize_mean(total, n_views, dtype=np.float32)
+        return [(Classification(p, self.labels), f) for p, f in zip(probabilities, features, strict=True)]
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """One image's mean scores (logits or probabilities) → calibrated probabilities."""
+        if self.spec.outputs_are == "logits":
+            return softmax(scores, self.spec.temperature)
+        if not self._warned_not_probabilities and (scores.min() < -0.01 or scores.sum() > 1.5):
+            self._warned_not_probabilities = True
+            logger.warning(
+                "%s: the output does not look like probabilities (min %.3g, sum %.3g); if the model "
+                "ends without a softmax, its spec needs \"outputs_are\": \"logits\"",
+                self.spec.name, float(scores.min()), float(scores.sum()),
+            )  # fmt: skip
+        return _renormalise(scores, self.spec.temperature)
 
     def __repr__(self) -> str:
         views = f", tta {len(self.views)} views" if len(self.views) > 1 else ""

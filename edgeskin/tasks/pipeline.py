@@ -313,34 +313,46 @@ class LesionPipeline:
         boxes, scores = self._detect(frame)
         detected = time.perf_counter()
 
-        crop_ms = classify_ms = cam_ms = 0.0
-        lesions: list[Lesion] = []
-        for box, score in zip(boxes, scores, strict=True):
-            t0 = time.perf_counter()
+        kept, crops, crop_boxes = [], [], []
+        for i, box in enumerate(boxes):
             if self.detector is None:
                 crop, crop_box = frame, np.array([0, 0, width, height], dtype=np.int32)
             else:
-                try:
-                    crop, crop_box = crop_with_margin(frame, box, margin=self.crop_margin)
+                try:  # a view of the frame: the classifier's resize reads it in place
+                    crop, crop_box = crop_with_margin(frame, box, margin=self.crop_margin, copy=False)
                 except ValueError:  # a degenerate box from an untrusted detector: skip it, not the frame
                     logger.debug("skipped a degenerate box %s", box)
                     continue
-            t1 = time.perf_counter()
-            if self.explainer is not None:
-                dx, features = self.classifier.classify_with_features(crop)
-            else:
-                dx, features = self.classifier.classify(crop), None
-            t2 = time.perf_counter()
-            probs = dx.probabilities
-            top = int(np.argmax(probs))
-            cam = None
-            if self.explainer is not None and features is not None:
-                cam = self.explainer.explain(features, top)
-            t3 = time.perf_counter()
-            crop_ms += (t1 - t0) * 1000.0
-            classify_ms += (t2 - t1) * 1000.0
-            cam_ms += (t3 - t2) * 1000.0
-            lesions.append(self._lesion(box, score, dx, crop_box, cam))
+            kept.append(i)
+            crops.append(crop)
+            crop_boxes.append(crop_box)
+        cropped = time.perf_counter()
+
+        want_features = self.explainer is not None
+        classify_many = getattr(self.classifier, "classify_many", None)
+        if not crops:
+            classified: list[tuple[Classification, np.ndarray | None]] = []
+        elif classify_many is not None:  # every view of every lesion in one invoke when the model allows it
+            classified = classify_many(crops, want_features=want_features)
+        elif want_features:
+            classified = [self.classifier.classify_with_features(crop) for crop in crops]
+        else:
+            classified = [(self.classifier.classify(crop), None) for crop in crops]
+        classified_at = time.perf_counter()
+
+        cams: list[np.ndarray | None] = [None] * len(classified)
+        if self.explainer is not None:
+            for j, (dx, features) in enumerate(classified):
+                if features is not None:
+                    cams[j] = self.explainer.explain(features, int(np.argmax(dx.probabilities)))
+        explained = time.perf_counter()
+        lesions = [
+            self._lesion(boxes[i], scores[i], dx, crop_box, cam)
+            for i, (dx, _), crop_box, cam in zip(kept, classified, crop_boxes, cams, strict=True)
+        ]
+        crop_ms = (cropped - detected) * 1000.0
+        classify_ms = (classified_at - cropped) * 1000.0
+        cam_ms = (explained - classified_at) * 1000.0
         end = time.perf_counter()
 
         timings = {
