@@ -107,7 +107,14 @@ def test_the_banner_is_at_the_bottom_and_messages_at_the_top():
     assert (out[H // 2] == 255).all()
     quiet = BannerAnnotator(show_messages=False).annotate(frame, _result(messages=("no lesion found",)))
     assert (quiet[:5] == 255).all()
-    assert "not a diagnosis" in NOT_A_DIAGNOSIS
+
+
+def test_the_banner_writes_its_notice_by_default_not_a_diagnosis():
+    frame = np.full((H, W, 3), 255, np.uint8)
+    default = BannerAnnotator(show_messages=False).annotate(frame)
+    np.testing.assert_array_equal(default, BannerAnnotator(text=NOT_A_DIAGNOSIS, show_messages=False).annotate(frame))
+    assert not np.array_equal(default, BannerAnnotator(text="research use", show_messages=False).annotate(frame))
+    assert (BannerAnnotator(text="", show_messages=False).annotate(frame) == 255).all()  # no notice: no strip
 
 
 def test_annotate_refuses_a_frame_of_another_size_and_non_rgb_frames():

@@ -9,7 +9,9 @@ import textwrap
 
 import pytest
 
-IMPORT_BUDGET_S = 0.3
+IMPORT_BUDGET_S = 0.3  # the target, on an idle machine (slow marker)
+# What any machine meets even under load; importing TensorFlow or PyTorch by mistake takes several seconds.
+IMPORT_BOUND_S = 2.0
 HEAVY = ("tensorflow", "torch", "keras")
 
 
@@ -49,8 +51,17 @@ def test_import_edgeskin_loads_nothing_heavy():
     assert out.strip() == "[]"
 
 
-def test_import_edgeskin_takes_at_most_300_ms():
+def _import_seconds() -> float:
     code = "import time; t = time.perf_counter(); import edgeskin; print(time.perf_counter() - t)"
     seconds = min(float(_python(code)) for _ in range(3))
     print(f"import edgeskin: {seconds * 1000:.1f} ms (min of 3)")
-    assert seconds <= IMPORT_BUDGET_S
+    return seconds
+
+
+def test_import_edgeskin_is_quick_even_on_a_busy_machine():
+    assert _import_seconds() <= IMPORT_BOUND_S
+
+
+@pytest.mark.slow
+def test_import_edgeskin_takes_at_most_300_ms():
+    assert _import_seconds() <= IMPORT_BUDGET_S

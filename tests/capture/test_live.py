@@ -79,7 +79,9 @@ def test_live_loop_on_a_real_video_of_real_dermoscopy_images(ph2_video):
     diagnosed = [e for e in summary.frames if e["lesions"]]
     assert len(diagnosed) > frame_count * 0.8  # real lesions are found and pass the gate in most frames
     assert all(e["smoothed"]["label"] in DX_CLASSES for e in diagnosed)
-    assert {e["smoothed"]["label"] for e in diagnosed} | {e["lesions"][0]["label"] for e in diagnosed}
+    # The first diagnosis has nothing to average with; later smoothed labels are labels the frames gave.
+    assert diagnosed[0]["smoothed"]["label"] == diagnosed[0]["lesions"][0]["label"]
+    assert {e["smoothed"]["label"] for e in diagnosed} <= {e["lesions"][0]["label"] for e in diagnosed}
     assert pipeline.sizes[0] == (320, 240)
     json.loads(json.dumps(summary.to_dict()))  # JSON-ready end to end
     data = summary.to_dict()
@@ -387,11 +389,11 @@ def test_live_loop_drives_the_real_pipeline_on_tiny_int8_models(ph2_video):
 
 @pytest.mark.shared
 def test_live_loop_with_the_shipped_models_on_a_real_video(ph2_video):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
     from edgeskin.tasks.pipeline import LesionPipeline
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     video, frame_count = ph2_video
     with LesionPipeline.from_defaults(threads=2) as pipeline, OpenCVSource(video) as source:
         summary = LiveLoop(source, pipeline, keep_records=True).run()

@@ -204,9 +204,9 @@ def test_classify_reads_isic2018_ground_truth_and_detect_mode_counts_misses(shar
 
 @pytest.mark.shared
 def test_the_shipped_detector_beats_half_iou_on_ph2(shared_file, tmp_path):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     images, masks = _link_ph2(shared_file, tmp_path)
     out = tmp_path / "report.json"
     assert main(["evaluate", "detect", "--images", str(images), "--masks", str(masks), "--json", str(out)]) == 0

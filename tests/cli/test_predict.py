@@ -170,12 +170,12 @@ def test_a_single_bad_image_exits_non_zero_with_one_line(models_dir, tmp_path, k
 
 @pytest.mark.shared
 def test_the_shipped_models_find_the_ph2_lesion(shared_file):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
     from edgeskin.core.boxes import box_iou, mask_to_box
     from edgeskin.image import read_image
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     image = shared_file("data/ph2/images/IMD002.jpg")
     proc = edgeskin("predict", image, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -187,9 +187,9 @@ def test_the_shipped_models_find_the_ph2_lesion(shared_file):
 
 @pytest.mark.shared
 def test_the_shipped_models_find_no_lesion_in_the_panda(shared_file):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     proc = edgeskin("predict", shared_file("data/non_lesion/panda.jpg"), "--json")
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)

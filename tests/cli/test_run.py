@@ -161,9 +161,9 @@ def test_run_300_frames_with_the_real_pipeline_on_tiny_models(video, tmp_path):
 
 @pytest.mark.shared
 def test_run_300_frames_with_the_shipped_models(video, tmp_path):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     env = {k: v for k, v in os.environ.items() if k != "EDGESKIN_MODELS_DIR"}
     data = _run_real(video, tmp_path / "run.json", env)
     assert data["processed"] == len(data["frames"]) == 300 and data["errors"] == 0

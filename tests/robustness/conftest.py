@@ -38,15 +38,15 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_models_dir() -> Path:
-    """The folder of the shipped default models (edgeskin/models); skips while they are not installed."""
-    from tiny_models import shipped_models_or_skip
+    """The folder of the shipped default models (edgeskin/models); fails when they are missing."""
+    from tiny_models import shipped_model_paths
 
-    return shipped_models_or_skip().classifier.parent
+    return shipped_model_paths().classifier.parent
 
 
 @pytest.fixture(params=[pytest.param("tiny", marks=pytest.mark.train), "shipped"])
 def models_dir(request) -> Path:
-    """Each model set in turn: the tiny test models, then the shipped ones (skipped while absent)."""
+    """Each model set in turn: the tiny test models, then the shipped ones."""
     return request.getfixturevalue(f"{request.param}_models_dir")
 
 

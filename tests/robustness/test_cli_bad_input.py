@@ -1,6 +1,6 @@
 """``edgeskin predict`` and ``edgeskin classify`` on bad image files: one line each on stderr, no traceback,
 non-zero exit, and the good files of the same run are still analysed. Odd but legitimate images are
-analysed. Each runs with the tiny test models and with the shipped ones (skipped while absent), in a fresh
+analysed. Each runs with the tiny test models and with the shipped ones (failing when they are missing), in a fresh
 process with the network blocked."""
 
 from __future__ import annotations

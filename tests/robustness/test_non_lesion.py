@@ -144,7 +144,7 @@ def test_the_benchmark_summary_counts_false_positives(non_lesion_benchmark):
 
 @pytest.fixture
 def shipped_acceptance(shipped_models_dir) -> None:
-    """The shipped models (the fixture skips when they are absent). Their detector reports a lesion only
+    """The shipped models (the fixture fails when they are missing). Their detector reports a lesion only
     at or above its spec's ``thresholds.presence`` (0.60); measured there: 10/160 non-lesion frames with a
     lesion and none of the 4 photos, PH2-val IoU>=0.5 rate of reported lesions 0.92 (docs/robustness.md)."""
 

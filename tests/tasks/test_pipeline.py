@@ -264,11 +264,11 @@ def test_the_pipeline_runs_real_int8_models_end_to_end(monkeypatch, tmp_path):
 
 @pytest.mark.shared
 def test_the_shipped_models_find_the_ph2_lesion(shared_file):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
     from edgeskin.image import read_image
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     frame = read_image(shared_file("data/ph2/images/IMD002.jpg"))
     truth = mask_to_box(read_image(shared_file("data/ph2/masks/IMD002_segmentation.png"))[..., 0] > 127)
     with LesionPipeline.from_defaults(threads=2) as pipeline:
@@ -280,11 +280,11 @@ def test_the_shipped_models_find_the_ph2_lesion(shared_file):
 
 @pytest.mark.shared
 def test_the_shipped_models_find_no_lesion_in_the_panda(shared_file):
-    from tiny_models import shipped_models_or_skip
+    from tiny_models import shipped_model_paths
 
     from edgeskin.image import read_image
 
-    shipped_models_or_skip()
+    shipped_model_paths()
     with LesionPipeline.from_defaults(threads=2) as pipeline:
         result = pipeline(read_image(shared_file("data/non_lesion/panda.jpg")))
     assert result.lesions == () and result.messages == (NO_LESION_FOUND,)

@@ -3,7 +3,7 @@
 Each server is started by a fixture as a subprocess on a free port and stopped afterwards:
 
 * ``edgeskin ui`` with the shipped models: a PH2 dermoscopy image, a non-lesion photo, a corrupt file;
-  these skip, saying so, until the models are installed in ``edgeskin/models``;
+  these fail when the committed models are missing from ``edgeskin/models``;
 * ``edgeskin ui`` with an empty models folder: the "no default model is installed" page;
 * the same app on the fake classifier of ui_fakes.py, so the page itself is tested without the models.
 
@@ -134,7 +134,7 @@ def shipped_models() -> None:
     try:
         default_model_paths()
     except NoDefaultModelError as exc:
-        pytest.skip(f"the shipped models are not installed yet ({exc})")
+        pytest.fail(f"the shipped models are missing from edgeskin/models (they are committed): {exc}")
 
 
 @pytest.fixture(scope="module")
