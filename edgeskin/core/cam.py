@@ -16,7 +16,8 @@ from edgeskin.errors import ConfigError
 
 __all__ = ["class_activation_map", "upsample_cam", "cam_to_heatmap"]
 
-_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR_EXACT, "cubic": cv2.INTER_CUBIC}
+_CAM_LEVELS = 65535  # upsample_cam's fixed-point resolution
 
 
 def class_activation_map(
@@ -53,21 +54,29 @@ def class_activation_map(
     num_classes = kernel.shape[1]
     if not 0 <= int(class_index) < num_classes:
         raise ValueError(f"class_index: expected 0 <= k < {num_classes}, got {class_index}")
-    cam = fmap @ kernel[:, int(class_index)]
+    # Products in float64 are exact (24-bit by 24-bit mantissas) and numpy's pairwise sum over the channel
+    # axis runs in the same order on every platform; a matrix product would go through BLAS, whose
+    # x86 and ARM kernels sum in different orders (different last bits, issue 13).
+    column = kernel[:, int(class_index)].astype(np.float64)
+    cam = np.add.reduce(fmap.astype(np.float64) * column, axis=-1)
     if bias is not None:
         bias_arr = np.asarray(bias, dtype=np.float32).reshape(-1)
         if bias_arr.shape != (num_classes,):
             raise ValueError(f"bias: expected shape ({num_classes},), got {bias_arr.shape}")
-        cam = cam + bias_arr[int(class_index)]
+        cam = cam + float(bias_arr[int(class_index)])
     cam = np.maximum(cam, 0.0)
     if normalize:
         low, high = float(cam.min()), float(cam.max())
         cam = (cam - low) / (high - low) if high > low else np.zeros_like(cam)
-    return cam.astype(np.float32, copy=False)
+    return cam.astype(np.float32)
 
 
 def upsample_cam(cam: ArrayLike, size: tuple[int, int], interpolation: str = "linear") -> np.ndarray:
     """Resize a [0, 1] map to ``size`` and clip it back to [0, 1] (cubic interpolation overshoots).
+
+    ``"linear"`` is bit-exact on every platform: the map is quantized to 16 bits and resized with
+    ``INTER_LINEAR_EXACT`` (fixed point), whereas OpenCV's float resize goes through platform kernels
+    (IPP, KleidiCV) with their own rounding. ``"cubic"`` uses the float resize and is for display only.
 
     Args:
         cam: (h, w) map.
@@ -85,8 +94,12 @@ def upsample_cam(cam: ArrayLike, size: tuple[int, int], interpolation: str = "li
     height, width = (int(v) for v in size)
     if height < 1 or width < 1:
         raise ConfigError(f"size: expected positive (height, width), got {size!r}")
-    out = cv2.resize(arr, (width, height), interpolation=_INTERPOLATION[interpolation])
-    return np.clip(out, 0.0, 1.0)
+    if interpolation == "cubic":
+        out = cv2.resize(arr, (width, height), interpolation=cv2.INTER_CUBIC)
+        return np.clip(out, 0.0, 1.0)
+    levels = np.rint(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * _CAM_LEVELS).astype(np.uint16)
+    out = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR_EXACT).reshape(height, width)
+    return out.astype(np.float32) / np.float32(_CAM_LEVELS)
 
 
 def cam_to_heatmap(cam: ArrayLike) -> np.ndarray:

@@ -8,6 +8,8 @@ Profiles are meant for the model-input-sized image (after resize or crop), which
 
 from __future__ import annotations
 
+import decimal
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -184,6 +186,10 @@ def shades_of_gray(image: np.ndarray, power: float = 6) -> np.ndarray:
     large powers approach max-RGB. The norm is computed from per-channel histograms and the gains are
     applied with a lookup table, so the cost is two passes over the image.
 
+    Bit-exact on every platform (issue 13): the histogram moments are exact integers, the roots and gains
+    are computed in integers (Python's ``decimal`` for a fractional power) and the table in 32-bit fixed
+    point, so no BLAS reduction, SIMD ``pow`` or libm rounding can move a table entry.
+
     Args:
         image: RGB uint8 (H, W, 3).
         power: Minkowski norm order, >= 1.
@@ -194,19 +200,82 @@ def shades_of_gray(image: np.ndarray, power: float = 6) -> np.ndarray:
     _check_rgb(image, "shades_of_gray")
     if not (isinstance(power, (int, float)) and math.isfinite(power) and power >= 1):
         raise ConfigError(f"shades_of_gray: expected a finite power >= 1, got {power!r}")
-    levels = np.arange(256, dtype=np.float64)
-    # Normalising levels to [0, 1] keeps level ** power well inside float64 range for any power.
-    weights = (levels / 255.0) ** power
-    illuminant = np.empty(3)
+    moments = []
+    weights, denominator = _sog_weights(float(power))
+    pixels = image.shape[0] * image.shape[1]
     for c in range(3):
-        hist = cv2.calcHist([image], [c], None, [256], [0, 256]).ravel().astype(np.float64)
-        illuminant[c] = 255.0 * (hist @ weights / hist.sum()) ** (1.0 / power)
-    norm = float(np.sqrt(np.sum(illuminant**2)))
-    if norm == 0.0:
+        # calcHist counts in float32, exact below 2^24 pixels; bincount (slower) beyond.
+        if pixels < 1 << 24:
+            hist = cv2.calcHist([image], [c], None, [256], [0, 256]).ravel().astype(np.int64)
+        else:
+            hist = np.bincount(image[..., c].reshape(-1), minlength=256)
+        moments.append(sum(int(h) * w for h, w in zip(hist.tolist(), weights, strict=True) if h))
+    gains = _sog_gains(tuple(moments), pixels, denominator, float(power))
+    if gains is None:
         return image.copy()
-    gains = np.where(illuminant > 0, norm / (math.sqrt(3.0) * np.maximum(illuminant, 1e-12)), 1.0)
-    lut = np.clip(np.rint(levels[:, None] * gains[None, :]), 0, 255).astype(np.uint8)
+    levels = np.arange(256, dtype=np.int64)[:, None]
+    lut = np.minimum((levels * np.asarray(gains, np.int64)[None, :] + (1 << 31)) >> 32, 255).astype(np.uint8)
     return cv2.LUT(image, lut.reshape(256, 1, 3))
+
+
+@functools.lru_cache(maxsize=8)
+def _sog_weights(power: float) -> tuple[tuple[int, ...], int]:
+    """Integer weights w_l with w_l / denominator = (l / 255) ** power: exact for a whole power."""
+    if power == int(power):
+        p = int(power)
+        return tuple(level**p for level in range(256)), 255**p
+    with decimal.localcontext(_SOG_CONTEXT):
+        exponent = decimal.Decimal(power)
+        scale = decimal.Decimal(2) ** 62
+        weights = tuple(
+            int(((decimal.Decimal(level) / 255) ** exponent * scale).to_integral_value()) for level in range(256)
+        )
+    return weights, 1 << 62
+
+
+_SOG_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def _iroot(value: int, n: int) -> int:
+    """floor(value ** (1 / n)) of a non-negative integer, exactly (Newton's method on integers)."""
+    if value < 2 or n == 1:
+        return value
+    root = 1 << -(-value.bit_length() // n)  # >= the root
+    while True:
+        better = ((n - 1) * root + value // root ** (n - 1)) // n
+        if better >= root:
+            return root
+        root = better
+
+
+_SOG_FRACTION_BITS = 32
+
+
+def _sog_gains(moments: tuple[int, ...], pixels: int, denominator: int, power: float) -> tuple[int, ...] | None:
+    """Per-channel gains in 32-bit fixed point from the channels' moments (None: an all-black image).
+
+    The gain of channel c is ``sqrt(mean_k e_k ** 2) / e_c`` with ``e_c = (moment_c / (pixels *
+    denominator)) ** (1 / power)`` (the common factor 255 cancels), in integers for a whole power.
+    """
+    shift = _SOG_FRACTION_BITS
+    if power == int(power):
+        p = int(power)
+        # e_c * 2^shift, floored; for a whole power the denominator is 255^p, which cancels with the 255.
+        scaled = [_iroot((m << (shift * p)) // pixels, p) for m in moments]
+    else:
+        with decimal.localcontext(_SOG_CONTEXT):
+            root = decimal.Decimal(1) / decimal.Decimal(power)
+            scaled = [
+                int((decimal.Decimal(m) / (decimal.Decimal(pixels) * denominator)) ** root * 255 * (1 << shift))
+                if m
+                else 0
+                for m in moments
+            ]
+    total = sum(e * e for e in scaled)
+    if total == 0:
+        return None
+    norm = math.isqrt((total << (2 * shift)) // 3)  # sqrt(mean e^2) * 2^(2 shift)
+    return tuple((norm + e // 2) // e if e > 0 else 1 << shift for e in scaled)
 
 
 def clahe_lightness(image: np.ndarray, clip_limit: float = 2.0, tile_grid: int | Sequence[int] = 8) -> np.ndarray:
