@@ -20,9 +20,11 @@ from edgeskin.errors import require
 from edgeskin.labels import (
     DX_CLASSES,
     GROUPS,
+    dx7_matrix,
     dx_index_to_group_index,
     malignant_index,
     malignant_probability,
+    to_dx7,
     to_groups,
 )
 
@@ -159,24 +161,89 @@ def malignant_metrics(
     }
 
 
-def classify_report(
-    y_true_dx: Sequence[int] | np.ndarray, dx_probabilities: np.ndarray, *, malignant_threshold: float | None = None
+def sensitivity_at_specificity(truth: np.ndarray, scores: np.ndarray, specificity: float) -> float | None:
+    """The highest sensitivity of a threshold on ``scores`` whose specificity is at least ``specificity``."""
+    truth = np.asarray(truth, bool)
+    if truth.all() or not truth.any():
+        return None
+    fpr, tpr, _ = _sklearn_metrics().roc_curve(truth, scores)
+    allowed = fpr <= 1.0 - specificity + 1e-12
+    return _round(float(tpr[allowed].max())) if allowed.any() else 0.0
+
+
+def melanoma_metrics(
+    y_true_dx: np.ndarray, dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None
 ) -> dict[str, Any]:
-    """``n``, ``dx``, ``group`` and ``malignant`` sections of ``edgeskin evaluate classify``.
+    """Melanoma against everything else: AUC of P(mel) and of P(malignant), sensitivity at 80 % and 90 %
+    specificity (of P(mel)), and the share of melanomas and of benign lesions that the refer decision refers."""
+    from edgeskin.tasks.pipeline import refer_decision
+
+    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
+    labels = list(dx_labels)
+    truth = y == labels.index("mel")
+    benign = ~np.isin(y, malignant_index(labels))
+    referred = refer_decision(p.astype(np.float32), labels, threshold)
+    out: dict[str, Any] = {"n_melanoma": int(truth.sum()), "n_benign": int(benign.sum())}
+    if truth.any() and not truth.all():
+        metrics = _sklearn_metrics()
+        p_mel = p[:, labels.index("mel")]
+        out["auc_p_mel"] = _round(float(metrics.roc_auc_score(truth, p_mel)))
+        out["auc_p_malignant"] = _round(float(metrics.roc_auc_score(truth, malignant_probability(p, labels))))
+        out["sensitivity_at_80_specificity"] = sensitivity_at_specificity(truth, p_mel, 0.8)
+        out["sensitivity_at_90_specificity"] = sensitivity_at_specificity(truth, p_mel, 0.9)
+    out["melanomas_referred"] = _round(float(referred[truth].mean())) if truth.any() else None
+    out["benign_referred"] = _round(float(referred[benign].mean())) if benign.any() else None
+    return out
+
+
+def classify_report(
+    y_true_dx: Sequence[int] | np.ndarray,
+    dx_probabilities: np.ndarray,
+    *,
+    malignant_threshold: float | None = None,
+    dx_labels: Sequence[str] = DX_CLASSES,
+) -> dict[str, Any]:
+    """``n``, ``dx``, ``group``, ``malignant`` and ``melanoma`` sections of ``edgeskin evaluate classify``.
 
     Args:
-        y_true_dx: (n,) true dx indices into :data:`~edgeskin.labels.DX_CLASSES`.
-        dx_probabilities: (n, 7) probabilities in ``DX_CLASSES`` order.
+        y_true_dx: (n,) true dx indices into ``dx_labels``.
+        dx_probabilities: (n, K) probabilities in ``dx_labels`` order.
         malignant_threshold: The model's triage threshold, or None.
+        dx_labels: ``DX_CLASSES`` (the 7 HAM10000 dx) or ``DX8_CLASSES`` (the 8 ISIC 2019 dx). With 8, the
+            report adds ``dx8`` (the 8 classes) and ``scc_vs_ak`` (precision and recall of both, and the
+            2 x 2 confusion among the lesions that are either), and ``dx`` is the 7-dx view (ak + scc = akiec).
 
     Group probabilities are the sums of their dx probabilities; the group prediction is their argmax.
     """
-    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(DX_CLASSES))
+    labels = tuple(dx_labels)
+    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(labels))
+    p = p.astype(np.float32)
+    report: dict[str, Any] = {"n": int(len(y))}
+    if labels == DX_CLASSES:
+        y7, p7 = y, p
+    else:
+        report["dx8"] = classification_metrics(y, p, labels)
+        y7 = np.argmax(dx7_matrix(labels)[y], axis=1)
+        p7 = to_dx7(p, labels)
+        if {"ak", "scc"} <= set(labels):
+            report["scc_vs_ak"] = scc_vs_ak(report["dx8"], labels)
+    report["dx"] = classification_metrics(y7, p7, DX_CLASSES)
+    report["group"] = classification_metrics(dx_index_to_group_index(y, labels), to_groups(p, labels), GROUPS)
+    report["malignant"] = malignant_metrics(y, p, malignant_threshold, labels)
+    report["melanoma"] = melanoma_metrics(y, p, labels, malignant_threshold)
+    return report
+
+
+def scc_vs_ak(dx8: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """Precision and recall of ``scc`` and ``ak`` (from an 8-class report) and their 2 x 2 confusion."""
+    labels = list(labels)
+    matrix = np.asarray(dx8["confusion_matrix"])
+    a, s = labels.index("ak"), labels.index("scc")
     return {
-        "n": int(len(y)),
-        "dx": classification_metrics(y, p, DX_CLASSES),
-        "group": classification_metrics(dx_index_to_group_index(y), to_groups(p.astype(np.float32)), GROUPS),
-        "malignant": malignant_metrics(y, p, malignant_threshold),
+        "ak": {k: dx8["per_class"]["ak"][k] for k in ("precision", "recall", "support")},
+        "scc": {k: dx8["per_class"]["scc"][k] for k in ("precision", "recall", "support")},
+        "confusion_true_ak_scc_vs_predicted_ak_scc": matrix[np.ix_([a, s], [a, s])].tolist(),
+        "note": "rows: true ak, scc; columns: predicted ak, scc (other predictions not shown)",
     }
 
 
