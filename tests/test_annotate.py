@@ -1,4 +1,4 @@
-"""Annotators draw on a copy: boxes, labels, heatmaps inside the crop, the notice and messages."""
+"""Annotators draw on a copy: boxes, labels, heatmaps over the lesion box, the notice and messages."""
 
 from __future__ import annotations
 
@@ -80,16 +80,46 @@ def test_the_label_names_the_diagnosis_probability_code_and_refer():
     assert changed[:, 0].max() < 80 and changed[:, 1].min() >= 100  # just above the box (y0 = 80), from x0 on
 
 
-def test_the_heatmap_changes_only_the_crop_region_and_most_where_the_map_is_high():
+def test_the_heatmap_changes_only_the_lesion_box_and_most_where_the_map_is_high():
     frame = np.full((H, W, 3), 128, np.uint8)
     out = HeatmapAnnotator(opacity=0.6).annotate(frame, _result(_lesion()))
     outside = np.ones((H, W), bool)
-    outside[60:220, 80:240] = False
+    outside[80:200, 100:220] = False  # the lesion box; the crop around it (60:220, 80:240) stays clear
     assert (out[outside] == 128).all()
     change = np.abs(out.astype(int) - 128).sum(axis=2)
-    assert change[210, 230] > change[70, 90] + 50  # the map rises to 1 at the bottom right of the crop
+    assert change[195, 215] > change[85, 105] + 50  # the map rises to 1 at the bottom right of the crop
+    assert change[85, 105] == 0  # below the floor the heatmap is transparent: the skin shows as it is
     unweighted = HeatmapAnnotator(opacity=0.6, weighted=False).annotate(frame, _result(_lesion()))
-    assert np.abs(unweighted[70, 90].astype(int) - 128).sum() > 30
+    assert np.abs(unweighted[85, 105].astype(int) - 128).sum() > 30
+
+
+def test_the_8_bit_blend_follows_the_float_blend_of_the_map_over_the_box():
+    from edgeskin.annotate import _JET_RGB
+    from edgeskin.core.cam import upsample_cam
+
+    frame = _frame()
+    lesion = _lesion()
+    opacity, floor = 0.6, 0.25
+    out = HeatmapAnnotator(opacity=opacity, floor=floor).annotate(frame, _result(lesion))
+    # Reference: the map resized to the crop (60:220, 80:240), the box's window, alpha from the map, float blend.
+    cam = upsample_cam(lesion.cam, (160, 160))[20:140, 20:140]
+    alpha = opacity * np.clip((cam - floor) / (1 - floor), 0, 1)[..., None]
+    colour = _JET_RGB[np.rint(cam * 255).astype(int), 0].astype(float)
+    expected = (1 - alpha) * frame[80:200, 100:220] + alpha * colour
+    assert np.abs(out[80:200, 100:220] - expected).max() <= 4  # 8-bit map levels and rounding
+    assert np.abs(out[80:200, 100:220] - expected).mean() < 1.0
+
+
+def test_label_text_is_rendered_once_and_pasted_after():
+    from edgeskin.annotate import _text_patch
+
+    frame = _frame()
+    first = LabelAnnotator().annotate(frame, _result(_lesion()))
+    before = _text_patch.cache_info()
+    again = LabelAnnotator().annotate(frame, _result(_lesion()))
+    after = _text_patch.cache_info()
+    np.testing.assert_array_equal(first, again)
+    assert after.hits == before.hits + 1 and after.misses == before.misses
 
 
 def test_no_heatmap_without_a_map_or_with_zero_opacity():
