@@ -375,3 +375,20 @@ def test_the_shipped_map_keeps_one_int8_step_under_0_05():
     assert report["max"] <= 0.05, report
     recorded = spec.calibration["logit_step_sensitivity"]["smooth_map_after"]["max"]
     assert recorded <= 0.05
+
+
+def test_the_model_card_states_the_calibration_sensitivity_and_the_guarantee():
+    import json
+    from pathlib import Path
+
+    from convert.model_card import REPRODUCIBILITY, classifier_section
+
+    root = Path(__file__).resolve().parents[2]
+    spec = json.loads((root / "edgeskin/models/edgeskin-mnv2-cls.json").read_text())
+    section = classifier_section(spec, (root / "edgeskin/models" / spec["model_file"]).stat().st_size)
+    s = spec["calibration"]["logit_step_sensitivity"]
+    assert f"at most {s['smooth_map_after']['max']}" in section and "smooth top-label map" in section
+    assert f"{s['isotonic_step_map_before']['max']} with the isotonic step map" in section
+    assert "bit-identical on x86-64 and on aarch64" in REPRODUCIBILITY and "Edge TPU" in REPRODUCIBILITY
+    card = (root / "edgeskin/models/MODEL_CARD.md").read_text()
+    assert section in card and REPRODUCIBILITY in card  # the committed card is the generated one
