@@ -135,7 +135,7 @@ def malignant_metrics(
     probability >= ``threshold`` when the model has a triage threshold, else "the most probable of
     the 4 groups is not Benign". ``rule`` says which was used.
     """
-    from edgeskin.tasks.pipeline import refer_decision, refer_rule
+    from edgeskin.labels import refer_decision, refer_rule
 
     y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
     malignant = malignant_index(dx_labels)

@@ -109,3 +109,27 @@ def dx_index_to_group_index(dx_index: np.ndarray, dx_classes: Sequence[str] = DX
     """Map integer dx labels to integer group labels."""
     lookup = np.array([GROUPS.index(DX_TO_GROUP[dx]) for dx in dx_classes])
     return lookup[np.asarray(dx_index)]
+
+
+# -- referral: product logic on the label views ---------------------------------------------------------
+
+
+def refer_rule(threshold: float | None) -> str:
+    """The referral rule in words (also written into evaluation reports)."""
+    if threshold is None:
+        return "most probable group is malignant (Melanoma, BCC or SCC); the model has no triage threshold"
+    return f"malignant probability (mel + bcc + scc + ak, i.e. akiec) >= {threshold:g}"
+
+
+def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None) -> np.ndarray:
+    """Whether each lesion should be referred to a doctor, shape (...,) bool.
+
+    With a triage ``threshold`` (the spec's ``triage.malignant_threshold``, chosen on validation for a
+    sensitivity of at least 0.85): malignant probability >= threshold. Without one: the most probable of
+    the 4 groups is not Benign.
+    """
+    probs = np.asarray(dx_probabilities, dtype=np.float32)
+    if threshold is not None:
+        return malignant_probability(probs, dx_labels) >= np.float32(threshold)
+    groups = to_groups(probs, dx_labels)
+    return groups.argmax(axis=-1) != GROUPS.index("Benign")

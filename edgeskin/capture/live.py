@@ -21,8 +21,10 @@ The loop
 * analyses a full-resolution still on demand (:meth:`LiveLoop.capture_still`, or
   :meth:`LiveLoop.request_still` from another thread, e.g. a UI).
 
-The pipeline is any callable ``pipeline(frame_rgb) -> PipelineResult`` (``edgeskin.tasks.LesionPipeline``);
-it is only ever called from the thread running the loop, so one interpreter serves every frame.
+The pipeline fills :class:`~edgeskin.roles.PipelineRole` (``edgeskin.tasks.LesionPipeline``: a call and the
+referral threshold it applies), or is any callable ``pipeline(frame_rgb) -> PipelineResult``; it is only ever
+called from the thread running the loop, so one interpreter serves every frame. The loop's settings are one
+:class:`LiveOptions`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,11 +43,13 @@ import numpy as np
 from edgeskin.capture.quality import QualityGate, QualityReport
 from edgeskin.capture.sources import CameraLostError, Frame, FrameSource
 from edgeskin.core.boxes import box_iou
-from edgeskin.labels import DX_CLASSES, malignant_probability
+from edgeskin.labels import DX_CLASSES, malignant_probability, refer_decision
 from edgeskin.results import Lesion, PipelineResult
+from edgeskin.roles import PipelineRole
 
 __all__ = [
     "Pipeline",
+    "LiveOptions",
     "LiveFrame",
     "LiveSummary",
     "StillAnalysis",
@@ -60,10 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class Pipeline(Protocol):
-    """What the loop needs from a pipeline."""
-
-    def __call__(self, frame_rgb: np.ndarray) -> PipelineResult: ...
+Pipeline = PipelineRole  # the name this module used before the roles moved to edgeskin.roles
 
 
 # --------------------------------------------------------------------------------------------- smoothing
@@ -187,12 +188,8 @@ class DiagnosisSmoother:
         )
 
 
-def _refer(probs: np.ndarray, labels: Sequence[str], threshold: float | None) -> bool | None:
-    """The pipeline's referral rule applied to smoothed probabilities (None when it is not installed)."""
-    try:
-        from edgeskin.tasks.pipeline import refer_decision  # noqa: PLC0415 - the rule lives with the pipeline
-    except ImportError:
-        return None if threshold is None else bool(malignant_probability(probs, labels) >= threshold)
+def _refer(probs: np.ndarray, labels: Sequence[str], threshold: float | None) -> bool:
+    """The pipeline's referral rule (:func:`edgeskin.labels.refer_decision`) on smoothed probabilities."""
     return bool(refer_decision(probs.astype(np.float32), labels, threshold))
 
 
@@ -276,26 +273,11 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-def _pipeline_threshold(pipeline: Any) -> float | None:
-    """The pipeline's referral threshold, when it exposes one."""
-    for owner in (pipeline, getattr(pipeline, "options", None), getattr(pipeline, "classifier", None)):
-        for name in ("malignant_threshold", "refer_threshold", "triage_threshold"):
-            value = getattr(owner, name, None) if owner is not None else None
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-    spec = getattr(getattr(pipeline, "classifier", None), "spec", None)
-    triage = getattr(spec, "triage", None)
-    if isinstance(triage, Mapping) and isinstance(triage.get("malignant_threshold"), (int, float)):
-        return float(triage["malignant_threshold"])
-    return None
+@dataclass(frozen=True)
+class LiveOptions:
+    """How a :class:`LiveLoop` runs; validated when made.
 
-
-class LiveLoop:
-    """Run a pipeline over a frame source, live.
-
-    Args:
-        source: A :class:`~edgeskin.capture.sources.FrameSource`.
-        pipeline: ``pipeline(frame_rgb) -> PipelineResult``.
+    Attributes:
         max_frames: Stop after this many processed frames (None: until the source ends or ``stop()``).
         smoothing: History weight of the diagnosis average in [0, 1) (0: no smoothing).
         iou_reset: Box overlap below which the followed lesion counts as lost.
@@ -307,45 +289,68 @@ class LiveLoop:
         max_consecutive_errors: Stop after this many failed reads in a row (a source that never recovers).
         retry_delay: Pause after a failed read, seconds.
         refer_threshold: Malignant probability for the smoothed ``refer`` flag; None: the pipeline's own
-            threshold when it exposes one.
+            ``refer_threshold`` (:class:`~edgeskin.roles.PipelineRole`), else the group rule.
         error_log_size: How many recent error messages the summary keeps.
+    """
+
+    max_frames: int | None = None
+    smoothing: float = 0.6
+    iou_reset: float = 0.3
+    quality_gate: QualityGate | Callable[..., QualityReport] | None | str = "default"
+    on_result: Callable[[LiveFrame], Any] | None = None
+    keep_records: bool = False
+    max_consecutive_errors: int = 50
+    retry_delay: float = 0.05
+    refer_threshold: float | None = None
+    error_log_size: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1 or None, got {self.max_frames}")
+        if self.max_consecutive_errors < 1:
+            raise ValueError(f"max_consecutive_errors must be at least 1, got {self.max_consecutive_errors}")
+        if isinstance(self.quality_gate, str) and self.quality_gate != "default":
+            raise ValueError(f"quality_gate: expected a gate, None or 'default', got {self.quality_gate!r}")
+
+
+class LiveLoop:
+    """Run a pipeline over a frame source, live.
+
+    Args:
+        source: A :class:`~edgeskin.capture.sources.FrameSource`.
+        pipeline: A :class:`~edgeskin.roles.PipelineRole` (``LesionPipeline``), or any
+            ``pipeline(frame_rgb) -> PipelineResult``.
+        options: The loop's :class:`LiveOptions` (default: ``LiveOptions()``).
+        **overrides: Single options by name, applied on top of ``options`` (e.g. ``max_frames=300``).
     """
 
     def __init__(
         self,
         source: FrameSource,
-        pipeline: Pipeline | Callable[[np.ndarray], PipelineResult],
-        *,
-        max_frames: int | None = None,
-        smoothing: float = 0.6,
-        iou_reset: float = 0.3,
-        quality_gate: QualityGate | Callable[..., QualityReport] | None | str = "default",
-        on_result: Callable[[LiveFrame], Any] | None = None,
-        keep_records: bool = False,
-        max_consecutive_errors: int = 50,
-        retry_delay: float = 0.05,
-        refer_threshold: float | None = None,
-        error_log_size: int = 100,
+        pipeline: PipelineRole | Callable[[np.ndarray], PipelineResult],
+        options: LiveOptions | None = None,
+        **overrides: Any,
     ) -> None:
-        if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be at least 1 or None, got {max_frames}")
-        if max_consecutive_errors < 1:
-            raise ValueError(f"max_consecutive_errors must be at least 1, got {max_consecutive_errors}")
+        options = replace(options or LiveOptions(), **overrides) if overrides else options or LiveOptions()
+        self.options = options
         self.source = source
         self.pipeline = pipeline
-        self.max_frames = max_frames
-        self.quality_gate = QualityGate() if isinstance(quality_gate, str) and quality_gate == "default" else quality_gate
-        self.on_result = on_result
-        self.keep_records = keep_records
-        self.max_consecutive_errors = int(max_consecutive_errors)
-        self.retry_delay = float(retry_delay)
-        threshold = refer_threshold if refer_threshold is not None else _pipeline_threshold(pipeline)
-        self.smoother = DiagnosisSmoother(smoothing, iou_reset, threshold)
+        self.max_frames = options.max_frames
+        gate = options.quality_gate
+        self.quality_gate = QualityGate() if isinstance(gate, str) else gate
+        self.on_result = options.on_result
+        self.keep_records = options.keep_records
+        self.max_consecutive_errors = int(options.max_consecutive_errors)
+        self.retry_delay = float(options.retry_delay)
+        threshold = options.refer_threshold
+        if threshold is None and isinstance(pipeline, PipelineRole):
+            threshold = pipeline.refer_threshold
+        self.smoother = DiagnosisSmoother(options.smoothing, options.iou_reset, threshold)
         self._stop = threading.Event()
         self._still_lock = threading.Lock()
         self._still_requests: deque[Callable[[StillAnalysis], Any]] = deque()
         self._errors = 0
-        self._error_log: deque[dict[str, Any]] = deque(maxlen=max(1, error_log_size))
+        self._error_log: deque[dict[str, Any]] = deque(maxlen=max(1, options.error_log_size))
         self._records: list[dict[str, Any]] = []
         self._processed = 0
         self._withheld = 0

@@ -12,15 +12,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.errors import ConfigError, check_fraction
 from edgeskin.image import validate_frame
-from edgeskin.labels import DX8_CLASSES, DX_CLASSES, GROUPS, is_dx_labels, malignant_probability, to_groups
-from edgeskin.results import Classification, Detections, Lesion, PipelineResult
+from edgeskin.labels import (  # refer_decision and refer_rule: re-exported from here, as before
+    DX8_CLASSES,
+    DX_CLASSES,
+    GROUPS,
+    is_dx_labels,
+    malignant_probability,
+    refer_decision,
+    refer_rule,
+    to_groups,
+)
+from edgeskin.results import Classification, Lesion, PipelineResult
+from edgeskin.roles import ClassifierRole, DetectorRole
 from edgeskin.runtime.interpreter import DELEGATES
 from edgeskin.runtime.spec import ModelSpec
 from edgeskin.tasks.cam import CamExplainer
@@ -40,32 +50,6 @@ logger = logging.getLogger(__name__)
 CLASSICAL = "classical"
 NO_LESION_FOUND = "no lesion found"
 TIMING_STAGES: tuple[str, ...] = ("preprocess", "detect", "crop", "classify", "cam", "total")
-
-
-class _DetectorLike(Protocol):  # Detector, ClassicalDetector, or a test fake
-    def detect(self, image_rgb: np.ndarray) -> Detections: ...
-
-
-def refer_rule(threshold: float | None) -> str:
-    """The referral rule in words (also written into evaluation reports)."""
-    if threshold is None:
-        return "most probable group is malignant (Melanoma, BCC or SCC); the model has no triage threshold"
-    return f"malignant probability (mel + bcc + scc + ak, i.e. akiec) >= {threshold:g}"
-
-
-def refer_decision(dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None) -> np.ndarray:
-    """Whether each lesion should be referred to a doctor, shape (...,) bool.
-
-    With a triage ``threshold`` (the spec's ``triage.malignant_threshold``, chosen on validation for a
-    sensitivity of at least 0.85): malignant probability >= threshold. Without one: the most probable of
-    the 4 groups is not Benign.
-    """
-    probs = np.asarray(dx_probabilities, dtype=np.float32)
-    if threshold is not None:
-        return malignant_probability(probs, dx_labels) >= np.float32(threshold)
-    groups = to_groups(probs, dx_labels)
-    return groups.argmax(axis=-1) != GROUPS.index("Benign")
-
 
 
 @dataclass(frozen=True)
@@ -149,8 +133,8 @@ class LesionPipeline:
 
     def __init__(
         self,
-        classifier: Any,
-        detector: _DetectorLike | None = None,
+        classifier: ClassifierRole,
+        detector: DetectorRole | None = None,
         *,
         crop_margin: float = 0.15,
         max_lesions: int = 3,

@@ -85,7 +85,7 @@ class FakePipeline:
         fail_every: Raise on every n-th call (a bad frame); 0: never.
     """
 
-    malignant_threshold = 0.3
+    refer_threshold = 0.3  # edgeskin.roles.PipelineRole: the referral threshold it applies
 
     def __init__(self, delay: float = 0.0, fail_every: int = 0) -> None:
         self.delay = delay
@@ -113,7 +113,7 @@ class FakePipeline:
         r, g, b = region.mean(axis=0) / 255.0
         logits = np.array([r, g, b, 1 - r, 1 - g, 1 - b, 0.5], np.float32) * 3
         probs = np.exp(logits - logits.max())
-        lesion = make_lesion(box, probs, threshold=self.malignant_threshold)
+        lesion = make_lesion(box, probs, threshold=self.refer_threshold)
         total_ms = (time.perf_counter() - start) * 1000
         return PipelineResult((width, height), (lesion,), {"detect": detect_ms, "classify": total_ms - detect_ms})
 

@@ -150,7 +150,7 @@ def test_loop_smooths_over_frames_and_flags_referral_from_the_pipeline_threshold
     frames = [_lesion_frame() for _ in range(6)]
     summary = LiveLoop(ListSource(frames), FakePipeline(), smoothing=0.5, keep_records=True).run()
     assert [e["smoothed"]["frames"] for e in summary.frames] == [1, 2, 3, 4, 5, 6]
-    # The threshold is taken from the pipeline (FakePipeline.malignant_threshold = 0.3).
+    # The threshold is taken from the pipeline (PipelineRole.refer_threshold: FakePipeline has 0.3).
     assert all(e["smoothed"]["refer"] is (e["smoothed"]["malignant"] >= 0.3) for e in summary.frames)
     assert LiveLoop(ListSource([]), FakePipeline()).smoother.refer_threshold == 0.3
 
@@ -399,3 +399,33 @@ def test_live_loop_with_the_shipped_models_on_a_real_video(ph2_video):
         summary = LiveLoop(source, pipeline, keep_records=True).run()
     assert summary.processed == frame_count and summary.errors == 0
     assert sum(1 for e in summary.frames if e["lesions"]) > frame_count * 0.5
+
+
+# ------------------------------------------------------------------------------------------------- options
+
+
+def test_live_options_are_validated_once_and_overrides_apply_on_top():
+    from edgeskin.capture.live import LiveOptions
+
+    with pytest.raises(ValueError, match="max_frames"):
+        LiveOptions(max_frames=0)
+    with pytest.raises(ValueError, match="max_consecutive_errors"):
+        LiveOptions(max_consecutive_errors=0)
+    with pytest.raises(ValueError, match="quality_gate"):
+        LiveOptions(quality_gate="strict")
+    base = LiveOptions(max_frames=5, smoothing=0.2, quality_gate=None)
+    loop = LiveLoop(ListSource([]), FakePipeline(), base, max_frames=7)
+    assert loop.options == LiveOptions(max_frames=7, smoothing=0.2, quality_gate=None)
+    assert loop.max_frames == 7 and loop.quality_gate is None and loop.smoother.smoothing == 0.2
+    with pytest.raises(TypeError):
+        LiveLoop(ListSource([]), FakePipeline(), max_frame=3)  # a misspelt option is an error, not ignored
+
+
+def test_the_refer_threshold_comes_from_the_options_then_the_pipeline_role_then_the_group_rule():
+    from edgeskin.roles import PipelineRole
+
+    assert isinstance(FakePipeline(), PipelineRole)
+    assert LiveLoop(ListSource([]), FakePipeline(), refer_threshold=0.5).smoother.refer_threshold == 0.5
+    assert LiveLoop(ListSource([]), FakePipeline()).smoother.refer_threshold == 0.3
+    plain = FakePipeline()
+    assert LiveLoop(ListSource([]), lambda frame: plain(frame)).smoother.refer_threshold is None
