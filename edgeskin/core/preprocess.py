@@ -200,16 +200,19 @@ def shades_of_gray(image: np.ndarray, power: float = 6) -> np.ndarray:
     _check_rgb(image, "shades_of_gray")
     if not (isinstance(power, (int, float)) and math.isfinite(power) and power >= 1):
         raise ConfigError(f"shades_of_gray: expected a finite power >= 1, got {power!r}")
-    moments = []
     weights, denominator = _sog_weights(float(power))
     pixels = image.shape[0] * image.shape[1]
-    for c in range(3):
-        # calcHist counts in float32, exact below 2^24 pixels; bincount (slower) beyond.
-        if pixels < 1 << 24:
-            hist = cv2.calcHist([image], [c], None, [256], [0, 256]).ravel().astype(np.int64)
-        else:
+    if pixels < 1 << 24:
+        # calcHist counts in float32, exact below 2^24 pixels. Each moment sum(h_l * w_l) is taken on 24-bit
+        # limbs of the weights in int64 (h < 2^24, so every partial sum stays below 2^56): exact, vectorised.
+        hists = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(3)])
+        parts = (hists.astype(np.int64) @ _sog_limbs(float(power))).tolist()
+        moments = [sum(int(v) << (_LIMB_BITS * k) for k, v in enumerate(row)) for row in parts]
+    else:  # bincount (slower) and Python integers beyond
+        moments = []
+        for c in range(3):
             hist = np.bincount(image[..., c].reshape(-1), minlength=256)
-        moments.append(sum(int(h) * w for h, w in zip(hist.tolist(), weights, strict=True) if h))
+            moments.append(sum(int(h) * w for h, w in zip(hist.tolist(), weights, strict=True) if h))
     gains = _sog_gains(tuple(moments), pixels, denominator, float(power))
     if gains is None:
         return image.copy()
@@ -234,6 +237,18 @@ def _sog_weights(power: float) -> tuple[tuple[int, ...], int]:
 
 
 _SOG_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+_LIMB_BITS = 24
+
+
+@functools.lru_cache(maxsize=8)
+def _sog_limbs(power: float) -> np.ndarray:
+    """The weights of :func:`_sog_weights` split into 24-bit limbs, (256, limbs) int64 (read-only)."""
+    weights, _ = _sog_weights(power)
+    count = max(1, -(-max(weights).bit_length() // _LIMB_BITS))
+    mask = (1 << _LIMB_BITS) - 1
+    limbs = np.array([[(w >> (_LIMB_BITS * k)) & mask for k in range(count)] for w in weights], np.int64)
+    limbs.setflags(write=False)
+    return limbs
 
 
 def _iroot(value: int, n: int) -> int:
