@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -28,7 +28,9 @@ __all__ = [
     "BoxAnnotator",
     "HeatmapAnnotator",
     "LabelAnnotator",
+    "MessageAnnotator",
     "annotate",
+    "lesion_crop_heatmap",
     "lesion_label",
 ]
 
@@ -300,14 +302,62 @@ class BannerAnnotator:
             (_, text_h), baseline = cv2.getTextSize(self.text, FONT, scale, thickness)
             _draw_text_box(out, self.text, (0, height - text_h - baseline - 8), self.background, scale, thickness)
         if self.show_messages and result is not None:
-            scale = self.text_scale or _auto_scale(out)
-            thickness = max(1, round(scale * 1.6))
-            y = 0
-            for message in result.messages:
-                _draw_text_box(out, message, (0, y), self.background, scale, thickness)
-                (_, text_h), baseline = cv2.getTextSize(message, FONT, scale, thickness)
-                y += text_h + baseline + 2 * max(2, round(4 * scale)) + 2
+            _draw_messages(out, result.messages, self.text_scale, self.background)
         return out
+
+
+def _draw_messages(out: np.ndarray, messages: Sequence[str], text_scale: float | None, background: Color) -> None:
+    """One text box per message, stacked from the top-left corner."""
+    scale = text_scale or _auto_scale(out)
+    thickness = max(1, round(scale * 1.6))
+    y = 0
+    for message in messages:
+        _draw_text_box(out, message, (0, y), background, scale, thickness)
+        (_, text_h), baseline = cv2.getTextSize(message, FONT, scale, thickness)
+        y += text_h + baseline + 2 * max(2, round(4 * scale)) + 2
+
+
+@dataclass(frozen=True)
+class MessageAnnotator:
+    """Guidance lines (e.g. the live loop's "hold still") across the top, as :class:`BannerAnnotator` writes a
+    result's messages.
+
+    Attributes:
+        messages: The lines, top first.
+    """
+
+    messages: Sequence[str] = ()
+    text_scale: float | None = None
+    background: Color = (30, 30, 30)
+
+    def annotate(self, scene: np.ndarray, result: PipelineResult | None = None, *, copy: bool = True) -> np.ndarray:
+        """Return ``scene`` with the messages written (a copy unless ``copy=False``); ``result`` is not used."""
+        _check_scene(scene)
+        out = scene.copy() if copy else scene
+        _draw_messages(out, self.messages, self.text_scale, self.background)
+        return out
+
+
+def lesion_crop_heatmap(frame: np.ndarray, lesion: Lesion, opacity: float = 0.5) -> np.ndarray | None:
+    """The lesion's crop (``Lesion.crop_box``, inside the frame) with its class activation map over all of it.
+
+    :class:`HeatmapAnnotator` with a uniform weight (``weighted=False``): ``opacity`` 0 gives the crop, 1 the
+    map. None when the lesion has no map. ``frame`` is not modified.
+    """
+    if lesion.cam is None:
+        return None
+    _check_scene(frame)
+    height, width = frame.shape[:2]
+    cx0, cy0, cx1, cy1 = (int(v) for v in lesion.crop_box)
+    x0, y0 = min(max(cx0, 0), width - 1), min(max(cy0, 0), height - 1)
+    x1, y1 = max(min(cx1, width), x0 + 1), max(min(cy1, height), y0 + 1)
+    crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
+    in_crop = replace(  # the lesion seen from the crop: its box is the whole crop, its map where it was
+        lesion,
+        box=np.array([0, 0, x1 - x0, y1 - y0], np.float32),
+        crop_box=np.array([cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0], np.int64),
+    )
+    return HeatmapAnnotator(opacity, weighted=False).annotate(crop, [in_crop], copy=False)
 
 
 def annotate(

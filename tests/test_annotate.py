@@ -11,7 +11,9 @@ from edgeskin.annotate import (
     BoxAnnotator,
     HeatmapAnnotator,
     LabelAnnotator,
+    MessageAnnotator,
     annotate,
+    lesion_crop_heatmap,
     lesion_label,
 )
 from edgeskin.errors import ConfigError, ImageError
@@ -158,3 +160,37 @@ def test_annotate_options_turn_parts_off():
     frame = np.full((H, W, 3), 128, np.uint8)
     boxes_only = annotate(frame, _result(_lesion()), heatmap=False, labels=False, banner=False)
     np.testing.assert_array_equal(boxes_only, BoxAnnotator().annotate(frame, _result(_lesion())))
+
+
+@pytest.mark.parametrize("opacity", [0.0, 0.5, 1.0])
+def test_lesion_crop_heatmap_blends_the_map_over_the_whole_crop(opacity):
+    frame = _frame()
+    lesion = _lesion(cam=False)
+    lesion = Lesion(**{**lesion.__dict__, "cam": np.eye(7, dtype=np.float32)})
+    overlay = lesion_crop_heatmap(frame, lesion, opacity)
+    crop = frame[60:220, 80:240]  # crop_box (80, 60, 240, 220)
+    assert overlay.shape == crop.shape and overlay.dtype == np.uint8
+    difference = np.abs(overlay.astype(int) - crop.astype(int)).mean()
+    if opacity == 0.0:
+        assert difference == 0
+    else:
+        assert difference > 10 * opacity
+    if opacity == 1.0:  # the map alone: the diagonal is hot (red end of JET), the corners cold (blue end)
+        assert overlay[80, 80, 0] > overlay[80, 80, 2] and overlay[5, 150, 2] > overlay[5, 150, 0]
+    assert lesion_crop_heatmap(frame, _lesion(cam=False), 0.5) is None
+
+
+def test_lesion_crop_heatmap_clips_a_crop_box_that_leaves_the_frame():
+    lesion = _lesion(crop_box=(-40, -30, 120, 130))
+    overlay = lesion_crop_heatmap(_frame(), lesion, 0.5)
+    assert overlay.shape == (130, 120, 3)
+
+
+def test_message_annotator_writes_its_lines_at_the_top_on_a_copy():
+    frame = np.full((H, W, 3), 255, np.uint8)
+    out = MessageAnnotator(("hold still", "too dark")).annotate(frame)
+    assert (frame == 255).all()
+    assert (out[:5] != 255).any() and (out[H // 2 :] == 255).all()
+    two_lines = (out != 255).any(axis=(1, 2)).nonzero()[0].max()
+    one_line = (MessageAnnotator(("hold still",)).annotate(frame) != 255).any(axis=(1, 2)).nonzero()[0].max()
+    assert two_lines > one_line  # stacked, not overwritten

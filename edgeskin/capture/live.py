@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edgeskin.annotate import BoxAnnotator, MessageAnnotator, annotate
 from edgeskin.capture.quality import QualityGate, QualityReport
 from edgeskin.capture.sources import CameraLostError, Frame, FrameSource
 from edgeskin.core.boxes import box_iou
@@ -587,6 +587,9 @@ class LiveLoop:
 
 # --------------------------------------------------------------------------------------------- drawing
 
+# A lesion found in a frame that failed the quality gate: a plain grey box, no label, no colour code.
+_WITHHELD_BOXES = BoxAnnotator(refer_color=(200, 200, 200), ok_color=(200, 200, 200))
+
 
 def scale_result(result: PipelineResult, to_size: tuple[int, int]) -> PipelineResult:
     """The result with its boxes moved to a frame of ``to_size`` (width, height), e.g. lores → main.
@@ -607,53 +610,16 @@ def scale_result(result: PipelineResult, to_size: tuple[int, int]) -> PipelineRe
     return replace(result, image_size=(to_w, to_h), lesions=tuple(lesions))
 
 
-def _fallback_draw(frame: np.ndarray, result: PipelineResult | None, heatmap: bool) -> np.ndarray:
-    """Boxes and labels drawn with OpenCV, for when edgeskin.annotate is not installed."""
-    out = frame.copy()
-    if result is None:
-        return out
-    thickness = max(1, round(max(out.shape[:2]) / 320))
-    for lesion in result.lesions:
-        x0, y0, x1, y1 = (int(round(float(v))) for v in lesion.box)
-        colour = (230, 60, 40) if lesion.refer else (40, 200, 90)
-        if heatmap and lesion.cam is not None:
-            cx0, cy0, cx1, cy1 = (int(v) for v in lesion.crop_box)
-            cx0, cy0 = max(cx0, 0), max(cy0, 0)
-            cx1, cy1 = min(cx1, out.shape[1]), min(cy1, out.shape[0])
-            if cx1 > cx0 and cy1 > cy0:
-                cam = cv2.resize(np.asarray(lesion.cam, np.float32), (cx1 - cx0, cy1 - cy0))
-                colours = cv2.applyColorMap(np.clip(cam * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-                region = out[cy0:cy1, cx0:cx1]
-                out[cy0:cy1, cx0:cx1] = cv2.addWeighted(region, 0.6, colours[..., ::-1], 0.4, 0)
-        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thickness)
-        text = f"{lesion.label} {float(lesion.dx.probabilities.max()):.0%}"
-        cv2.putText(out, text, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour, thickness)
-    return out
-
-
 def draw_result(frame: np.ndarray, result: PipelineResult | None, *, heatmap: bool = False,
                 messages: Sequence[str] = ()) -> np.ndarray:
     """Draw a result on a copy of ``frame`` (boxes in that frame's pixels) and any guidance messages.
 
-    Uses :func:`edgeskin.annotate.annotate` when it is installed, else a plain OpenCV drawing.
+    Composes the annotators: :func:`edgeskin.annotate.annotate` for the result, then
+    :class:`~edgeskin.annotate.MessageAnnotator` for the guidance.
     """
-    out = None
-    if result is not None:
-        try:
-            from edgeskin.annotate import annotate  # noqa: PLC0415 - optional sibling module
-        except ImportError:
-            annotate = None  # type: ignore[assignment]
-        if annotate is not None:
-            out = annotate(frame, result, heatmap=heatmap)
-    if out is None:
-        out = _fallback_draw(frame, result, heatmap)
+    out = annotate(frame, result, heatmap=heatmap) if result is not None else frame.copy()
     if messages:
-        scale = max(0.5, max(out.shape[:2]) / 640)
-        text = " / ".join(messages)
-        thickness = max(1, round(scale * 2))
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(out, (0, 0), (tw + 16, th + 16), (0, 0, 0), -1)
-        cv2.putText(out, text, (8, th + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 220, 0), thickness)
+        MessageAnnotator(tuple(messages)).annotate(out, copy=False)
     return out
 
 
@@ -670,10 +636,7 @@ def render_live(live: LiveFrame, *, heatmap: bool = False) -> np.ndarray:
     if live.withheld:
         out = draw_result(frame, None, messages=live.messages)
         if result is not None:
-            thickness = max(1, round(max(out.shape[:2]) / 320))
-            for lesion in result.lesions:
-                x0, y0, x1, y1 = (int(round(float(v))) for v in lesion.box)
-                cv2.rectangle(out, (x0, y0), (x1, y1), (200, 200, 200), thickness)
+            _WITHHELD_BOXES.annotate(out, result.lesions, copy=False)
         return out
     found = result is not None and bool(result.lesions)
     return draw_result(frame, result, heatmap=heatmap, messages=() if found else live.messages)

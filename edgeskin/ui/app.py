@@ -16,7 +16,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from edgeskin.annotate import annotate
+from edgeskin.annotate import annotate, lesion_crop_heatmap
 from edgeskin.errors import EdgeskinError, NoDefaultModelError
 from edgeskin.labels import DX_NAMES
 from edgeskin.ui import launch
@@ -119,7 +119,7 @@ def _details(index: int, lesion: Any, analysis: launch.Analysis, pipeline: Any, 
     """The lesion's CAM, its probability charts, and its crop before and after preprocessing."""
     explanation, charts = st.columns([2, 3])
     with explanation:
-        overlay = launch.cam_overlay(analysis.frame, lesion, opacity)
+        overlay = lesion_crop_heatmap(analysis.frame, lesion, opacity)
         if overlay is not None:
             st.image(overlay, caption=f"Lesion {index + 1}: class activation map (CAM), where the classifier looked")
         else:

@@ -2,8 +2,8 @@
 
 * :func:`streamlit_command` builds the ``python -m streamlit run <app.py> ...`` command line.
 * :func:`analyse` decodes uploaded bytes in memory and runs the pipeline (nothing touches the disk).
-* :func:`model_facts`, :func:`preprocessing_views`, :func:`cam_overlay`, :func:`report` and
-  :func:`encode_png` turn a result into what the page shows and offers for download.
+* :func:`model_facts`, :func:`preprocessing_views`, :func:`report` and :func:`encode_png` turn a result into
+  what the page shows and offers for download; pictures are drawn by the annotators (:mod:`edgeskin.annotate`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ __all__ = [
     "ModelFacts",
     "analyse",
     "assess_quality",
-    "cam_overlay",
     "check_streamlit_args",
     "classifier_spec",
     "detector_spec",
@@ -339,21 +338,6 @@ def preprocessing_views(frame: np.ndarray, lesion: Lesion, spec: Any) -> tuple[n
     if profile is None:
         return before, before, "none"
     return before, profile.apply(before.copy()), profile.name
-
-
-def cam_overlay(frame: np.ndarray, lesion: Lesion, opacity: float) -> np.ndarray | None:
-    """The lesion crop with its class activation map blended in at ``opacity`` (0: crop only, 1: map
-    only); None when the result has no CAM."""
-    if lesion.cam is None:
-        return None
-    import cv2
-
-    from edgeskin.core.cam import cam_to_heatmap, upsample_cam
-
-    crop = np.ascontiguousarray(_crop(frame, lesion))
-    heatmap = cam_to_heatmap(upsample_cam(lesion.cam, crop.shape[:2]))
-    alpha = float(np.clip(opacity, 0.0, 1.0))
-    return cv2.addWeighted(heatmap, alpha, crop, 1.0 - alpha, 0.0)
 
 
 def encode_png(image_rgb: np.ndarray) -> bytes:

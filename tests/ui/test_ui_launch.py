@@ -188,24 +188,6 @@ def test_licence_comes_from_the_spec_or_else_the_model_card(tmp_path, monkeypatc
     assert fact.data == "X"
 
 
-@pytest.mark.parametrize("opacity", [0.0, 0.5, 1.0])
-def test_cam_overlay_blends_the_heatmap_over_the_crop(opacity):
-    frame = _lesion_frame()
-    lesion = _lesion(cam=np.eye(7, dtype=np.float32))
-    overlay = launch.cam_overlay(frame, lesion, opacity)
-    crop = frame[60:180, 100:220]
-    assert overlay.shape == crop.shape and overlay.dtype == np.uint8
-    difference = np.abs(overlay.astype(int) - crop.astype(int)).mean()
-    if opacity == 0.0:
-        assert difference == 0
-    else:
-        assert difference > 10 * opacity
-
-
-def test_cam_overlay_is_none_without_a_cam():
-    assert launch.cam_overlay(_lesion_frame(), _lesion(cam=None), 0.5) is None
-
-
 def test_preprocessing_views_show_the_classifier_input_before_and_after_its_profile():
     spec = FakeClassifier().spec
     before, after, name = launch.preprocessing_views(_lesion_frame(), _lesion(), spec)
