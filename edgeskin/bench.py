@@ -651,6 +651,12 @@ def run_quick_suite(
             else {}
         ),
         "cam_share_of_classify": cam_share,
+        # The overlay against the stage it should stay well below (issue 14: <= 0.3).
+        "annotate_to_detect": (
+            round(stage_stats["annotate"]["p50"] / stage_stats["detect"]["p50"], 4)
+            if stage_stats.get("detect", {}).get("p50")
+            else None
+        ),
         "lesions_per_frame": lesions,
         "peak_rss_mb": peak_rss_mb(),
         "warnings": warnings,
@@ -839,7 +845,8 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"{result['overhead_ms']:.2f} ms outside the models)",
         f"  overhead ratio against the invoke times measured inside predict: "
         f"{_fmt(result.get('overhead_ratio_in_pipeline_invokes'))}",
-        f"  CAM cost {'n/a' if cam is None else f'{100 * cam:.1f}% of classify'}",
+        f"  CAM cost {'n/a' if cam is None else f'{100 * cam:.1f}% of classify'}; annotate / detect p50 "
+        f"{_fmt(result.get('annotate_to_detect'))}",
         "  models: " + ", ".join(f"{m['name']} {m['size_mb']:.2f} MB" for m in result["models"].values()),
         f"  peak RSS {result['peak_rss_mb']:.0f} MiB",
     ]

@@ -245,14 +245,14 @@ def _fake_results() -> dict:
     pipeline = {
         "end_to_end_ms": stats,
         "fps": 100.0,
-        "overhead_ratio": 1.25,
+        "overhead_ratio": 1.12,
         "overhead_ms": 2.0,
         "cam_share_of_classify": 0.02,
         "invoke_ms": {"detector": {**stats, "p50": 6.0}, "classifier": {**stats, "p50": 2.0}},
         "invoke_counts_per_frame": {"detector": 1.0, "classifier": 1.0},
         "lesions_per_frame": 1.0,
         "peak_rss_mb": 120.0,
-        "stages_ms": {"detect": stats, "classify": stats, "cam": stats},
+        "stages_ms": {"detect": stats, "classify": stats, "cam": stats, "annotate": {**stats, "p50": 2.5}},
         "warnings": [],
         "settings": {"threads": 2, "frame": {"size": [768, 576]}},
     }
@@ -282,7 +282,10 @@ def test_report_acceptance_and_missing_items() -> None:
 
     results = _fake_results()
     met = {row["what"].split(" (")[0].split(",")[0]: row["met"] for row in acceptance(results)}
-    assert list(met.values()) == [True, True, False, True, True]
+    assert list(met.values()) == [True, True, False, True, True, True]
+    results["latency"]["pipeline-2t"].update(overhead_ratio=1.25)  # issue 14: at most 1.15
+    results["latency"]["pipeline-2t"]["stages_ms"]["annotate"]["p50"] = 3.5  # 0.35x detect: over 0.3
+    assert [row["met"] for row in acceptance(results)] == [True, False, False, True, True, False]
     missing = missing_items(results)
     assert "latency.classifier-keras: no Keras model" in missing
     assert any("float_resnet50: not trained" in m for m in missing)

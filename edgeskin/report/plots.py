@@ -138,10 +138,8 @@ def plot_stages(results: dict[str, Any], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, (_label, r) in enumerate(columns):
         bottom = 0.0
-        invoke = (
-            r["invoke_ms"]["detector"]["p50"]
-            + r["invoke_counts_per_frame"]["classifier"] * r["invoke_ms"]["classifier"]["p50"]
-        )
+        counts = r["invoke_counts_per_frame"]
+        invoke = sum(stats["p50"] * counts.get(name, 1.0) for name, stats in r["invoke_ms"].items())
         for j, stage in enumerate(stages):
             value = r["stages_ms"].get(stage, {}).get("p50", 0.0)
             ax.bar(i, value, bottom=bottom, color=plt.cm.tab10(j), label=stage if i == 0 else None)
