@@ -38,6 +38,7 @@ from edgeskin.tasks.cam import CamExplainer
 __all__ = [
     "CLASSICAL",
     "NO_LESION_FOUND",
+    "UNSURE_RETAKE",
     "LesionPipeline",
     "PipelineOptions",
     "TIMING_STAGES",
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 CLASSICAL = "classical"
 NO_LESION_FOUND = "no lesion found"
+# The top box scored in the detector's "unsure" band (spec thresholds.unsure <= score < presence): something
+# may be a lesion, so the frame is not called lesion-free; like the quality gate, it asks for a new picture.
+UNSURE_RETAKE = "unsure: retake"
 TIMING_STAGES: tuple[str, ...] = ("preprocess", "detect", "crop", "classify", "cam", "total")
 
 
@@ -69,7 +73,10 @@ class PipelineOptions:
         max_lesions: Analyse at most this many boxes per frame, highest detector confidence first.
         min_confidence: Detector score a box needs to be reported as a lesion (None: the detector spec's
             ``thresholds.presence``, else every box the detector keeps). Lower-scoring boxes are
-            candidates, not lesions: the frame is then "no lesion found".
+            candidates, not lesions: the frame is then "no lesion found", or "unsure: retake" when the best
+            candidate scores at least ``unsure_confidence``.
+        unsure_confidence: Lower end of the "unsure: retake" band (None: the detector spec's
+            ``thresholds.unsure``; no band when neither gives one).
         cam: Compute a class activation map for each lesion's top diagnosis.
         refer_threshold: Malignant-probability threshold for "refer" (None: the classifier spec's
             ``triage.malignant_threshold``; without one, refer when the top group is malignant).
@@ -89,6 +96,7 @@ class PipelineOptions:
     cam: bool = True
     refer_threshold: float | None = None
     tta: Sequence[str] | None = None
+    unsure_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.delegate not in DELEGATES:
@@ -99,6 +107,7 @@ class PipelineOptions:
             raise ConfigError(f"crop_margin: expected a fraction of the box size in [0, 5], got {self.crop_margin!r}")
         check_fraction(self.min_confidence, "min_confidence")
         check_fraction(self.refer_threshold, "refer_threshold")
+        check_fraction(self.unsure_confidence, "unsure_confidence")
         if self.detector_spec is not None and (self.detector is None or self.detector == CLASSICAL):
             raise ConfigError("detector_spec is given but the detector is not a model file")
 
@@ -142,6 +151,7 @@ class LesionPipeline:
         cam: bool = True,
         refer_threshold: float | None = None,
         explainer: CamExplainer | None = None,
+        unsure_confidence: float | None = None,
     ) -> None:
         labels = tuple(classifier.labels)
         if not is_dx_labels(labels):
@@ -152,11 +162,15 @@ class LesionPipeline:
             )
         if not isinstance(max_lesions, int) or max_lesions < 1:
             raise ConfigError(f"max_lesions: expected a positive integer, got {max_lesions!r}")
+        thresholds = getattr(getattr(detector, "spec", None), "thresholds", None) or {}
         if min_confidence is None:
-            detector_spec = getattr(detector, "spec", None)
-            thresholds = getattr(detector_spec, "thresholds", None) or {}
             min_confidence = thresholds.get("presence")
+        if unsure_confidence is None:
+            unsure_confidence = thresholds.get("unsure")
         check_fraction(min_confidence, "min_confidence")
+        check_fraction(unsure_confidence, "unsure_confidence")
+        if unsure_confidence is not None and min_confidence is not None and unsure_confidence > min_confidence:
+            unsure_confidence = None  # a reporting threshold below the band: every candidate in it is reported
         check_fraction(refer_threshold, "refer_threshold")
         self.classifier = classifier
         self.detector = detector
@@ -165,6 +179,8 @@ class LesionPipeline:
         self.crop_margin = float(crop_margin)
         self.max_lesions = max_lesions
         self.min_confidence = min_confidence
+        self.unsure_confidence = unsure_confidence
+        self._top_candidate: float | None = None  # best detector score of the last frame, reported or not
         spec = getattr(classifier, "spec", None)
         spec_threshold = spec.malignant_threshold if spec is not None else None
         self.refer_threshold: float | None = refer_threshold if refer_threshold is not None else spec_threshold
@@ -215,6 +231,10 @@ class LesionPipeline:
                         delegate=options.delegate,
                     )
                 )
+                unsure = options.unsure_confidence
+                unsure = detector.spec.thresholds.get("unsure") if unsure is None else unsure
+                if unsure is not None and detector.confidence_threshold > unsure:
+                    detector.confidence_threshold = float(unsure)  # keep the unsure band's candidates
             return cls(
                 classifier,
                 detector,
@@ -223,6 +243,7 @@ class LesionPipeline:
                 min_confidence=options.min_confidence,
                 cam=options.cam,
                 refer_threshold=options.refer_threshold,
+                unsure_confidence=options.unsure_confidence,
             )
         except BaseException:
             classifier.close()
@@ -347,7 +368,7 @@ class LesionPipeline:
             "cam": cam_ms,
             "total": (end - start) * 1000.0,
         }
-        messages = () if lesions else (NO_LESION_FOUND,)
+        messages = () if lesions else (self._absent_message(),)
         return PipelineResult((width, height), tuple(lesions), timings, messages, source)
 
     def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -357,10 +378,18 @@ class LesionPipeline:
             return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
         detections = self.detector.detect(frame)
         scores = detections.confidence
+        self._top_candidate = float(scores.max()) if len(scores) else None
         keep = np.ones(len(scores), bool) if self.min_confidence is None else scores >= self.min_confidence
         index = np.flatnonzero(keep)
         order = index[np.argsort(-scores[index], kind="stable")][: self.max_lesions]
         return detections.xyxy[order], scores[order]
+
+    def _absent_message(self) -> str:
+        """Why no lesion is reported: "unsure: retake" when the best candidate is in the unsure band."""
+        top, low = self._top_candidate, self.unsure_confidence
+        if self.detector is not None and top is not None and low is not None and top >= low:
+            return UNSURE_RETAKE
+        return NO_LESION_FOUND
 
     def _lesion(
         self, box: np.ndarray, score: float, dx: Classification, crop_box: np.ndarray, cam: np.ndarray | None

@@ -199,12 +199,20 @@ def _render(key: str, analysis: launch.Analysis, pipeline: Any, opacity: float) 
     with text:
         _quality(analysis.quality)
         if not result.found:
-            reasons = [m for m in result.messages if m and m.strip().lower() != launch.NO_LESION_MESSAGE]
+            said = [m.strip().lower() for m in result.messages if m]
+            reasons = [m for m in result.messages if m and m.strip().lower() not in launch.ABSENT_MESSAGES]
             detail = ": " + "; ".join(reasons) if reasons else ""
-            st.info(
-                f"**No lesion found**{detail}. Centre the lesion, fill most of the frame, and try again.",
-                icon=":material/search_off:",
-            )
+            if launch.UNSURE_MESSAGE in said:
+                st.warning(
+                    f"**Unsure: retake**{detail}. Something here may be a lesion, but the detector is not sure. "
+                    "Centre the lesion, fill most of the frame, and take the picture again.",
+                    icon=":material/refresh:",
+                )
+            else:
+                st.info(
+                    f"**No lesion found**{detail}. Centre the lesion, fill most of the frame, and try again.",
+                    icon=":material/search_off:",
+                )
         else:
             for index, lesion in enumerate(result.lesions):
                 _summary(index, lesion, pipeline)

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_STREAMLIT_OPTIONS",
     "NOT_A_DIAGNOSIS",
     "NO_LESION_MESSAGE",
+    "UNSURE_MESSAGE",
     "Analysis",
     "ModelFacts",
     "analyse",
@@ -62,6 +63,9 @@ DEFAULT_STREAMLIT_OPTIONS: Mapping[str, str] = {
 # The pipeline's message when it finds no lesion (edgeskin.tasks.pipeline.NO_LESION_FOUND); the page says it
 # in its own words.
 NO_LESION_MESSAGE = "no lesion found"
+# The pipeline's message when its best box is in the detector's unsure band (edgeskin.tasks.pipeline.UNSURE_RETAKE).
+UNSURE_MESSAGE = "unsure: retake"
+ABSENT_MESSAGES = (NO_LESION_MESSAGE, UNSURE_MESSAGE)
 
 NOT_A_DIAGNOSIS = (
     "Research prototype, not a medical device. The results are not a diagnosis and must not replace "
