@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgeskin.report.accuracy import gpu_baseline_rows
 from edgeskin.labels import DX_CLASSES
+from edgeskin.report.accuracy import gpu_baseline_rows
 
 
 def _val(n: int = 40, seed: int = 0):

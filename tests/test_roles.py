@@ -29,3 +29,21 @@ def test_refer_decision_threshold_and_group_rule():
     assert refer_decision(probs, DX_CLASSES, 0.4).tolist() == [False, False]
     assert refer_decision(probs, DX_CLASSES, None).tolist() == [False, False]  # Benign is the top group
     assert "0.3" in refer_rule(0.3) and "no triage threshold" in refer_rule(None)
+
+
+def test_task_options_share_one_validated_base():
+    import pytest
+
+    from edgeskin.errors import ConfigError
+    from edgeskin.tasks.base import BaseOptions
+    from edgeskin.tasks.classifier import ClassifierOptions
+    from edgeskin.tasks.detector import DetectorOptions
+
+    for options in (ClassifierOptions, DetectorOptions, BaseOptions):
+        with pytest.raises(ConfigError, match="delegate must be one of cpu, edgetpu, auto; got 'gpu'"):
+            options("m.tflite", delegate="gpu")
+        with pytest.raises(ConfigError, match="num_threads must be a positive integer"):
+            options("m.tflite", num_threads=0)
+    detector = DetectorOptions("d.tflite", num_threads=2, delegate="auto", max_det=5)
+    assert detector.base_options == BaseOptions("d.tflite", None, 2, "auto")
+    assert isinstance(ClassifierOptions("c.tflite", tta=()), BaseOptions)

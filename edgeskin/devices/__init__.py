@@ -25,6 +25,7 @@ from typing import Any
 
 from edgeskin.core.views import check_views
 from edgeskin.errors import ConfigError, ModelError
+from edgeskin.runtime.interpreter import check_delegate
 
 __all__ = [
     "PROFILES_DIR",
@@ -40,7 +41,6 @@ __all__ = [
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 MODEL_VARIANTS: tuple[str, ...] = ("int8", "edgetpu")
-_DELEGATES: tuple[str, ...] = ("cpu", "edgetpu", "auto")
 EDGETPU_SUFFIX = "_edgetpu"  # edgetpu_compiler names its output <name>_edgetpu.tflite
 
 
@@ -97,10 +97,7 @@ class DeviceProfile:
             raise ConfigError(
                 f"profile {self.name!r}: threads must be a positive integer or null, got {self.threads!r}"
             )
-        if self.delegate not in _DELEGATES:
-            raise ConfigError(
-                f"profile {self.name!r}: delegate must be one of {', '.join(_DELEGATES)}, got {self.delegate!r}"
-            )
+        check_delegate(self.delegate, f"profile {self.name!r}: delegate")
         if self.model_variant not in MODEL_VARIANTS:
             raise ConfigError(
                 f"profile {self.name!r}: models.variant must be one of {', '.join(MODEL_VARIANTS)}, "

@@ -101,6 +101,20 @@ def interpreter_backend() -> InterpreterBackend:
 # --------------------------------------------------------------------------------------------------
 
 
+def check_delegate(delegate: object, what: str = "delegate") -> str:
+    """``delegate`` when it is one of :data:`DELEGATES`, else :class:`ConfigError` (every option checks here)."""
+    if delegate not in DELEGATES:
+        raise ConfigError(f"{what} must be one of {', '.join(DELEGATES)}; got {delegate!r}")
+    return str(delegate)
+
+
+def check_threads(num_threads: object, what: str = "num_threads") -> int | None:
+    """``num_threads`` when it is a positive integer or None, else :class:`ConfigError`."""
+    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        raise ConfigError(f"{what} must be a positive integer or None; got {num_threads!r}")
+    return num_threads
+
+
 def check_model_file(model_path: str | Path) -> Path:
     """Check that ``model_path`` is an existing file that starts like a TFLite flatbuffer.
 
@@ -217,10 +231,8 @@ def _open_interpreter(
     backend: InterpreterBackend | None = None,
 ) -> tuple[Any, str]:
     """Create and allocate an interpreter; return it with the delegate actually used ("cpu"/"edgetpu")."""
-    if delegate not in DELEGATES:
-        raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {delegate!r}")
-    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-        raise ConfigError(f"num_threads must be a positive integer or None; got {num_threads!r}")
+    check_delegate(delegate)
+    check_threads(num_threads)
     path = check_model_file(model_path)
     backend = backend or interpreter_backend()
 
@@ -797,6 +809,8 @@ class TFLiteModel:
 
 __all__ = [
     "DELEGATES",
+    "check_delegate",
+    "check_threads",
     "EDGETPU_FIX",
     "InterpreterBackend",
     "TFLiteModel",

@@ -1,11 +1,42 @@
-"""What the model tasks share: one interpreter-backed model with its spec, closed on exit."""
+"""What the model tasks share: their base options, and one interpreter-backed model with its spec, closed on exit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-from edgeskin.runtime.interpreter import TFLiteModel
+from edgeskin.runtime.interpreter import TFLiteModel, check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class BaseOptions:
+    """What every model task needs, validated here once (MediaPipe's ``BaseOptions``).
+
+    :class:`~edgeskin.tasks.classifier.ClassifierOptions` and :class:`~edgeskin.tasks.detector.DetectorOptions`
+    are built on it: they add their task's options and check only those.
+
+    Attributes:
+        model_path: The ``.tflite`` model.
+        spec: Its :class:`ModelSpec` or spec path; None: ``<stem>.json`` beside the model.
+        num_threads: Interpreter CPU threads (None: the interpreter's default).
+        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
+    """
+
+    model_path: str | Path
+    spec: ModelSpec | str | Path | None = None
+    num_threads: int | None = None
+    delegate: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_delegate(self.delegate)
+        check_threads(self.num_threads)
+
+    @property
+    def base_options(self) -> BaseOptions:
+        """Only the base part (of a task's options)."""
+        return BaseOptions(self.model_path, self.spec, self.num_threads, self.delegate)
 
 _Task = TypeVar("_Task", bound="ModelTask")
 

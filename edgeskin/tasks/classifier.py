@@ -16,7 +16,7 @@ from edgeskin.core.views import align_stacked, apply_view, check_views, view_int
 from edgeskin.errors import ConfigError, ModelError
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Classification
-from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
+from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import (
     THIRD_PARTY_MEAN,
     THIRD_PARTY_STD,
@@ -24,7 +24,7 @@ from edgeskin.runtime.spec import (
     load_model,
     load_third_party_classifier,
 )
-from edgeskin.tasks.base import ModelTask
+from edgeskin.tasks.base import BaseOptions, ModelTask
 
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
@@ -54,18 +54,15 @@ def _renormalise(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ClassifierOptions:
-    """Options of a :class:`Classifier`.
+class ClassifierOptions(BaseOptions):
+    """Options of a :class:`Classifier`: the :class:`~edgeskin.tasks.base.BaseOptions` (model path, spec,
+    threads, delegate) and the classifier's own. Leave ``spec`` None for a third-party model and give
+    ``labels`` instead.
 
     Attributes:
-        model_path: The ``.tflite`` classification model.
-        spec: Its :class:`ModelSpec` or spec path; None: ``<stem>.json`` beside the model. Leave None for
-            a third-party model and give ``labels`` instead.
         labels: Third-party models only: a labels file (one label per line, in output order) or a list.
         mean: Third-party models only: per-channel (or one) mean on pixels in [0, 255]; default 127.5.
         std: Third-party models only: per-channel (or one) divisor; default 127.5 (pixels → [-1, 1]).
-        num_threads: Interpreter CPU threads (None: the interpreter's default).
-        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
         apply_preprocessing: Run the spec's preprocessing profile (turn off only when the caller has
             already applied it).
         tta: Test-time augmentation views to average (:data:`edgeskin.core.views.VIEWS`); None: the
@@ -74,18 +71,15 @@ class ClassifierOptions:
             when the model's batch dimension can be resized; False: one invoke per view.
     """
 
-    model_path: str | Path
-    spec: ModelSpec | str | Path | None = None
     labels: str | Path | Sequence[str] | None = None
     mean: float | Sequence[float] | None = None
     std: float | Sequence[float] | None = None
-    num_threads: int | None = None
-    delegate: str = "cpu"
     apply_preprocessing: bool = True
     tta: Sequence[str] | None = None
     batch: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.spec is not None and self.labels is not None:
             raise ConfigError("give either a model spec or a labels file (for a third-party model), not both")
         if self.labels is None and (self.mean is not None or self.std is not None):
@@ -93,8 +87,6 @@ class ClassifierOptions:
                 "mean/std are for third-party models (given with a labels file); an edgeskin model's spec "
                 "carries its own normalisation"
             )
-        if self.delegate not in DELEGATES:
-            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
 
 
 class Classifier(ModelTask):

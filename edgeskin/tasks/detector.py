@@ -20,9 +20,9 @@ from edgeskin.core.geometry import ImageTransform, resize_to_input
 from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError, check_fraction
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
-from edgeskin.runtime.interpreter import DELEGATES, InputEncoder, TFLiteModel
+from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, load_model
-from edgeskin.tasks.base import ModelTask
+from edgeskin.tasks.base import BaseOptions, ModelTask
 
 __all__ = [
     "ClassicalDetector",
@@ -46,38 +46,30 @@ MAX_NMS_CANDIDATES = 3000
 
 
 @dataclass(frozen=True)
-class DetectorOptions:
-    """Options of a :class:`Detector`.
+class DetectorOptions(BaseOptions):
+    """Options of a :class:`Detector`: the :class:`~edgeskin.tasks.base.BaseOptions` (model path, spec,
+    threads, delegate) and the detector's own.
 
     Attributes:
-        model_path: The ``.tflite`` detection model.
-        spec: Its :class:`ModelSpec` or spec path; None: ``<stem>.json`` beside the model.
         confidence_threshold: Keep boxes scoring at least this (None: the spec's
             ``thresholds.confidence``, else 0.25).
         iou_threshold: NMS overlap above which the lower-scored box of the same class is dropped
             (None: the spec's ``thresholds.iou``, else 0.45).
         max_det: Keep at most this many boxes per frame.
         class_agnostic: NMS across classes (default: class-aware, a box only suppresses its own class).
-        num_threads: Interpreter CPU threads (None: the interpreter's default).
-        delegate: ``"cpu"``, ``"edgetpu"`` or ``"auto"``.
     """
 
-    model_path: str | Path
-    spec: ModelSpec | str | Path | None = None
     confidence_threshold: float | None = None
     iou_threshold: float | None = None
     max_det: int = DEFAULT_MAX_DET
     class_agnostic: bool = False
-    num_threads: int | None = None
-    delegate: str = "cpu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_fraction(self.confidence_threshold, "confidence_threshold")
         check_fraction(self.iou_threshold, "iou_threshold")
         if not isinstance(self.max_det, int) or self.max_det < 1:
             raise ConfigError(f"max_det: expected a positive integer, got {self.max_det!r}")
-        if self.delegate not in DELEGATES:
-            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
 
 
 def decode_yolo(

@@ -31,7 +31,7 @@ from edgeskin.labels import (  # refer_decision and refer_rule: re-exported from
 )
 from edgeskin.results import Classification, Lesion, PipelineResult
 from edgeskin.roles import ClassifierRole, DetectorRole
-from edgeskin.runtime.interpreter import DELEGATES
+from edgeskin.runtime.interpreter import check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec
 from edgeskin.tasks.cam import CamExplainer
 
@@ -99,8 +99,8 @@ class PipelineOptions:
     unsure_confidence: float | None = None
 
     def __post_init__(self) -> None:
-        if self.delegate not in DELEGATES:
-            raise ConfigError(f"delegate must be one of {', '.join(DELEGATES)}; got {self.delegate!r}")
+        check_delegate(self.delegate)
+        check_threads(self.num_threads)
         if not isinstance(self.max_lesions, int) or self.max_lesions < 1:
             raise ConfigError(f"max_lesions: expected a positive integer, got {self.max_lesions!r}")
         if not (isinstance(self.crop_margin, (int, float)) and 0.0 <= self.crop_margin <= 5.0):
