@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from edgeskin.calibration import calibrated_probabilities, fit_calibration, triage_threshold
+from edgeskin.labels import malignant_index
+from edgeskin.runtime.spec import ModelSpec
 
-from edgeskin.calibration import calibrated_probabilities, fit_calibration, triage_threshold  # noqa: E402
-from edgeskin.labels import malignant_index  # noqa: E402
-from edgeskin.runtime.spec import ModelSpec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("refit_calibration")
 
