@@ -126,7 +126,7 @@ def test_detection_report_definitions():
     assert report["mean_iou"] == pytest.approx((1 + 0.4 + 0) / 3)
     assert report["median_iou"] == pytest.approx(0.4)
     assert report["iou50_rate"] == pytest.approx(1 / 3)
-    assert report["best_box_iou"]["mean"] == pytest.approx((1 + 0.9 + 0) / 3)
+    assert report["best_box_iou"]["mean_iou"] == pytest.approx((1 + 0.9 + 0) / 3)
     assert report["best_box_iou"]["iou50_rate"] == pytest.approx(2 / 3)
     # Ranked: 0.95 FP, 0.9 TP, 0.8 FP, 0.5 FP (duplicate), 0.3 TP; 3 ground truths.
     # P = 0, 1/2, 1/3, 1/4, 2/5 at R = 0, 1/3, 1/3, 1/3, 2/3 → AP = 1/3 * 1/2 + 1/3 * 2/5.

@@ -36,6 +36,7 @@ import numpy as np
 from edgeskin.core.boxes import mask_to_box
 from edgeskin.core.boxes import pair_iou as box_iou_single  # IoU of two optional boxes (both None: 1.0)
 from edgeskin.core.localize import classical_box, field_of_view, lesion_box, segment_lesion
+from edgeskin.evaluation import iou_summary as _iou_summary
 
 LOG = logging.getLogger("edgeskin.detector_data")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,16 +46,8 @@ HAM_NATIVE_SIZE = (600, 450)  # (w, h) of the original HAM10000 images
 
 # ----------------------------------------------------------------------------------------------- boxes
 def iou_summary(ious: Sequence[float]) -> dict[str, float]:
-    """mean / median IoU and the share of images with IoU >= 0.5 (the issue's detect metrics)."""
-    values = np.asarray(ious, dtype=np.float64)
-    if values.size == 0:
-        return {"n": 0, "mean_iou": 0.0, "median_iou": 0.0, "iou50_rate": 0.0}
-    return {
-        "n": int(values.size),
-        "mean_iou": round(float(values.mean()), 4),
-        "median_iou": round(float(np.median(values)), 4),
-        "iou50_rate": round(float((values >= 0.5).mean()), 4),
-    }
+    """mean / median IoU and the share of images with IoU >= 0.5: :func:`edgeskin.evaluation.iou_summary`, 4 digits."""
+    return _iou_summary(ious, digits=4)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
