@@ -12,8 +12,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgeskin.results import Classification, Detections, PipelineResult
+from edgeskin.runtime.spec import ModelSpec
 
-__all__ = ["ClassifierRole", "DetectorRole", "PipelineRole"]
+__all__ = ["ClassifierRole", "DetectorRole", "HasSpec", "InspectablePipeline", "PipelineRole"]
 
 
 class ClassifierRole(Protocol):
@@ -46,3 +47,19 @@ class PipelineRole(Protocol):
     refer_threshold: float | None
 
     def __call__(self, frame_rgb: np.ndarray) -> PipelineResult: ...
+
+
+@runtime_checkable
+class HasSpec(Protocol):
+    """A model that carries its :class:`~edgeskin.runtime.spec.ModelSpec` (``Classifier``, ``Detector``; not the
+    classical localiser, which has no model)."""
+
+    spec: ModelSpec
+
+
+class InspectablePipeline(PipelineRole, Protocol):
+    """A pipeline whose models a page can describe (the UI's model facts): its classifier and its detector
+    (None: whole-frame classification), each with a spec when it has one (:class:`HasSpec`)."""
+
+    classifier: ClassifierRole
+    detector: DetectorRole | None

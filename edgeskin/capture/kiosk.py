@@ -24,6 +24,8 @@ import numpy as np
 
 from edgeskin.capture.live import LiveFrame, LiveLoop, LiveSummary, StillAnalysis, draw_result, render_live
 from edgeskin.errors import ConfigError, MissingExtraError
+from edgeskin.results import PipelineResult
+from edgeskin.roles import PipelineRole
 
 __all__ = ["NOTICE", "KioskApp", "run_kiosk", "import_tk", "fit_image", "to_photo_data"]
 
@@ -297,7 +299,7 @@ class KioskApp:
 
 def run_kiosk(
     source: Any,
-    pipeline: Any,
+    pipeline: PipelineRole | Callable[[np.ndarray], PipelineResult],
     *,
     fullscreen: bool = True,
     close_when_done: bool = False,
@@ -307,7 +309,7 @@ def run_kiosk(
 
     Args:
         source: An open frame source (the caller closes it).
-        pipeline: ``pipeline(frame_rgb) -> PipelineResult``.
+        pipeline: A :class:`~edgeskin.roles.PipelineRole` (``LesionPipeline``) or ``pipeline(frame_rgb) -> PipelineResult``.
         fullscreen: Cover the screen.
         close_when_done: Close the window when the loop ends.
         **loop_options: Passed to :class:`LiveLoop` (``max_frames``, ``smoothing``, ``quality_gate``...).

@@ -20,6 +20,8 @@ import numpy as np
 from edgeskin.errors import ConfigError, EdgeskinError
 from edgeskin.labels import DX_NAMES
 from edgeskin.results import Lesion, PipelineResult
+from edgeskin.roles import HasSpec, InspectablePipeline
+from edgeskin.runtime.spec import ModelSpec
 
 __all__ = [
     "APP_PATH",
@@ -116,7 +118,7 @@ def streamlit_command(args: Sequence[str] = (), python: str | None = None) -> li
 
 
 # -- models ------------------------------------------------------------------------------------------
-def load_pipeline() -> Any:
+def load_pipeline() -> InspectablePipeline:
     """The default :class:`~edgeskin.tasks.pipeline.LesionPipeline` (shipped detector and classifier).
 
     Raises:
@@ -128,18 +130,19 @@ def load_pipeline() -> Any:
     return LesionPipeline.from_defaults()
 
 
-def _spec_of(component: Any) -> Any:
-    return getattr(component, "spec", None) if component is not None else None
+def _spec_of(component: object) -> ModelSpec | None:
+    return component.spec if isinstance(component, HasSpec) else None
 
 
-def classifier_spec(pipeline: Any) -> Any:
+def classifier_spec(pipeline: InspectablePipeline) -> ModelSpec | None:
     """The classifier's :class:`~edgeskin.runtime.spec.ModelSpec` of a pipeline, or None."""
-    return _spec_of(getattr(pipeline, "classifier", None))
+    return _spec_of(pipeline.classifier)
 
 
-def detector_spec(pipeline: Any) -> Any:
-    """The detector's :class:`~edgeskin.runtime.spec.ModelSpec` of a pipeline, or None (no detector)."""
-    return _spec_of(getattr(pipeline, "detector", None))
+def detector_spec(pipeline: InspectablePipeline) -> ModelSpec | None:
+    """The detector's :class:`~edgeskin.runtime.spec.ModelSpec` of a pipeline, or None (no detector, or the
+    classical localiser)."""
+    return _spec_of(pipeline.detector)
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ def _licence(spec: Any) -> str | None:
     return None
 
 
-def model_facts(pipeline: Any) -> list[ModelFacts]:
+def model_facts(pipeline: InspectablePipeline) -> list[ModelFacts]:
     """Facts of the pipeline's detector (when it has one) and classifier, from their specs."""
     facts = []
     card_licence: str | None = None
@@ -354,7 +357,7 @@ def encode_png(image_rgb: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def report(analysis: Analysis, pipeline: Any) -> dict[str, Any]:
+def report(analysis: Analysis, pipeline: InspectablePipeline) -> dict[str, Any]:
     """The JSON report of one analysed image: models, result, quality messages and the notice."""
     import edgeskin
 
