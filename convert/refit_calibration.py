@@ -121,8 +121,10 @@ def main(argv=None) -> int:
         data["calibration"] = calibration
         data["triage"] = triage
         metrics = data.setdefault("metrics", {})
-        metrics["int8_uncalibrated"] = classification_metrics(val.labels, calibrated_probabilities(logits))
-        metrics["int8_calibrated"] = classification_metrics(val.labels, calibrated)
+        metrics["int8_uncalibrated"] = classification_metrics(
+            val.labels, calibrated_probabilities(logits), dx_labels=tuple(labels)
+        )
+        metrics["int8_calibrated"] = classification_metrics(val.labels, calibrated, dx_labels=tuple(labels))
         data.setdefault("provenance", {})["calibration_refit"] = {
             "command": "python -m convert.refit_calibration --write",
             "date": time.strftime("%Y-%m-%d"),

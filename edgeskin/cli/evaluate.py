@@ -139,7 +139,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     from edgeskin.datasets import load_labelled_images
     from edgeskin.evaluation import classify_report, save_classification_plots
     from edgeskin.image import read_image
-    from edgeskin.labels import DX_CLASSES
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix, is_dx_labels
     from edgeskin.models import default_classifier_path, default_detector_path
     from edgeskin.tasks.classifier import Classifier, ClassifierOptions
     from edgeskin.tasks.pipeline import CLASSICAL, LesionPipeline, PipelineOptions
@@ -173,19 +173,28 @@ def _run_classify(args: argparse.Namespace) -> int:
         classifier = pipeline.classifier
     else:
         classifier = Classifier.create(ClassifierOptions(model_path, num_threads=args.threads))
-    if sorted(classifier.labels) != sorted(DX_CLASSES):
+    if not is_dx_labels(classifier.labels):
         classifier.close()
         raise ConfigError(
-            f"{model_path}: expected a classifier over the 7 dx classes {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
+            f"{model_path}: expected a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
+            f"HAM10000 diagnoses {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
         )
-    to_dx_order = np.array([list(classifier.labels).index(dx) for dx in DX_CLASSES])
+    # Scored on the 8 diagnoses when both the model and the ground truth have them, else on the 7-dx view.
+    eight = set(classifier.labels) == set(DX8_CLASSES) and data.classes == DX8_CLASSES
+    report_labels = DX8_CLASSES if eight else DX_CLASSES
+    to_report = (
+        np.eye(len(classifier.labels), dtype=np.float32)[:, [list(classifier.labels).index(dx) for dx in DX8_CLASSES]]
+        if eight
+        else dx7_matrix(classifier.labels)
+    )
+    truth = data.labels if eight else data.dx7_labels()
 
     rows: list[np.ndarray] = []
     labels: list[int] = []
     unreadable: list[str] = []
     no_lesion = 0
     try:
-        for path, label in _progress(zip(data.paths, data.labels, strict=True), len(data), "classify"):
+        for path, label in _progress(zip(data.paths, truth, strict=True), len(data), "classify"):
             try:
                 frame = read_image(path)
                 if pipeline is not None:
@@ -201,7 +210,7 @@ def _run_classify(args: argparse.Namespace) -> int:
                 unreadable.append(str(path))
                 print(f"edgeskin: warning: skipped {' '.join(str(exc).split())}", file=sys.stderr)
                 continue
-            rows.append(np.asarray(probabilities, np.float32)[to_dx_order])
+            rows.append(np.asarray(probabilities, np.float32) @ to_report)
             labels.append(int(label))
     finally:
         (pipeline or classifier).close()
@@ -211,7 +220,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     probs = np.stack(rows)
     y = np.asarray(labels, np.int64)
     threshold = classifier.spec.malignant_threshold
-    report: dict[str, Any] = classify_report(y, probs, malignant_threshold=threshold)
+    report: dict[str, Any] = classify_report(y, probs, malignant_threshold=threshold, dx_labels=report_labels)
     report["model"] = _model_info(model_path)
     report["missing_images"] = missing
     report["unreadable_images"] = len(unreadable)
@@ -227,7 +236,9 @@ def _run_classify(args: argparse.Namespace) -> int:
             "lesion_used": "the highest-scoring detected box",
         }
     if args.plots:
-        report["plots"] = [str(p) for p in save_classification_plots(y, probs, report, args.plots)]
+        # The plots show the 7-dx view (the report's "dx" section), whichever labels were scored.
+        y7, p7 = (np.argmax(dx7_matrix(DX8_CLASSES)[y], axis=1), probs @ dx7_matrix(DX8_CLASSES)) if eight else (y, probs)
+        report["plots"] = [str(p) for p in save_classification_plots(y7, p7, report, args.plots)]
     _emit(report, args.json)
     if args.json != "-":
         _print_classify_summary(report)
@@ -239,12 +250,21 @@ def _print_classify_summary(report: dict[str, Any]) -> None:
           f"{report['unreadable_images']} unreadable")  # fmt: skip
     if "detect" in report:
         print(f"  no lesion found in {report['detect']['no_lesion_found']} (classified as a whole)")
-    for section in ("dx", "group"):
+    for section in ("dx8", "dx", "group"):
+        if section not in report:
+            continue
         m = report[section]
         print(f"  {section:5s}  accuracy {_fmt(m['accuracy'])}  balanced {_fmt(m['balanced_accuracy'])}  "
               f"macro-F1 {_fmt(m['macro_f1'])}  AUC {_fmt(m['auc'])}")  # fmt: skip
     m = report["malignant"]
     print(f"  malignant  sensitivity {_fmt(m['sensitivity'])}  specificity {_fmt(m['specificity'])}  ({m['rule']})")
+    m = report["melanoma"]
+    print(f"  melanoma   AUC {_fmt(m.get('auc_p_mel'))}  referred {_fmt(m['melanomas_referred'])} of "
+          f"{m['n_melanoma']} melanomas, {_fmt(m['benign_referred'])} of {m['n_benign']} benign")  # fmt: skip
+    if "scc_vs_ak" in report:
+        ak, scc = report["scc_vs_ak"]["ak"], report["scc_vs_ak"]["scc"]
+        print(f"  scc/ak     scc precision {_fmt(scc['precision'])} recall {_fmt(scc['recall'])}; "
+              f"ak precision {_fmt(ak['precision'])} recall {_fmt(ak['recall'])}")  # fmt: skip
 
 
 # -- detect ------------------------------------------------------------------------------------------------
