@@ -32,124 +32,146 @@ def _reproducible(command: str) -> str:
     return command
 
 
+def _row(name: str, m: dict, keys) -> str:
+    return f"| {name} | " + " | ".join(_pct(_get(m, k)) for k in keys) + " |"
+
+
+def _get(m: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(m, dict):
+            return None
+        m = m.get(part)
+    return m
+
+
+SOURCE_NAMES = {
+    "all": "all sources",
+    "ham10000": "HAM10000 (Vienna, Queensland)",
+    "isic2017": "ISIC 2017 images (other clinics, mostly MSK)",
+    "isic2017_heldout": "ISIC 2017, held-out third (source held out)",
+    "ph2": "PH2 (Porto; never used)",
+}
+
+
 def classifier_section(spec: dict, size_bytes: int) -> str:
     m = spec.get("metrics", {})
     cfg = spec.get("provenance", {}).get("training_config", {})
-    rows = []
-    for view in ("dx", "group"):
-        for key in ("balanced_accuracy", "auc", "accuracy", "macro_f1"):
-            f = m.get("float", {}).get(view, {}).get(key)
-            i = m.get("int8_uncalibrated", {}).get(view, {}).get(key)
-            rows.append(
-                f"| {view} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
-            )
+    labels = spec.get("labels", [])
     views = m.get("test_time_views") or ["identity"]
-    single_rows = []
-    if len(views) > 1:
-        for key in ("balanced_accuracy", "auc"):
-            f = m.get("float_single_view", {}).get("dx", {}).get(key)
-            i = m.get("int8_single_view_uncalibrated", {}).get("dx", {}).get(key)
-            single_rows.append(
-                f"| dx {key.replace('_', ' ')}, one view (no TTA) | {_pct(f)} | {_pct(i)} | "
-                f"{_pct(None if f is None or i is None else i - f)} |"
-            )
     agree = m.get("int8_vs_float", {})
     cal = spec.get("calibration", {})
     tri = spec.get("triage", {})
-    qat = m.get("qat")
-    quant = m.get("quantization") or {}
-    if qat and "ptq" in quant:
-        qat_line = (
-            f"Quantization, both measured the same way: QAT ({qat['epochs']} epoch(s), tfmot) dx balanced accuracy "
-            f"{quant['qat']['dx']['balanced_accuracy']:.3f} (one view {quant['qat']['single_view']['dx']['balanced_accuracy']:.3f}), "
-            f"PTQ with bias correction {quant['ptq']['dx']['balanced_accuracy']:.3f} (one view "
-            f"{quant['ptq']['single_view']['dx']['balanced_accuracy']:.3f}); shipped: {quant.get('shipped', '?').upper()}."
-        )
-    elif qat:
-        qat_line = (
-            f"QAT ({qat['epochs']} epochs, tfmot) reached dx balanced accuracy {qat['dx']['balanced_accuracy']:.3f} "
-            f"against PTQ's {m['int8_uncalibrated']['dx']['balanced_accuracy']:.3f} on the same images."
-        )
-    else:
-        qat_line = (
-            "QAT was not run for the shipped model (`--qat-epochs N` runs it); the model is post-training quantized."
-        )
     prov = spec.get("provenance", {})
-    bias = prov.get("bias_correction")
-    bias_line = (
-        f"Bias correction: the INT8 logit shift measured on {bias['training_images']} training images "
-        f"({', '.join(f'{v:+.3f}' for v in bias['logit_shift'])}) was added to the Dense bias before the final "
-        "conversion."
-        if bias
+    quant = m.get("quantization") or {}
+    eight = "dx8" in m.get("int8_uncalibrated", {})
+
+    float_rows = []
+    for view in ("dx8", "dx", "group") if eight else ("dx", "group"):
+        for key in ("balanced_accuracy", "auc"):
+            f = _get(m, f"float.{view}.{key}")
+            i = _get(m, f"int8_uncalibrated.{view}.{key}")
+            name = {"dx8": "8 dx", "dx": "7 dx (ak+scc=akiec)", "group": "4 groups"}[view]
+            float_rows.append(
+                f"| {name} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
+            )
+    per_source = m.get("int8_calibrated_per_source", {})
+    internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
+                     "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel", "ece")  # fmt: skip
+    internal_rows = [
+        _row(SOURCE_NAMES.get(name, name), r, internal_keys).replace(_pct(r.get("n")), str(r.get("n")), 1)
+        for name, r in per_source.items()
+    ]
+    external_keys = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
+                     "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
+                     "melanoma.benign_referred", "ece")  # fmt: skip
+    external_rows = [
+        _row(SOURCE_NAMES.get(name, name), r, external_keys).replace(_pct(r.get("n")), str(r.get("n")), 1)
+        for name, r in (m.get("external") or {}).items()
+    ]
+    scc = _get(m, "int8_calibrated.scc_vs_ak")
+    scc_line = (
+        f"SCC vs AK (internal validation, {scc['scc']['support']} SCC and {scc['ak']['support']} AK images: few, "
+        f"so these move by several points per image): SCC precision {_pct(scc['scc']['precision'])}, recall "
+        f"{_pct(scc['scc']['recall'])}; AK precision {_pct(scc['ak']['precision'])}, recall {_pct(scc['ak']['recall'])}; "
+        f"true (ak, scc) × predicted (ak, scc): {scc['confusion_true_ak_scc_vs_predicted_ak_scc']}."
+        if scc
         else ""
     )
-    tta_line = (
-        f"Test-time augmentation: the runtime averages the logits of {len(views)} views ({', '.join(views)}) "
-        f"(spec `tta`; `Classifier(tta=())` turns it off); every figure in the table is measured that way, both "
-        "columns, unless the row says one view."
-        if len(views) > 1
-        else "No test-time augmentation (one view)."
-    )
+    qat_line = ""
+    if "qat" in quant and "ptq" in quant:
+        qat_line = (
+            f"Quantization, both measured the same way on the internal validation: QAT (tfmot) 7-dx balanced accuracy "
+            f"{_pct(_get(quant, 'qat.dx.balanced_accuracy'))} (one view {_pct(_get(quant, 'qat.single_view.dx.balanced_accuracy'))}), "
+            f"PTQ with bias correction {_pct(_get(quant, 'ptq.dx.balanced_accuracy'))} (one view "
+            f"{_pct(_get(quant, 'ptq.single_view.dx.balanced_accuracy'))}); shipped: {quant.get('shipped', '?').upper()}, "
+            "chosen on these internal figures only."
+        )
+    tri_rows = [
+        f"| {SOURCE_NAMES.get(name, name)} | {_pct(r.get('sensitivity'))} | {_pct(r.get('specificity'))} | "
+        f"{r.get('n_malignant')} / {r.get('n_benign')} |"
+        for name, r in (tri.get("per_source") or {}).items()
+    ]
     notes = "".join(f"- {note}\n" for note in prov.get("notes", []))
+    train_s = m.get("training_seconds")
     return f"""## Classifier: `{spec["model_file"]}` ({size_bytes / 1e6:.2f} MB, full INT8)
 
-- Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{
-        spec["input"]["size"][1]
-    } RGB
-  (stretched), GAP → Dropout → Dense(7); preprocessing profile `{spec["preprocessing"]["name"]}`
-  ({", ".join(s["op"] for s in spec["preprocessing"]["steps"]) or "none"}). Outputs: `logits` (1, 7) and
-  `features` (the last feature map, for the class activation map).
+- Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{spec["input"]["size"][1]} RGB
+  (stretched), GAP → Dropout → Dense({len(labels)}: {", ".join(labels)}); preprocessing profile `{spec["preprocessing"]["name"]}`
+  ({", ".join(s["op"] for s in spec["preprocessing"]["steps"]) or "none"}). Outputs: `logits` and `features` (the last
+  feature map, for the class activation map). The 7 HAM10000 dx are a view: ak + scc = akiec.
 - Initialisation: {cfg.get("weights", "?")} ({Path(str(cfg.get("resolved_weights") or "none")).name}).
-- Data: {prov.get("data", "?")}; {m.get("validation_images", "?")} validation images (by lesion).
-- Trained on: {prov.get("trained_on", "this machine's CPU")}.
-- Training: {cfg.get("epochs", "?")} epochs, AdamW lr {cfg.get("learning_rate", "?")} cosine with warm-up, label
-  smoothing {cfg.get("label_smoothing", "?")}, balanced class weights, BatchNorm momentum {cfg.get("bn_momentum", "?")},
-  augmentation {json.dumps(cfg.get("augment", {}))}.
+- Data: {prov.get("data", "?")}. Licence: {prov.get("license", "?")}.
+- Trained on: {prov.get("trained_on", "this machine's CPU")}{f", {train_s / 60:.0f} min" if train_s else ""} ({cfg.get("epochs", "?")} epochs
+  of source-balanced draws {json.dumps(cfg.get("source_shares", {}))}, classes balanced as drawn, AdamW lr
+  {cfg.get("learning_rate", "?")} cosine with warm-up, label smoothing {cfg.get("label_smoothing", "?")}, EMA {cfg.get("ema", "none")}).
+- Inputs in training: the runtime's crop of each image's expert-mask box (margin {_get(cfg, "crop.margin")}, jitter
+  {_get(cfg, "crop.jitter")}, whole frame {_get(cfg, "crop.whole_frame")} of the time), albumentations
+  {json.dumps(cfg.get("augment", {}))}, then the preprocessing profile, as on the device.
 
-### Validation metrics (measured by `convert/export_classifier.py` through the edgeskin runtime)
+### Internal validation (lesion-grouped, stratified by dx and source): INT8 as deployed, calibrated
+
+The model choice, the calibration and the refer threshold used these images and nothing else.
+
+| source | n | BACC 7 dx | BACC 8 dx | AUC 7 dx | malignant AUC | malignant sensitivity | malignant specificity | melanoma AUC | ECE |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(internal_rows)}
+
+{scc_line}
+
+### External checks: never trained on, calibrated on or chosen on
+
+Each image is classified on its expert mask's box with the pipeline's margin, as deployed; melanoma against
+all other lesions. 20 PH2 melanomas: one image is 5 points of sensitivity.
+
+| set | n | melanoma AUC P(mel) | AUC P(malignant) | sensitivity at 80% specificity | at 90% | melanomas referred | benign referred | ECE |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(external_rows)}
+
+### Float against INT8 (internal validation, uncalibrated, {len(views)} test-time view(s))
 
 | metric | float (Keras) | INT8 (TFLite) | INT8 − float |
 |---|---|---|---|
-{chr(10).join(rows)}
-| malignant AUC (mel+bcc+akiec) | {_pct(m.get("float", {}).get("malignant_auc"))} | {
-        _pct(m.get("int8_uncalibrated", {}).get("malignant_auc"))
-    } | |
-{chr(10).join(single_rows)}
+{chr(10).join(float_rows)}
 
-{tta_line} {bias_line}{_refit_line(prov)}
-
-INT8 vs float on every validation image: top-1 agreement {_pct(agree.get("top1_agreement"))}, max |Δp|
-{_pct(agree.get("max_probability_difference"))}, mean |Δp| {_pct(agree.get("mean_probability_difference"))}. {qat_line}
-Median INT8 invoke time during the export (x86, 2 threads, one view; the CPU may have been shared, so take
-latency from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?")} ms.
+INT8 vs float: top-1 agreement {_pct(agree.get("top1_agreement"))}, max |Δp| {_pct(agree.get("max_probability_difference"))}.
+{qat_line} Test-time views: {", ".join(views)} (logits averaged; `Classifier(tta=())` runs one view).
+Median INT8 invoke time of one view during the export (x86, 2 threads; the CPU was shared, so take latency
+from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?")} ms.
 
 {("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
 
-- Temperature {cal.get("temperature")} fitted on the validation INT8 logits (as deployed, views averaged){
-        ", then a smooth top-label map (monotone, continuous, piecewise linear with "
-        + str(len(cal["top_label"]["x"]))
-        + " knots and slope at most "
-        + str(cal["top_label"].get("max_slope", "?"))
-        + ", fitted by bounded least squares to top-class correctness; it acts in full once the top class leads "
-        "the runner-up by 0.1 and not at a tie, so the predicted class never changes and no probability jumps "
-        "when two classes swap)"
-        if cal.get("top_label")
-        else ""
-    }. ECE ({cal.get("ece_bins", 15)} bins) {cal.get("ece_before")} uncalibrated → {
-        cal.get("ece_after_temperature", cal.get("ece_after"))
-    }
-  after the temperature → {
-        cal.get("ece_after")
-    } after both (in-sample). 2-fold cross-fitted (fitted on one half, measured on
-  the other): {cal.get("ece_after_temperature_2fold_crossfit", "n/a")} with the temperature alone, {
-        cal.get("ece_after_2fold_crossfit")
-    } with both{_repeated_crossfit(cal)}.
+- Temperature {cal.get("temperature")}, then a smooth top-label map (monotone, continuous, piecewise linear, slope
+  bounded), fitted on the internal validation INT8 logits (views averaged). ECE ({cal.get("ece_bins", 15)} bins)
+  {cal.get("ece_before")} uncalibrated → {cal.get("ece_after")} in-sample; 2-fold cross-fitted
+  {cal.get("ece_after_2fold_crossfit")}{_repeated_crossfit(cal)}.
 {_sensitivity_line(cal)}
-- Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))}, chosen for sensitivity ≥ {
-        tri.get("min_sensitivity")
-    } on
-  validation: sensitivity {_pct(tri.get("sensitivity"))}, specificity {_pct(tri.get("specificity"))} there.
+- Refer threshold: P(malignant) ≥ {_pct(tri.get("malignant_threshold"))} ({tri.get("rule", "")}):
+
+| internal validation | sensitivity | specificity | malignant / benign |
+|---|---|---|---|
+| all | {_pct(tri.get("sensitivity"))} | {_pct(tri.get("specificity"))} | {tri.get("n_malignant")} / {tri.get("n_benign")} |
+{chr(10).join(tri_rows)}
 
 ### Reproduce
 
@@ -216,7 +238,7 @@ def ph2_section(check: dict, spec: dict) -> str:
     """The out-of-distribution PH2 check, for the model it was run on (matched by SHA-256)."""
     rows = [m for m in check.get("models", []) if m.get("sha256") == spec.get("sha256")]
     if not rows:
-        return "### PH2 check\n\nThe PH2 check on file was run on another model; run it again (see below).\n"
+        return ""  # run on another model: the classifier section's external checks cover PH2
     m = rows[0]
     lines = [
         "### Out-of-distribution check: PH2 melanoma against naevi (`benchmarks/ph2_classification.py`)",
@@ -256,12 +278,14 @@ def main(argv=None) -> int:
         "# edgeskin model card\n",
         "**Intended use:** research and device prototyping: measuring what an INT8 lesion detector and classifier",
         "can do on small hardware. **Not a diagnosis**, not a medical device, not validated clinically.",
-        "**Licence of the weights:** trained on HAM10000 (CC BY-NC 4.0) and PH2 (research use with citation):",
-        "non-commercial use only. Every figure below is written by the conversion scripts from their own",
-        "measurements on the validation split named; the maintainers' held-out scores are reported on the issues.\n",
-        "**Known limits:** HAM10000 images are lesion-centred dermoscopy crops from two centres, mostly light skin;",
-        "nevi are 72% of the data; rare classes (df 60, vasc 80 images in total) have few validation examples, so",
-        "their per-class figures are noisy. Performance on clinical (non-dermoscopic) photos is unknown.\n",
+        "**Licence of the weights:** the classifier is trained on HAM10000 and ISIC Archive images (both CC BY-NC",
+        "4.0), the detector also on PH2 (research use with citation): non-commercial use only. Every figure below",
+        "is written by the conversion scripts from their own measurements on the data named; the maintainers'",
+        "held-out scores are reported on the issues.\n",
+        "**Known limits:** the training images are dermoscopy from HAM10000's two centres and the ISIC 2017",
+        "contributors (mostly Memorial Sloan Kettering), mostly light skin; naevi are two thirds of the data; rare",
+        "classes (df 115, vasc 142, ak 130, scc 197 images in total) have few validation examples, so their",
+        "per-class figures are noisy. Performance on clinical (non-dermoscopic) photos is unknown.\n",
     ]
     cls = models / "edgeskin-mnv2-cls.json"
     if cls.is_file():

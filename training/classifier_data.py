@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeskin.core.boxes import mask_to_box
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.core.geometry import resize_to_input
 from edgeskin.core.preprocess import get_profile
@@ -33,15 +34,6 @@ from edgeskin.image import read_image
 log = logging.getLogger(__name__)
 
 MASK_SUFFIX = "_segmentation.png"
-
-
-def box_from_mask(mask: np.ndarray) -> np.ndarray | None:
-    """Tight ``[x0, y0, x1, y1]`` (x1/y1 exclusive) of a mask's nonzero pixels; None for an empty mask."""
-    points = cv2.findNonZero((np.asarray(mask) > 127).astype(np.uint8))
-    if points is None:
-        return None
-    x, y, w, h = cv2.boundingRect(points)
-    return np.array([x, y, x + w, y + h], np.float32)
 
 
 @dataclass(frozen=True)
@@ -68,7 +60,7 @@ def load_frames(
             path = folder / f"{data.image_ids[i]}{MASK_SUFFIX}"
             if path.is_file():
                 mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                box = box_from_mask(mask) if mask is not None else None
+                box = mask_to_box(mask > 127) if mask is not None else None
                 if box is not None:
                     scale = np.array([width / mask.shape[1], height / mask.shape[0]] * 2, np.float32)
                     return frame, box * scale
