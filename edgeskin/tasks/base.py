@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgeskin.runtime.interpreter import TFLiteModel, check_delegate, check_threads
-from edgeskin.runtime.spec import ModelSpec
+from edgeskin.runtime.spec import ModelSpec, load_model
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class BaseOptions:
     def base_options(self) -> BaseOptions:
         """Only the base part (of a task's options)."""
         return BaseOptions(self.model_path, self.spec, self.num_threads, self.delegate)
+
+    def load_model(self, task: str) -> tuple[TFLiteModel, ModelSpec]:
+        """Open the model with its spec, checked to be a ``task`` model ("classification", "detection")."""
+        return load_model(
+            self.model_path, self.spec, expected_task=task, num_threads=self.num_threads, delegate=self.delegate
+        )
 
 _Task = TypeVar("_Task", bound="ModelTask")
 

@@ -21,7 +21,6 @@ from edgeskin.runtime.spec import (
     THIRD_PARTY_MEAN,
     THIRD_PARTY_STD,
     ModelSpec,
-    load_model,
     load_third_party_classifier,
 )
 from edgeskin.tasks.base import BaseOptions, ModelTask
@@ -165,13 +164,7 @@ class Classifier(ModelTask):
                 delegate=options.delegate,
             )
         else:
-            model, spec = load_model(
-                options.model_path,
-                options.spec,
-                expected_task="classification",
-                num_threads=options.num_threads,
-                delegate=options.delegate,
-            )
+            model, spec = options.load_model("classification")
         try:
             return cls(
                 model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta, batch=options.batch

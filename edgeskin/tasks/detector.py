@@ -21,7 +21,7 @@ from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError, check_fr
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
-from edgeskin.runtime.spec import ModelSpec, load_model
+from edgeskin.runtime.spec import ModelSpec
 from edgeskin.tasks.base import BaseOptions, ModelTask
 
 __all__ = [
@@ -223,13 +223,7 @@ class Detector(ModelTask):
             ModelError: missing/corrupt model, checksum mismatch, a classification model, or tensors
                 that disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
         """
-        model, spec = load_model(
-            options.model_path,
-            options.spec,
-            expected_task="detection",
-            num_threads=options.num_threads,
-            delegate=options.delegate,
-        )
+        model, spec = options.load_model("detection")
         try:
             return cls(
                 model,
