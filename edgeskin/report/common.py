@@ -89,13 +89,8 @@ def keras_baseline(classifier_int8: Path | None = None) -> Path:
     spec = json.loads(classifier_int8.with_suffix(".json").read_text())
     name = (spec.get("provenance") or {}).get("checkpoint") or "model.keras"
     path = Path(name) if Path(name).is_absolute() else CLASSIFIER_RUN / Path(name).name
-    require_file(path, "the float Keras classifier (the INT8 model's provenance.checkpoint)")
-    if path.stat().st_mtime > classifier_int8.stat().st_mtime + 60:
-        raise Missing(
-            f"{path} was written after {classifier_int8.name} was exported, so it is not the INT8 model's float source "
-            "(re-export the classifier, or restore the checkpoint it came from)"
-        )
-    return path
+    what = "the float Keras classifier (the INT8 model's provenance.checkpoint)"
+    return _float_source(path, classifier_int8, what, "re-export the classifier, or restore the checkpoint it came from")
 
 
 def detector_baseline(detector_int8: Path | None = None) -> Path:
@@ -104,13 +99,15 @@ def detector_baseline(detector_int8: Path | None = None) -> Path:
     Raises :class:`Missing` when they are absent or were rewritten after the INT8 export.
     """
     detector_int8 = detector_int8 or models()[1]
-    require_file(DETECTOR_WEIGHTS, "the float detector weights (best.pt)")
-    if DETECTOR_WEIGHTS.stat().st_mtime > detector_int8.stat().st_mtime + 60:
-        raise Missing(
-            f"{DETECTOR_WEIGHTS} was written after {detector_int8.name} was exported, so it is not the INT8 model's "
-            "float source (re-export the detector)"
-        )
-    return DETECTOR_WEIGHTS
+    return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
+
+
+def _float_source(path: Path, int8: Path, what: str, remedy: str) -> Path:
+    """``path`` when it exists and is not newer than the INT8 model made from it (else :class:`Missing`)."""
+    require_file(path, what)
+    if path.stat().st_mtime > int8.stat().st_mtime + 60:
+        raise Missing(f"{path} was written after {int8.name} was exported, so it is not the INT8 model's float source ({remedy})")
+    return path
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -172,35 +172,16 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
             timed=True,
         )
     for task, int8 in (("classifier", classifier), ("detector", detector)):
-        latency[f"{task}-int8"] = runner(
-            f"{task}-int8",
-            "edgeskin.report.latency",
-            f"{task}-tflite",
-            "--threads",
-            threads,
-            "--runs",
-            runs,
-            "--model",
-            str(int8),
-            timed=True,
-        )
-        for variant in ("float16", "float32"):
-            path = floats.get(f"{task}-{variant}")
+        for variant, path in (("int8", int8), ("float16", floats.get(f"{task}-float16")),
+                              ("float32", floats.get(f"{task}-float32"))):  # fmt: skip
+            name = f"{task}-{variant}"
             if path is None:
-                latency[f"{task}-{variant}"] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
+                latency[name] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
                 continue
-            latency[f"{task}-{variant}"] = runner(
-                f"{task}-{variant}",
-                "edgeskin.report.latency",
-                f"{task}-tflite",
-                "--threads",
-                threads,
-                "--runs",
-                runs,
-                "--model",
-                str(path),
-                timed=True,
-            )
+            latency[name] = runner(
+                name, "edgeskin.report.latency", f"{task}-tflite", "--threads", threads, "--runs", runs,
+                "--model", str(path), timed=True,
+            )  # fmt: skip
     latency["classifier-keras"] = runner(
         "classifier-keras", "edgeskin.report.latency", "classifier-keras", "--threads", threads, "--runs", runs, timed=True
     )
