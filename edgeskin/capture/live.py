@@ -43,7 +43,7 @@ from edgeskin.annotate import BoxAnnotator, MessageAnnotator, annotate
 from edgeskin.capture.quality import QualityGate, QualityReport
 from edgeskin.capture.sources import CameraLostError, Frame, FrameSource
 from edgeskin.core.boxes import box_iou
-from edgeskin.labels import DX_CLASSES, malignant_probability, refer_decision
+from edgeskin.labels import is_dx_labels, malignant_probability, refer_decision
 from edgeskin.results import Lesion, PipelineResult
 from edgeskin.roles import PipelineRole
 
@@ -173,7 +173,7 @@ class DiagnosisSmoother:
         if self._probs is None or self._box is None:
             return None
         probs = self._probs / max(float(self._probs.sum()), 1e-12)
-        if set(self._labels) >= set(DX_CLASSES):
+        if is_dx_labels(self._labels):
             malignant = float(malignant_probability(probs, self._labels))
         else:  # a third-party label set: no malignant view
             malignant = float("nan")
