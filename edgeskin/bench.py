@@ -70,7 +70,7 @@ CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
 DEFAULT_FRAME_NAME = "IMD002.jpg"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Keys every result has; tests/test_bench.py and benchmarks/report.py rely on them.
+# Keys every result has; tests/test_bench.py and edgeskin/report (the benchmark report) rely on them.
 REQUIRED_KEYS = (
     "schema_version",
     "date",
