@@ -162,13 +162,16 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict, full_lead: float =
     # into another class). A maximum of two continuous functions: no jump where the map meets the floor.
     with np.errstate(divide="ignore", invalid="ignore"):
         floor = np.where(rest > 0, runner_up / (rest + runner_up), 0.0)
-    mapped = np.maximum(mapped, 0.5 * (floor + confidence))
-    weight = np.clip((confidence - runner_up) / full_lead, 0.0, 1.0) if full_lead > 0 else 1.0
-    mapped = np.clip(confidence + weight * (mapped - confidence), 0.0, 1.0)
+    mapped = np.clip(np.maximum(mapped, 0.5 * (floor + confidence)), 0.0, 1.0)
     tied = confidence <= runner_up  # no lead to keep: the row is left as it is
     scale = np.where(rest > 0, (1.0 - mapped) / np.where(rest > 0, rest, 1.0), 0.0)
     out = others * scale[:, None]
     out[rows, top] = np.where(rest > 0, mapped, 1.0)
+    if full_lead > 0:
+        # Blending the whole rows (the same as moving the top value part of the way and rescaling the others)
+        # keeps the order exactly where the lead is tiny: there the row stays the softmax to the last bit.
+        weight = np.clip((confidence - runner_up) / full_lead, 0.0, 1.0)[:, None]
+        out = np.where(weight >= 1.0, out, (1.0 - weight) * probs + weight * out)
     out[tied] = probs[tied]
     return out[0] if single else out
 
