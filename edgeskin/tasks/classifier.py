@@ -342,7 +342,10 @@ class Classifier(ModelTask):
         # Summed as stored (exact in int32), dequantized once. With GAP -> Dense the mean logits are the logits of
         # the mean aligned feature map, so the CAM built from it explains exactly this decision.
         scores = info.dequantize_mean(stored.sum(axis=1, dtype=np.int32 if info.is_quantized else np.float64), n_views)
-        probabilities = np.stack([self._probabilities(row) for row in scores])
+        if self.spec.outputs_are == "logits":  # every image at once
+            probabilities = softmax(scores, self.spec.temperature)
+        else:
+            probabilities = np.stack([self._probabilities(row) for row in scores])
         if self._top_label is not None:
             probabilities = apply_top_label(probabilities, self._top_label).astype(np.float32)
         features: np.ndarray | list[None] = [None] * count
