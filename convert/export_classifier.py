@@ -314,6 +314,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity per source")
     parser.add_argument("--margin", type=float, default=0.05, help="triage: extra sensitivity required over all sources")
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
+    parser.add_argument("--qat-images", type=int, default=5000, help="source-balanced training crops QAT fine-tunes on")
     parser.add_argument("--ship", choices=("ptq", "qat"), default="ptq", help="which INT8 model to write")
     parser.add_argument(
         "--qat-model",
@@ -384,7 +385,7 @@ def main(argv=None) -> int:
             qat_path = Path(args.qat_model)
         else:
             draws = np.random.default_rng(1).choice(
-                len(train_index), size=len(train_index), replace=True,
+                len(train_index), size=min(args.qat_images, len(train_index)), replace=True,
                 p=sampling_probabilities(train.image_sources, train.labels, config["source_shares"]),
             )  # fmt: skip
             sample_rng = np.random.default_rng(2)
