@@ -120,9 +120,9 @@ class Lesion:
     Attributes:
         box: (4,) float32 pixel xyxy in the original frame.
         score: Detector confidence (1.0 when the whole image was classified without detection).
-        dx: Probabilities over the 7 diagnoses.
+        dx: Probabilities over the classifier's diagnoses (8 ISIC 2019, or 7 HAM10000).
         group: Probabilities over the 4 clinical groups (sums of dx).
-        malignant: mel + bcc + akiec probability.
+        malignant: mel + bcc + scc + ak (akiec) probability.
         refer: True when ``malignant`` is at or above the model's triage threshold.
         cam: (h, w) float32 heatmap in [0, 1] over ``crop_box`` (None when CAM is off).
         crop_box: (4,) int pixel xyxy of the crop that was classified.

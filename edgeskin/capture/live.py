@@ -77,7 +77,7 @@ class SmoothedDiagnosis:
     Attributes:
         label: Most probable diagnosis after smoothing.
         dx: Smoothed probability per diagnosis.
-        malignant: Smoothed mel + bcc + akiec probability.
+        malignant: Smoothed mel + bcc + scc + ak (akiec) probability.
         refer: The pipeline's referral rule on the smoothed probabilities: ``malignant`` at or above the
             threshold, or (no threshold) the most probable group is malignant.
         frames: Frames averaged since the lesion was (re)acquired.

@@ -1,6 +1,8 @@
 """``edgeskin evaluate classify|detect``: score a model on a labelled image folder.
 
-``classify``: a HAM10000 metadata CSV or an ISIC 2018 Task 3 ground-truth CSV with ``DIR/<id>.jpg|.png``;
+``classify``: a HAM10000 metadata CSV or an ISIC 2018 Task 3, ISIC 2019 or ISIC 2017 Part 3 ground-truth CSV
+with ``DIR/<id>.jpg|.png`` (scored on the 8 ISIC 2019 dx when both the model and the CSV have them, else on the
+7-dx view);
 the classifier sees the whole image (these datasets are lesion-centred crops), or the full pipeline with
 ``--detect``. ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
 box being the tight box of the mask. Both print a summary and write the JSON report with ``--json OUT``.
@@ -44,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     classify = commands.add_parser(
         "classify",
-        help="classification metrics (7 dx, 4 groups, malignant triage)",
+        help="classification metrics (8 or 7 dx, 4 groups, malignant triage, melanoma referral)",
         description=(
             "Classify every labelled image and report accuracy, balanced accuracy, macro F1, one-vs-rest AUC, "
             "per-class precision/recall/F1 and confusion matrices for the 7 diagnoses and the 4 groups, and "
@@ -53,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     classify.add_argument("--images", required=True, metavar="DIR", help="folder with <id>.jpg|.png")
     classify.add_argument("--labels", required=True, metavar="CSV",
-                          help="HAM10000 metadata (image_id, dx) or ISIC 2018 Task 3 ground truth")  # fmt: skip
+                          help="HAM10000 metadata (image_id, dx) or ISIC 2018 Task 3 / ISIC 2019 / ISIC 2017 Part 3 ground truth")  # fmt: skip
     classify.add_argument("--model", metavar="M", help="classifier .tflite (default: the shipped one)")
     classify.add_argument("--json", metavar="OUT", help="write the JSON report here ('-': stdout)")
     classify.add_argument("--plots", metavar="DIR", help="write confusion matrices and ROC curves here")

@@ -1,7 +1,7 @@
 """LesionPipeline: frame → detect → crop → classify → CAM, with per-stage timings.
 
 The stages are the tasks of this package; the pipeline only wires them, keeps one interpreter per
-model for its lifetime, and turns the classifier's 7 dx probabilities into the product's views (4
+model for its lifetime, and turns the classifier's dx probabilities (8 ISIC 2019 or 7 HAM10000 diagnoses) into the product's views (4
 clinical groups, malignant probability, refer flag).
 """
 
@@ -117,7 +117,7 @@ class LesionPipeline:
 
     Stages: validate the frame (RGB uint8) → detect (a YOLO detector, the classical localiser, or the
     whole frame as one lesion) → crop each box with a margin → classify the crop (the classifier applies
-    its own spec's resize and preprocessing profile to the model-input-sized crop) → 7 dx probabilities,
+    its own spec's resize and preprocessing profile to the model-input-sized crop) → dx probabilities,
     4 group probabilities (sums), malignant probability and the refer flag → CAM of the top diagnosis
     over the crop. No box: no lesion and the message ``"no lesion found"``.
 
@@ -130,7 +130,7 @@ class LesionPipeline:
             print(result.timings_ms)
 
     Args:
-        classifier: A :class:`~edgeskin.tasks.classifier.Classifier` over the 7 HAM10000 dx classes.
+        classifier: A :class:`~edgeskin.tasks.classifier.Classifier` over the 8 ISIC 2019 (or the 7 HAM10000) diagnoses.
         detector: Anything with ``detect(frame) -> Detections`` (:class:`~edgeskin.tasks.detector.Detector`,
             :class:`~edgeskin.tasks.detector.ClassicalDetector`), or None for whole-frame classification.
         crop_margin, max_lesions, min_confidence, cam, refer_threshold: see :class:`PipelineOptions`.
