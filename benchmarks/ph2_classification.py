@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.ph2_classification [--model M ...] [--out FILE]``
 
-The classifiers are trained on HAM10000 only; the 100 PH2 images (20 melanomas, 80 common or atypical
+The 100 PH2 images (20 melanomas, 80 common or atypical
 naevi; another clinic, another camera) are a second, independent test that nothing was tuned or selected
 on. Each image is classified on the expert mask's box with the pipeline's margin (so the detector plays no
 part), and also on the whole frame. Reported per model: AUC of P(mel) and of P(malignant) for melanoma
@@ -35,10 +35,9 @@ def score_model(model_path: Path, items) -> dict[str, Any]:
 
     from edgeskin.core.crop import crop_with_margin
     from edgeskin.image import read_image
-    from edgeskin.labels import DX_CLASSES, malignant_probability
+    from edgeskin.labels import malignant_probability
     from edgeskin.tasks.classifier import Classifier
 
-    mel = DX_CLASSES.index("mel")
     is_mel = np.array([item.diagnosis == "melanoma" for item in items])
     from edgeskin.runtime.spec import sha256_file
 
@@ -50,6 +49,8 @@ def score_model(model_path: Path, items) -> dict[str, Any]:
     }
     with Classifier.from_model(model_path, threads=2) as classifier:
         threshold = classifier.spec.malignant_threshold
+        labels = list(classifier.labels)
+        mel = labels.index("mel")
         for view in ("lesion_box", "whole_frame"):
             probs = []
             for item in items:
@@ -57,9 +58,9 @@ def score_model(model_path: Path, items) -> dict[str, Any]:
                 if view == "lesion_box":
                     image, _ = crop_with_margin(image, _mask_box(item.mask_path))
                 result = classifier.classify(image)
-                probs.append([result.probabilities[classifier.labels.index(dx)] for dx in DX_CLASSES])
+                probs.append(result.probabilities)
             probs = np.asarray(probs)
-            malignant = malignant_probability(probs)
+            malignant = malignant_probability(probs, labels)
             row = {
                 "melanoma_auc_p_mel": round(float(roc_auc_score(is_mel, probs[:, mel])), 4),
                 "melanoma_auc_p_malignant": round(float(roc_auc_score(is_mel, malignant)), 4),
