@@ -351,6 +351,29 @@ def load_multisource(
     return _labelled(ids, paths, names, groups, DX8_CLASSES, "multi", 0, extras, sources)
 
 
+PH2_DIAGNOSES = {"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"}
+
+
+def load_ph2(labels_csv: str | Path, images_dir: str | Path) -> LabelledImages:
+    """PH2's ``image_id,diagnosis`` (common_nevus, atypical_nevus, melanoma) as 8-dx labels (nv, nv, mel)."""
+    labels_csv, images_dir = Path(labels_csv), Path(images_dir)
+    ids, paths, names = [], [], []
+    missing = 0
+    with labels_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            dx = PH2_DIAGNOSES.get(row["diagnosis"].strip().lower())
+            if dx is None:
+                raise ValueError(f"{labels_csv}: unknown PH2 diagnosis {row['diagnosis']!r} for {row['image_id']}")
+            path = find_image(images_dir, row["image_id"])
+            if path is None:
+                missing += 1
+                continue
+            ids.append(row["image_id"])
+            paths.append(path)
+            names.append(dx)
+    return _labelled(ids, paths, names, ids, DX8_CLASSES, "ph2", missing)
+
+
 def load_labelled_images(labels_csv: str | Path, images_dir: str | Path) -> LabelledImages:
     """Load any of the supported ground-truth layouts, chosen from the CSV header."""
     with Path(labels_csv).open(newline="") as handle:
@@ -363,10 +386,12 @@ def load_labelled_images(labels_csv: str | Path, images_dir: str | Path) -> Labe
         return load_isic2018_task3(labels_csv, images_dir)
     if "image_id" in header and "melanoma" in header and "seborrheic_keratosis" in header:
         return load_isic2017_part3(labels_csv, images_dir)
+    if header == ["image_id", "diagnosis"]:
+        return load_ph2(labels_csv, images_dir)
     raise ValueError(
         f"{labels_csv}: unrecognised label CSV; expected HAM10000 metadata (image_id, dx), ISIC 2018 Task 3 "
         f"(image, MEL, NV, ..., AKIEC), ISIC 2019 (image, MEL, ..., AK, ..., SCC, UNK) or ISIC 2017 Part 3 "
-        f"(image_id, melanoma, seborrheic_keratosis) ground truth; got columns {header}"
+        f"(image_id, melanoma, seborrheic_keratosis) ground truth, or PH2 labels (image_id, diagnosis); got columns {header}"
     )
 
 

@@ -162,3 +162,15 @@ def test_the_real_multisource_table_and_its_splits(shared_file):
     val_sources = [sources[i] for i in split["val"]]
     share = val_sources.count("isic2017") / len(val_sources)
     assert 0.08 < share < 0.16  # stratified by source: about its share of the rest (1348 / 11363)
+
+
+def test_ph2_labels_are_read_as_naevus_and_melanoma(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image_id,diagnosis\nIMD1,common_nevus\nIMD2,atypical_nevus\nIMD3,melanoma\nIMD4,melanoma\n")
+    _touch_images(tmp_path / "images", ["IMD1", "IMD2", "IMD3"])
+    data = load_labelled_images(csv, tmp_path / "images")
+    assert data.source == "ph2" and data.missing == 1
+    assert [DX8_CLASSES[i] for i in data.labels] == ["nv", "nv", "mel"]
+    csv.write_text("image_id,diagnosis\nIMD1,blue_nevus\n")
+    with pytest.raises(ValueError, match="unknown PH2 diagnosis"):
+        load_labelled_images(csv, tmp_path / "images")
