@@ -31,6 +31,7 @@ say() { echo "check-aarch64: $*"; }
 die() { echo "check-aarch64: error: $*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and bind mounts)"
+CHROOT=$(command -v chroot) || die "no chroot command"
 [ -x "$PY" ] || die "no Python at $PY (run make setup-dev, or set PYTHON=)"
 [ -d "$IMAGES" ] || die "no PH2 images at $IMAGES (set PH2_IMAGES=)"
 case "$N" in '' | *[!0-9]* | 0) die "N must be a positive number of images, got '$N'" ;; esac
@@ -78,10 +79,13 @@ cleanup() {
 trap cleanup EXIT
 mountpoint -q "$ROOT/proc" || { mount -t proc proc "$ROOT/proc"; MOUNTS+=("$ROOT/proc"); }
 mountpoint -q "$ROOT/dev" || { mount --bind /dev "$ROOT/dev"; MOUNTS+=("$ROOT/dev"); }
+# cpuinfo also reads /sys/devices/system/cpu/{possible,present}: without them it fails to initialise and
+# LiteRT silently runs its built-in kernels instead of XNNPACK (other rounding: answers differ).
+mountpoint -q "$ROOT/sys" || { mount -t sysfs sysfs "$ROOT/sys"; MOUNTS+=("$ROOT/sys"); }
 
 in_root() { # run a command in the arm64 root with a clean environment (plus "$EXTRA_ENV")
     # shellcheck disable=SC2086
-    $NICE env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 ${EXTRA_ENV:-} chroot "$ROOT" "$@"
+    $NICE env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 ${EXTRA_ENV:-} "$CHROOT" "$ROOT" "$@"
 }
 
 # -- the venv: aarch64 wheels of the host venv's versions, then this tree's wheel -------------------------

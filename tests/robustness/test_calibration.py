@@ -238,7 +238,7 @@ def test_a_bad_top_label_map_is_refused_by_the_spec(mapping, message):
 def test_the_top_label_map_is_monotone_continuous_and_its_slope_bounded():
     from edgeskin.calibration import check_top_label, fit_isotonic_top_label, fit_top_label
 
-    probs, labels = step_reliability(4000, seed=2, width=0.0)  # a true step: the worst case for a smooth fit
+    probs, labels = step_reliability(2000, seed=2, width=0.0)  # a true step: the worst case for a smooth fit
     for max_slope in (0.5, 2.0, 4.0):
         mapping = fit_top_label(probs, labels, max_slope=max_slope)
         x, y = np.asarray(mapping["x"]), np.asarray(mapping["y"])
@@ -339,12 +339,12 @@ def test_fit_calibration_reports_ece_and_the_one_step_sensitivity():
     from edgeskin.calibration import check_top_label, fit_calibration
 
     logits, labels = synthetic(4000, 2.0, seed=5)
-    calibration, calibrated = fit_calibration(logits, labels, logit_step=0.03, crossfit_repeats=3)
+    calibration, calibrated = fit_calibration(logits, labels, logit_step=0.03, crossfit_repeats=2)
     check_top_label(calibration["top_label"])
     assert calibration["temperature"] == pytest.approx(2.0, rel=0.1)
     # 2000 held-out rows per half: ECE's sampling noise alone is about 0.02-0.03 here.
     assert calibration["ece_before"] > 0.15 and calibration["ece_after_2fold_crossfit"] < 0.045
-    assert set(calibration["ece_2fold_crossfit_3_random_halvings"]) == {"temperature", "isotonic", "smooth"}
+    assert set(calibration["ece_2fold_crossfit_2_random_halvings"]) == {"temperature", "isotonic", "smooth"}
     sensitivity = calibration["logit_step_sensitivity"]
     assert sensitivity["logit_step"] == 0.03
     assert sensitivity["smooth_map_after"]["max"] < sensitivity["isotonic_step_map_before"]["max"]
