@@ -84,7 +84,7 @@ def fit_top_label(
     labels: np.ndarray,
     max_slope: float = DEFAULT_TOP_LABEL_SLOPE,
     min_per_knot: int = 40,
-    min_spacing: float = 0.04,
+    min_spacing: float = 0.02,
 ) -> dict[str, list[float] | float]:
     """Smooth top-label calibration map: monotone, continuous, piecewise linear, slope at most ``max_slope``.
 

@@ -122,15 +122,29 @@ for file in "${FILES[@]}"; do INNER+=("/opt/edgeskin/images/$(basename "$file")"
 say "x86_64: $N images"
 $NICE "$PY" "$REPO/scripts/parity_run.py" "$OUT/x86_64.npz" "${FILES[@]}"
 RESULTS=("$OUT/x86_64.npz")
+# Each emulated CPU runs in its own mount namespace with its own cpuinfo bind-mounted over /proc/cpuinfo,
+# so the CPUs run side by side (PARALLEL=0: one after the other); each one's output goes to a log.
+PIDS=()
 for cpu in $CPUS; do
-    say "aarch64 QEMU_CPU=$cpu: $N images (emulated; minutes)"
     [ -e "$ROOT/etc/edgeskin/cpuinfo-$cpu" ] || die "no cpuinfo for $cpu (known: cortex-a72 cortex-a76)"
-    mount --bind "$ROOT/etc/edgeskin/cpuinfo-$cpu" "$ROOT/proc/cpuinfo"
+    say "aarch64 QEMU_CPU=$cpu: $N images (emulated; minutes) -> $OUT/aarch64-$cpu.log"
+    rm -f "$ROOT/opt/edgeskin/out/$cpu.npz"
+    # shellcheck disable=SC2016
+    $NICE unshare --mount --propagation private sh -c 'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"' \
+        sh "$ROOT/etc/edgeskin/cpuinfo-$cpu" "$ROOT" \
+        env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU="$cpu" "$CHROOT" "$ROOT" \
+        "$VENV/bin/python" /opt/edgeskin/parity_run.py "/opt/edgeskin/out/$cpu.npz" "${INNER[@]}" \
+        >"$OUT/aarch64-$cpu.log" 2>&1 &
+    PIDS+=("$!")
+    [ "${PARALLEL:-1}" = 1 ] || wait "$!" || true
+done
+for i in "${!PIDS[@]}"; do
+    cpu=$(echo $CPUS | cut -d' ' -f$((i + 1)))
     status=0
-    EXTRA_ENV="QEMU_CPU=$cpu" in_root "$VENV/bin/python" /opt/edgeskin/parity_run.py "/opt/edgeskin/out/$cpu.npz" \
-        "${INNER[@]}" || status=$?
-    umount "$ROOT/proc/cpuinfo"
-    [ "$status" = 0 ] || die "the aarch64 run with QEMU_CPU=$cpu failed (exit $status)"
+    wait "${PIDS[$i]}" || status=$?
+    tail -n 1 "$OUT/aarch64-$cpu.log"
+    [ "$status" = 0 ] && [ -e "$ROOT/opt/edgeskin/out/$cpu.npz" ] \
+        || die "the aarch64 run with QEMU_CPU=$cpu failed (exit $status, see $OUT/aarch64-$cpu.log)"
     cp "$ROOT/opt/edgeskin/out/$cpu.npz" "$OUT/aarch64-$cpu.npz"
     RESULTS+=("$OUT/aarch64-$cpu.npz")
 done

@@ -13,15 +13,9 @@ from edgeskin.calibration import (
     negative_log_likelihood,
     triage_threshold,
 )
+from edgeskin.tasks.classifier import softmax  # the runtime's (float32), the one softmax of the project
 
 K = 7
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def sample_labels(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -243,7 +237,7 @@ def test_the_top_label_map_is_monotone_continuous_and_its_slope_bounded():
         mapping = fit_top_label(probs, labels, max_slope=max_slope)
         x, y = np.asarray(mapping["x"]), np.asarray(mapping["y"])
         assert mapping["max_slope"] == max_slope and len(x) >= 2
-        assert (np.diff(x) >= 0.04).all() and (np.diff(y) >= 0).all()
+        assert (np.diff(x) >= 0.02).all() and (np.diff(y) >= 0).all()
         assert (np.diff(y) <= max_slope * np.diff(x)).all()
         check_top_label(mapping)  # what the spec accepts
     # It follows the data: far below and above the step it is near 0.55 and 0.92.
