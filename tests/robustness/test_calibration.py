@@ -14,7 +14,6 @@ from edgeskin.calibration import (
     triage_threshold,
 )
 from edgeskin.tasks.classifier import softmax  # the runtime's (float32), the one softmax of the project
-from edgeskin.tasks.classifier import softmax  # the runtime's (float32), the one softmax of the project
 
 K = 7
 
