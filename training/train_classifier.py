@@ -264,13 +264,13 @@ def main(argv=None) -> int:
         schedule, weight_decay=config["weight_decay"], use_ema=bool(ema), ema_momentum=ema or 0.99
     )
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    log.info("class weights (balanced as drawn): %s", {c: round(float(w), 2) for c, w in zip(classes, class_weights)})
+    log.info("class weights (balanced as drawn): %s", {c: round(float(w), 2) for c, w in zip(classes, class_weights, strict=True)})
     (out / "config.json").write_text(
         json.dumps(
             {
                 **config,
                 "resolved_weights": weights,
-                "class_weights": dict(zip(classes, map(float, class_weights))),
+                "class_weights": dict(zip(classes, map(float, class_weights), strict=True)),
                 "classes": list(classes),
                 "backend": keras.backend.backend(),
                 "data_report": data.extras,
