@@ -207,7 +207,8 @@ def _map_on_box(cam: np.ndarray, crop_box: np.ndarray, box: tuple[int, int, int,
     """The map (over ``crop_box``) at the pixels of ``box`` = (x0, y0, x1, y1), x1/y1 exclusive, as uint8
     levels 0..255: the small grid resized bilinearly to the crop in 8 bits (OpenCV's fast path), then the
     box's window of it (a view)."""
-    levels = cv2.convertScaleAbs(np.nan_to_num(np.asarray(cam, np.float32), nan=0.0), alpha=255.0)
+    grid = np.clip(np.nan_to_num(np.asarray(cam, np.float32), nan=0.0), 0.0, 1.0)  # the small grid: cheap
+    levels = cv2.convertScaleAbs(grid, alpha=255.0)
     cx0, cy0, cx1, cy1 = (int(v) for v in crop_box)
     x0, y0, x1, y1 = box
     full = cv2.resize(levels, (max(1, cx1 - cx0), max(1, cy1 - cy0)), interpolation=cv2.INTER_LINEAR)

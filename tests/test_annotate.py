@@ -112,6 +112,13 @@ def test_the_8_bit_blend_follows_the_float_blend_of_the_map_over_the_box():
     assert np.abs(out[80:200, 100:220] - expected).mean() < 1.0
 
 
+def test_map_values_outside_0_1_are_clipped_not_folded():
+    frame = np.full((H, W, 3), 128, np.uint8)
+    negative = _lesion()
+    negative = Lesion(**{**negative.__dict__, "cam": np.full((4, 4), -0.9, np.float32)})
+    np.testing.assert_array_equal(HeatmapAnnotator().annotate(frame, _result(negative)), frame)  # below the floor
+
+
 def test_label_text_is_rendered_once_and_pasted_after():
     from edgeskin.annotate import _text_patch
 
