@@ -88,7 +88,10 @@ def to_groups(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASS
     probs = np.asarray(dx_probabilities, dtype=np.float32)
     if probs.shape[-1] != len(dx_classes):
         raise ValueError(f"expected {len(dx_classes)} dx probabilities in the last axis, got shape {probs.shape}")
-    return probs @ group_matrix(dx_classes)
+    # Sums of the members, not a matrix product: BLAS sums in an ISA-specific order, which can change the
+    # last bit between x86 and aarch64 (issue 13); numpy's sum over a few elements runs in index order.
+    members = group_matrix(dx_classes) > 0
+    return np.stack([probs[..., members[:, g]].sum(axis=-1) for g in range(members.shape[1])], axis=-1)
 
 
 def malignant_index(dx_classes: Sequence[str]) -> list[int]:

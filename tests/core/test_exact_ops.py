@@ -134,3 +134,19 @@ def test_cam_upsampling_is_the_16_bit_exact_resize():
     # and it is still the bilinear map, within the 16-bit quantization
     float_resize = cv2.resize(cam, (173, 211), interpolation=cv2.INTER_LINEAR)
     assert np.abs(out - np.clip(float_resize, 0, 1)).max() < 1e-4
+
+
+def test_group_probabilities_are_sums_in_index_order():
+    """to_groups adds each group's members left to right (no BLAS product, whose order depends on the ISA)."""
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, group_matrix, to_groups
+
+    for labels in (DX_CLASSES, DX8_CLASSES):
+        probs = np.random.default_rng(1).dirichlet(np.full(len(labels), 0.3), 5000).astype(np.float32)
+        members = group_matrix(labels) > 0
+        got = to_groups(probs, labels)
+        for g in range(members.shape[1]):
+            index = np.flatnonzero(members[:, g])
+            want = probs[:, index[0]].copy()
+            for i in index[1:]:
+                want = want + probs[:, i]
+            np.testing.assert_array_equal(got[:, g], want)
