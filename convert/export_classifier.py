@@ -315,7 +315,12 @@ def main(argv=None) -> int:
     parser.add_argument("--margin", type=float, default=0.05, help="triage: extra sensitivity required over all sources")
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
     parser.add_argument("--qat-images", type=int, default=5000, help="source-balanced training crops QAT fine-tunes on")
-    parser.add_argument("--ship", choices=("ptq", "qat"), default="ptq", help="which INT8 model to write")
+    parser.add_argument(
+        "--ship",
+        choices=("ptq", "qat", "best"),
+        default="ptq",
+        help="which INT8 model to write; best: the higher 7-dx balanced accuracy on the internal validation",
+    )
     parser.add_argument(
         "--qat-model",
         help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one",
@@ -407,7 +412,7 @@ def main(argv=None) -> int:
             save_signature_model(deploy, size, tmp)
             tflite = convert_int8(tmp, x_rep)
     candidates["ptq"] = {"bytes": tflite, "kernel": kernel, "bias": bias + (0 if shift is None else shift)}
-    if args.ship not in candidates:
+    if args.ship != "best" and args.ship not in candidates:
         raise SystemExit(f"--ship {args.ship}: no {args.ship.upper()} model was made (QAT needs --qat-epochs N)")
 
     def base_spec_for(candidate: dict, path: Path) -> dict:
@@ -451,6 +456,9 @@ def main(argv=None) -> int:
                 "size_bytes": len(candidate["bytes"]),
             }
             log.info("%s: %s", kind.upper(), comparison[kind])
+    if args.ship == "best":  # internal validation only: the external checks are measured after this
+        args.ship = max(comparison, key=lambda kind: comparison[kind]["dx"]["balanced_accuracy"])
+        log.info("shipping %s: the higher internal 7-dx balanced accuracy", args.ship.upper())
     shipped = candidates[args.ship]
     model_path.write_bytes(shipped["bytes"])
     base_spec = base_spec_for(shipped, model_path)
