@@ -269,6 +269,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=PRESENCE,
         help="score a box needs for the pipeline to report a lesion (spec thresholds.presence)",
     )
+    parser.add_argument(
+        "--unsure",
+        type=float,
+        default=None,
+        help="lower end of the 'unsure: retake' band (spec thresholds.unsure; also the confidence floor)",
+    )
+    parser.add_argument(
+        "--presence-report",
+        help="JSON of benchmarks/detector_presence.py on this model: its curve summary and rates go into the spec",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -325,14 +335,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "classical_baseline": evaluate_detector(classical_predictor, items),
     }
     agree = agreement(evaluations["float"], evaluations["int8"])
+    # Float TFLite files onnx2tf writes beside the INT8 one (the same graph before quantization).
+    for kind in ("float32", "float16"):
+        found = sorted(tflite_built.parent.glob(f"*_{kind}.tflite"))
+        if found:
+            float_predict, _ = tflite_predictor(found[0], imgsz, output_name)
+            evaluations[f"{kind}_tflite"] = evaluate_detector(float_predict, items)
     # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from
-    # HAM10000 images held out of training (derived boxes, so this is a robustness check, not expert truth).
+    # lesions held out of training pasted on skin scenes.
     scenes = yolo_labelled_images(work / "dataset", "val", "comp_")
     composites = {
         "float": evaluate_detector(torch_predictor(module, imgsz), scenes),
         "int8": evaluate_detector(int8_predict, scenes),
         "classical_baseline": evaluate_detector(classical_predictor, scenes),
     }
+    # Close-ups: the lesion fills most or all of the frame (mask recipe only).
+    closeup_items = yolo_labelled_images(work / "dataset", "val", "close_")
+    closeups = {}
+    if closeup_items:
+        closeups = {
+            "float": evaluate_detector(torch_predictor(module, imgsz), closeup_items),
+            "int8": evaluate_detector(int8_predict, closeup_items),
+        }
 
     from convert.edgetpu_report import edgetpu_report
 
@@ -365,7 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outputs": {"predictions": output_name},
         "layout": "yolo",
         "boxes": "xywh_normalized",
-        "thresholds": {"confidence": CONFIDENCE, "iou": IOU, "presence": args.presence},
+        "thresholds": {
+            "confidence": CONFIDENCE if args.unsure is None else min(CONFIDENCE, args.unsure),
+            "iou": IOU,
+            "presence": args.presence,
+            **({"unsure": args.unsure} if args.unsure is not None else {}),
+        },
         "metrics": {
             "evaluated_on": f"{len(items)} held-out PH2 images (ph2_split.json 'val', never trained on); "
             "top-scoring box per image, no box = IoU 0",
@@ -375,22 +404,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "float_vs_int8": agree,
             "onnx_vs_pytorch_max_abs_diff": onnx_max_diff,
             "composite_scenes": {
-                "evaluated_on": f"{len(scenes)} validation composites: held-out HAM10000 lesions (derived boxes) "
-                "pasted small and off-centre on skin scenes",
+                "evaluated_on": f"{len(scenes)} validation composites: lesions held out of training pasted small "
+                "and off-centre on skin scenes",
                 **{name: _strip(ev) for name, ev in composites.items()},
             },
+            **(
+                {
+                    "closeups": {
+                        "evaluated_on": f"{len(closeup_items)} validation close-ups of held-out images: the lesion "
+                        "fills most or all of the frame",
+                        **{name: _strip(ev) for name, ev in closeups.items()},
+                    }
+                }
+                if closeups
+                else {}
+            ),
+            **({"presence": _presence_summary(args.presence_report)} if args.presence_report else {}),
         },
         "provenance": {
             "command": "python -m training.train_detector && python -m convert.export_detector",
             "config": train_options,
-            "data": {
-                "counts": manifest["counts"],
-                "ham_box_derivation": manifest["ham_box_derivation"],
-                "labeller_quality_on_ph2_train": manifest["labeller_quality_on_ph2_train"],
-                "ph2_validation_ids": manifest["ph2_split"]["val"],
-                "sources": "PH2 (expert masks, research use with citation); HAM10000 (CC BY-NC 4.0) with boxes "
-                "derived by classical segmentation; composites of both on skin scenes",
-            },
+            "data": _data_record(work / "dataset", manifest),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "training_seconds": train_metrics.get("timings", {}).get("train_s"),
             "model": "ultralytics yolov5n.yaml (anchor-free v5u head), nc=1, trained from scratch",
@@ -435,6 +469,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"edge tpu: {json.dumps(report['summary'])}")
     print(f"export took {time.time() - started:.0f} s; {tflite_path} ({tflite_path.stat().st_size / 1e6:.2f} MB)")
     return 0
+
+
+def _data_record(dataset: Path, manifest: dict) -> dict:
+    """What the training data was, for the spec's provenance (either data recipe)."""
+    record = {"recipe": manifest.get("recipe", "classic"), "counts": manifest["counts"]}
+    for key in ("ham_box_derivation", "labeller_quality_on_ph2_train", "heldout_sizes", "train_pool_sizes"):
+        if key in manifest:
+            record[key] = manifest[key]
+    record["ph2_validation_ids"] = json.loads((dataset / "ph2_split.json").read_text())["val"]
+    if record["recipe"] == "masks":
+        record["sources"] = (
+            "HAM10000 and ISIC 2017/2018 Task 1 images with their lesion masks (CC BY-NC 4.0), PH2 training half "
+            "(expert masks, research use with citation); close-ups, composites on skin scenes and hard negatives "
+            "made from them; held-out ids in training/runs/detector/isic_holdout.json"
+        )
+    else:
+        record["sources"] = (
+            "PH2 (expert masks, research use with citation); HAM10000 (CC BY-NC 4.0) with boxes derived by "
+            "classical segmentation; composites of both on skin scenes"
+        )
+    return record
+
+
+def _presence_summary(path: str | Path) -> dict:
+    """The presence/unsure choice of benchmarks/detector_presence.py with both rates, per held-out set."""
+    report = json.loads(Path(path).read_text())
+    summary = {
+        "chosen_by": "benchmarks/detector_presence.py: " + report["choice"]["rule"],
+        "presence": report["reported_at"]["presence"],
+        "unsure": report["reported_at"]["unsure"],
+        "non_lesion_frames": report["breakdown"]["non_lesion"]["all"],
+    }
+    for name, block in report["breakdown"].items():
+        if name != "non_lesion":
+            summary[name] = block["all"]
+    return summary
 
 
 def _scalar(values) -> float | int | list:

@@ -32,7 +32,6 @@ import numpy as np
 
 from edgeskin.evaluation import average_precision
 from training.detector_data import (
-    DatasetConfig,
     box_iou_single,
     build_dataset,
     iou_summary,

@@ -32,7 +32,7 @@ TASKS: tuple[str, ...] = ("classification", "detection")
 COLOR_ORDERS: tuple[str, ...] = ("RGB", "BGR")
 RESIZE_MODES: tuple[str, ...] = ("stretch", "letterbox")
 OUTPUTS_ARE: tuple[str, ...] = ("probabilities", "logits")
-DETECTION_LAYOUTS: tuple[str, ...] = ("yolo",)
+DETECTION_LAYOUTS: tuple[str, ...] = ("yolo", "yolo_dfl")
 BOX_FORMATS: tuple[str, ...] = ("xywh_normalized", "xywh_pixels")
 REQUIRED_OUTPUT_ROLE = {"classification": "probabilities", "detection": "predictions"}
 THIRD_PARTY_MEAN = 127.5  # maps pixels [0, 255] to [-1, 1], what most TF/Keras ImageNet models expect
@@ -211,7 +211,9 @@ class ModelSpec:
             built-in profile, or None.
         outputs_are: Whether the classification output is ``"probabilities"`` (softmax inside the
             model) or ``"logits"``.
-        layout: Detection output layout (``"yolo"``: ``[1, 4 + n_classes, N]``).
+        layout: Detection output layout (``"yolo"``: ``[1, 4 + n_classes, N]`` decoded in the graph;
+            ``"yolo_dfl"``: the raw DFL box logits ``[1, 64, N]`` as "predictions" and the class scores
+            ``[1, n_classes, N]`` as "scores", decoded by :mod:`edgeskin.core.dfl`, for the Edge TPU).
         boxes: Detection box format (``"xywh_normalized"`` or ``"xywh_pixels"``).
         cam: ``{"weights": (C_features, n_classes), "bias": (n_classes,)}`` of the Dense head, or None.
         calibration: ``{"temperature": T}``, optionally ``"top_label": {"x": [...], "y": [...],
@@ -272,6 +274,8 @@ class ModelSpec:
         if self.task == "detection":
             _choice(self.layout, DETECTION_LAYOUTS, "layout")
             _choice(self.boxes, BOX_FORMATS, "boxes")
+            if self.layout == "yolo_dfl" and ("scores" not in outputs or self.boxes != "xywh_normalized"):
+                raise SpecError('layout "yolo_dfl": expected a "scores" output role and boxes "xywh_normalized"')
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(self.sha256)):
             raise SpecError(f"sha256: expected 64 lowercase hex digits, got {self.sha256!r}")
         if self.preprocessing is not None:
@@ -613,6 +617,14 @@ def _check_against_model(spec: ModelSpec, model: Any, path: Path) -> None:
                 raise SpecError(
                     f"{path}: cam.weights has {cam[0].shape[0]} rows but the feature map has {features.shape[3]} channels"
                 )
+    elif spec.task == "detection" and spec.layout == "yolo_dfl":
+        logits, scores = model.output(spec.outputs["predictions"]), model.output(spec.outputs["scores"])
+        n = logits.shape[2] if len(logits.shape) == 3 and logits.shape[1] == 64 else logits.shape[1]
+        if len(logits.shape) != 3 or 64 not in logits.shape[1:] or len(scores.shape) != 3 or n not in scores.shape[1:]:
+            raise SpecError(
+                f"{path}: yolo_dfl needs DFL logits [1, 64, N] and scores [1, n_classes, N], got "
+                f"{list(logits.shape)} and {list(scores.shape)}"
+            )
     elif spec.task == "detection":
         info = model.output(spec.outputs["predictions"])
         if len(info.shape) != 3:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edgeskin.core.boxes import nms
+from edgeskin.core.dfl import dfl_to_predictions
 from edgeskin.core.geometry import ImageTransform, resize_to_input
 from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError, check_fraction
 from edgeskin.image import require_rgb_uint8
@@ -208,6 +209,8 @@ class Detector(ModelTask):
         self.max_det = max_det
         self.class_agnostic = class_agnostic
         self._predictions_output = spec.outputs["predictions"]
+        # layout "yolo_dfl" (Edge TPU export): raw DFL box logits + scores, decoded here by edgeskin.core.dfl
+        self._scores_output = spec.outputs["scores"] if spec.layout == "yolo_dfl" else None
         self._profile = spec.preprocessing_profile()
         if self._profile is not None and not self._profile.steps:
             self._profile = None
@@ -300,10 +303,12 @@ class Detector(ModelTask):
         invoke_ms = self.model.invoke_ms
         try:
             raw = outputs[self._predictions_output]
+            if self._scores_output is not None:
+                raw = dfl_to_predictions(raw, outputs[self._scores_output], self.spec.input.size)
         except KeyError:
             raise SpecError(
-                f"the spec's predictions output {self._predictions_output!r} is not among the model's "
-                f"outputs {sorted(outputs)}"
+                f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
+                f"among the model's outputs {sorted(outputs)}"
             ) from None
         detections = self.decode(raw, transform)
         end = time.perf_counter()

@@ -1,0 +1,83 @@
+"""Box decoding of an anchor-free YOLO head (v5u/v8 style) done outside the model, in numpy.
+
+The head predicts, for every anchor point (the centre of a cell of the stride-8, 16 and 32 grids), four
+distances (left, top, right, bottom, in cells) each as a distribution over ``reg_max`` bins ("distribution
+focal loss", DFL). The distance is the expectation ``sum_i i * softmax(logits)_i``. In the model this is a
+``SOFTMAX`` over a ``[1, 4, N, 16]`` tensor, which the Edge TPU cannot map (it maps only 1-D softmax), so
+an Edge TPU detector exports the raw logits and its class scores and decodes here instead
+(spec ``layout: "yolo_dfl"``). :func:`dfl_to_predictions` gives the same ``[1, 4 + nc, N]`` tensor as a
+model that decodes in the graph (``layout: "yolo"``, ``boxes: "xywh_normalized"``), so the rest of the
+detector is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["DEFAULT_STRIDES", "anchor_points", "dfl_distances", "dfl_to_predictions"]
+
+DEFAULT_STRIDES: tuple[int, ...] = (8, 16, 32)
+
+
+def anchor_points(input_hw: tuple[int, int], strides: Sequence[int] = DEFAULT_STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor centres in input pixels ``(N, 2)`` (x, y) and each anchor's stride ``(N,)``.
+
+    Ordered like ultralytics' ``make_anchors``: stride by stride, row-major within a grid (y outer, x inner).
+    """
+    height, width = input_hw
+    points, anchor_strides = [], []
+    for stride in strides:
+        rows, cols = int(np.ceil(height / stride)), int(np.ceil(width / stride))
+        yy, xx = np.meshgrid(np.arange(rows, dtype=np.float32), np.arange(cols, dtype=np.float32), indexing="ij")
+        points.append((np.stack([xx.ravel(), yy.ravel()], axis=1) + 0.5) * stride)
+        anchor_strides.append(np.full(rows * cols, stride, np.float32))
+    return np.concatenate(points).astype(np.float32), np.concatenate(anchor_strides)
+
+
+def dfl_distances(logits: np.ndarray, reg_max: int = 16) -> np.ndarray:
+    """``(4 * reg_max, N)`` logits → ``(4, N)`` expected distances in bins (softmax over each side's bins)."""
+    logits = np.asarray(logits, np.float32)
+    if logits.ndim != 2 or logits.shape[0] != 4 * reg_max:
+        raise ValueError(f"DFL logits: expected shape (4 * {reg_max}, N), got {logits.shape}")
+    bins = logits.reshape(4, reg_max, -1)
+    bins = np.exp(bins - bins.max(axis=1, keepdims=True))
+    bins /= bins.sum(axis=1, keepdims=True)
+    return np.einsum("sbn,b->sn", bins, np.arange(reg_max, dtype=np.float32))
+
+
+def dfl_to_predictions(
+    logits: np.ndarray,
+    scores: np.ndarray,
+    input_hw: tuple[int, int],
+    strides: Sequence[int] = DEFAULT_STRIDES,
+    reg_max: int = 16,
+) -> np.ndarray:
+    """Raw DFL box logits and class scores → ``[1, 4 + nc, N]``: ``cx, cy, w, h`` as fractions of the input,
+    then the scores (the ``layout: "yolo"`` tensor).
+
+    Args:
+        logits: ``[1, 4 * reg_max, N]`` or ``[1, N, 4 * reg_max]`` (dequantized).
+        scores: ``[1, nc, N]`` or ``[1, N, nc]`` class scores in [0, 1].
+        input_hw: ``(height, width)`` of the model input.
+    """
+    points, anchor_strides = anchor_points(input_hw, strides)
+    n = len(points)
+    logits = _channels_first(logits, n, "DFL logits")
+    scores = _channels_first(scores, n, "scores")
+    ltrb = dfl_distances(logits, reg_max) * anchor_strides[None, :]
+    x0, y0 = points[:, 0] - ltrb[0], points[:, 1] - ltrb[1]
+    x1, y1 = points[:, 0] + ltrb[2], points[:, 1] + ltrb[3]
+    height, width = input_hw
+    xywh = np.stack([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])
+    return np.concatenate([xywh, scores], axis=0)[None].astype(np.float32)
+
+
+def _channels_first(tensor: np.ndarray, n: int, what: str) -> np.ndarray:
+    array = np.asarray(tensor, np.float32)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or n not in array.shape:
+        raise ValueError(f"{what}: expected [1, C, {n}] or [1, {n}, C], got {np.shape(tensor)}")
+    return array if array.shape[1] == n else array.T
