@@ -196,7 +196,11 @@ def check_top_label(mapping: object) -> None:
     if (np.diff(x) < 0).any() or (np.diff(y) < 0).any():
         raise ValueError("x and y must be non-decreasing")
     max_slope = mapping.get("max_slope", MAX_TOP_LABEL_SLOPE)
-    if isinstance(max_slope, bool) or not isinstance(max_slope, (int, float)) or not 0 < max_slope <= MAX_TOP_LABEL_SLOPE:
+    if (
+        isinstance(max_slope, bool)
+        or not isinstance(max_slope, (int, float))
+        or not 0 < max_slope <= MAX_TOP_LABEL_SLOPE
+    ):
         raise ValueError(f"max_slope must be a number in (0, {MAX_TOP_LABEL_SLOPE}], got {max_slope!r}")
     dx, dy = np.diff(x), np.diff(y)
     steep = dy > max_slope * dx + 1e-12

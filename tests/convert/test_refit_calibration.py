@@ -52,7 +52,9 @@ def test_refit_writes_a_smooth_map_its_sensitivity_and_the_triage(tmp_path, shar
     sensitivity = calibration["logit_step_sensitivity"]
     assert sensitivity["smooth_map_after"]["rows"] == len(val) and sensitivity["smooth_map_after"]["max"] <= 0.05
     assert 0 < spec.to_dict()["triage"]["malignant_threshold"] < 1
-    assert spec.to_dict()["provenance"]["calibration_refit"]["command"].startswith("python -m convert.refit_calibration")
+    assert spec.to_dict()["provenance"]["calibration_refit"]["command"].startswith(
+        "python -m convert.refit_calibration"
+    )
     # A cache for other images is refused rather than silently used.
     np.savez(tmp_path / "other.npz", logits=logits, image_ids=np.asarray(["x"] * len(val)))
     with pytest.raises(SystemExit, match="other images"):
