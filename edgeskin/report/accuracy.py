@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeskin.labels import DX_CLASSES
 from edgeskin.report.common import (
     REPO_ROOT,
     Missing,
@@ -74,8 +75,9 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
         if sorted(ids) != sorted(val.image_ids):
             rows[name] = {"missing": f"scored on {len(ids)} images that are not this validation split"}
             continue
-        probs = np.zeros((len(ids), len(run["probs"][0])))
-        probs[[position[i] for i in ids]] = np.asarray(run["probs"], np.float64)
+        stored = np.asarray(run["probs"], np.float64)
+        probs = np.zeros((len(ids), len(DX_CLASSES)))
+        probs[[position[i] for i in ids]] = _reorder(stored, _training_order(stored))
         rows[name] = {
             **_summary(classify_report(val.labels, probs, malignant_threshold=threshold)),
             **{
@@ -96,10 +98,17 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
 
 
 def _reorder(probs: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
-    """Columns in :data:`edgeskin.labels.DX_CLASSES` order."""
-    from edgeskin.labels import DX_CLASSES
+    """The 7-dx view in :data:`edgeskin.labels.DX_CLASSES` order (ak + scc = akiec for an 8-dx model)."""
+    from edgeskin.labels import to_dx7
 
-    return probs[:, [list(labels).index(dx) for dx in DX_CLASSES]]
+    return to_dx7(probs, labels).astype(np.float64)
+
+
+def _training_order(probs: np.ndarray) -> tuple[str, ...]:
+    """The output order of a Keras classifier trained here: the 8 ISIC 2019 dx or the 7 HAM10000 dx."""
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES
+
+    return DX8_CLASSES if probs.shape[1] == len(DX8_CLASSES) else DX_CLASSES
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +179,6 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
     """Float Keras vs INT8 TFLite on the classifier's validation split (see the module docstring)."""
     from edgeskin.evaluation import classify_report
     from edgeskin.image import read_image
-    from edgeskin.labels import DX_CLASSES
     from edgeskin.tasks.classifier import Classifier, softmax
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -214,7 +222,8 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
         size = int(spec.input.size[0])
         pixels = model_input_pixels(val.paths, size, spec.preprocessing_profile())
         float_probs, device = _keras_predict(keras_model, pixels, backend)
-        # The Keras model's output order is the training order, DX_CLASSES (the INT8 spec's labels come from it).
+        float_probs = _reorder(float_probs, _training_order(float_probs))
+        # The Keras model's output order is the training order (the INT8 spec's labels come from it).
         rows["float_keras"] = {
             **_summary(classify_report(val.labels, float_probs, malignant_threshold=threshold)),
             "model": str(keras_model.relative_to(REPO_ROOT)),
@@ -243,6 +252,7 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
         size = int(config.get("input_size", 224))
         pixels = model_input_pixels(val.paths, size, config.get("profile") or spec.preprocessing_profile())
         probs, device = _keras_predict(found, pixels, backend)
+        probs = _reorder(probs, _training_order(probs))
         rows[f"float_{backbone}"] = {
             **_summary(classify_report(val.labels, probs, malignant_threshold=threshold)),
             "model": str(found.relative_to(REPO_ROOT)),

@@ -47,6 +47,9 @@ DETECTOR_WORK = REPO_ROOT / "artifacts" / "detector"
 BENCH_ARTIFACTS = REPO_ROOT / "artifacts" / "bench"
 KERAS_MODEL = CLASSIFIER_RUN / "model.keras"
 DETECTOR_WEIGHTS = DETECTOR_WORK / "run" / "weights" / "best.pt"
+# The shipped detector's float weights as committed with its training record; used when the INT8 model's spec
+# names their SHA-256 (provenance.float_weights.sha256).
+DETECTOR_WEIGHTS_COMMITTED = REPO_ROOT / "training" / "runs" / "detector" / "best.pt"
 # The splits are committed with the training records (training/runs/); a fresh training run's copy under
 # artifacts/ wins when there is one.
 PH2_SPLIT = next(
@@ -99,6 +102,13 @@ def detector_baseline(detector_int8: Path | None = None) -> Path:
     Raises :class:`Missing` when they are absent or were rewritten after the INT8 export.
     """
     detector_int8 = detector_int8 or models()[1]
+    spec_path = Path(detector_int8).with_suffix(".json")
+    if DETECTOR_WEIGHTS_COMMITTED.is_file() and spec_path.is_file():
+        from edgeskin.runtime.spec import sha256_file
+
+        recorded = json.loads(spec_path.read_text()).get("provenance", {}).get("float_weights", {}).get("sha256")
+        if recorded and recorded == sha256_file(DETECTOR_WEIGHTS_COMMITTED):
+            return DETECTOR_WEIGHTS_COMMITTED
     return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
 
 
@@ -158,22 +168,35 @@ def ph2_images(count: int) -> list[Path]:
 class HamValidation:
     image_ids: list[str]
     paths: list[Path]
-    labels: np.ndarray  # dx indices into edgeskin.labels.DX_CLASSES
+    labels: np.ndarray  # dx indices into edgeskin.labels.DX_CLASSES (the 7-dx view)
 
 
 def ham_validation(limit: int | None = None, seed: int = SEED) -> HamValidation:
-    """The classifier's validation split (``artifacts/classifier/split.json``), optionally a seeded subset."""
-    from edgeskin.datasets import apply_split, load_ham10000
+    """The classifier's internal validation split (``split.json``'s ``val``), optionally a seeded subset.
+
+    A multi-source split (one with a ``source_holdout``: HAM10000 and the ISIC 2017 images) is read through
+    :func:`edgeskin.datasets.load_multisource`, a HAM10000-only one through the HAM10000 metadata. Labels are
+    in the 7-dx view (ak + scc = akiec), which every shipped classifier can be scored on.
+    """
+    from edgeskin.datasets import apply_split, load_ham10000, load_multisource
 
     split = json.loads(require_file(CLASSIFIER_SPLIT, "the classifier's split (split.json)").read_text())
-    data = load_ham10000(require_file(HAM_DIR / "HAM10000_metadata.csv", "HAM10000 metadata"), HAM_DIR / "images")
+    metadata = require_file(HAM_DIR / "HAM10000_metadata.csv", "HAM10000 metadata")
+    if "source_holdout" in split:
+        data = load_multisource(
+            metadata,
+            HAM_DIR / "images",
+            require_file(SHARED / "data" / "isic2018_task1" / "images", "the ISIC 2017/2018 images"),
+            require_file(SHARED / "data" / "isic_ground_truth", "the ISIC ground-truth files"),
+        )
+    else:
+        data = load_ham10000(metadata, HAM_DIR / "images")
     val = apply_split(data, split, "val")
+    labels = val.dx7_labels()
     index = np.arange(len(val))
     if limit is not None and limit < len(val):
         index = np.sort(np.random.default_rng(seed).choice(len(val), size=limit, replace=False))
-    return HamValidation(
-        [val.image_ids[i] for i in index], [Path(val.paths[i]) for i in index], np.asarray(val.labels)[index]
-    )
+    return HamValidation([val.image_ids[i] for i in index], [Path(val.paths[i]) for i in index], labels[index])
 
 
 def model_input_pixels(paths: Sequence[Path], size: int, profile: Any) -> np.ndarray:
