@@ -58,6 +58,8 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
 # isotonic step function it replaces had slopes in the hundreds (a 0.19 jump for a 0.0005 move).
 MAX_TOP_LABEL_SLOPE = 4.0
 DEFAULT_TOP_LABEL_SLOPE = 2.0
+# What an export aims for: one INT8 logit step moves no calibrated probability by more than this.
+MAX_LOGIT_STEP_SENSITIVITY = 0.05
 
 
 def fit_isotonic_top_label(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, list[float]]:
@@ -304,6 +306,7 @@ def fit_calibration(
     max_slope: float = DEFAULT_TOP_LABEL_SLOPE,
     n_bins: int = 15,
     crossfit_repeats: int = 20,
+    max_sensitivity: float = MAX_LOGIT_STEP_SENSITIVITY,
 ) -> tuple[dict, np.ndarray]:
     """Temperature, then the smooth top-label map, on (N, n_classes) validation logits; with the figures.
 
@@ -312,13 +315,22 @@ def fit_calibration(
     fit, the honest estimate; on alternating rows as before, and averaged over ``crossfit_repeats`` random
     halvings, since one halving of a few hundred rows moves the ECE by about ±0.01), and the one-step logit sensitivity (:func:`logit_step_sensitivity`, with
     ``logit_step`` the INT8 logits' scale) of the temperature alone, of the former isotonic step map and of
-    the smooth map. Returns that dict and the calibrated probabilities of the rows.
+    the smooth map. When one step would move a probability by more than ``max_sensitivity`` with the
+    map's slope, the map is refitted with a lower slope (1.5, 1, 0.75, 0.5) until it does not (the slope
+    used is the map's ``max_slope``; ``sensitivity_target_met`` says whether it was reached: a temperature
+    alone moves a probability by up to step / 4T, which no map can undo). Returns that dict and the
+    calibrated probabilities of the rows.
     """
     logits = np.asarray(logits, np.float64)
     labels = np.asarray(labels)
     temperature = fit_temperature(logits, labels)
     scaled = calibrated_probabilities(logits, temperature)
-    top_label = fit_top_label(scaled, labels, max_slope=max_slope)
+    for slope in [max_slope] + [s for s in (1.5, 1.0, 0.75, 0.5) if s < max_slope]:
+        top_label = fit_top_label(scaled, labels, max_slope=slope)
+        after = logit_step_sensitivity(logits, logit_step, temperature, top_label)
+        if after["max"] <= max_sensitivity:
+            break
+    max_slope = top_label["max_slope"]
     calibrated = apply_top_label(scaled, top_label)
     alternating = _crossfit_ece(logits, labels, [np.arange(len(labels)) % 2], max_slope, n_bins)
     halvings = [np.random.default_rng(seed).permutation(len(labels)) % 2 for seed in range(crossfit_repeats)]
@@ -328,7 +340,7 @@ def fit_calibration(
     sensitivity = {
         "temperature_only": logit_step_sensitivity(logits, logit_step, temperature),
         "isotonic_step_map_before": logit_step_sensitivity(logits, logit_step, temperature, isotonic, full_lead=0.0),
-        "smooth_map_after": logit_step_sensitivity(logits, logit_step, temperature, top_label),
+        "smooth_map_after": after,
     }
     calibration = {
         "temperature": round(temperature, 5),
@@ -350,6 +362,8 @@ def fit_calibration(
             ),
             "logit_step": round(float(logit_step), 6),
             **{name: _rounded(report) for name, report in sensitivity.items()},
+            "target": max_sensitivity,
+            "sensitivity_target_met": bool(after["max"] <= max_sensitivity),
         },
     }
     return calibration, calibrated

@@ -387,3 +387,22 @@ def test_the_model_card_states_the_calibration_sensitivity_and_the_guarantee():
     card = (root / "edgeskin/models/MODEL_CARD.md").read_text()
     # the committed card was generated from this spec
     assert f"at most {s['smooth_map_after']['max']}" in card and REPRODUCIBILITY in card
+
+
+def test_fit_calibration_lowers_the_slope_until_one_step_is_under_the_target():
+    """A coarser INT8 output (a larger step) would move probabilities too far with slope 2: the export then
+    refits a flatter map rather than ship one above the target, and says whether the target was met."""
+    from edgeskin.calibration import check_top_label, fit_calibration
+
+    logits, labels = synthetic(3000, 0.7, seed=6)
+    calibration, _ = fit_calibration(logits, labels, logit_step=0.12, crossfit_repeats=1, max_sensitivity=0.05)
+    check_top_label(calibration["top_label"])
+    report = calibration["logit_step_sensitivity"]
+    plain = report["temperature_only"]["max"]
+    assert plain < 0.05  # reachable: the temperature alone stays under it
+    assert calibration["top_label"]["max_slope"] < 2.0
+    assert report["smooth_map_after"]["max"] <= 0.05 and report["sensitivity_target_met"] is True
+    # Unreachable target: reported as missed, with the flattest map tried.
+    calibration, _ = fit_calibration(logits, labels, logit_step=0.12, crossfit_repeats=1, max_sensitivity=plain / 2)
+    assert calibration["logit_step_sensitivity"]["sensitivity_target_met"] is False
+    assert calibration["top_label"]["max_slope"] == 0.5
