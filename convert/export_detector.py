@@ -263,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the shipped .tflite + .json are copied ('' to skip)",
     )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
+    parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument(
         "--presence",
         type=float,
@@ -315,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOG.info("ONNX vs PyTorch max abs diff %.2e (output %s)", onnx_max_diff, onnx_out.shape)
 
     calibration = representative_images(work / "dataset", imgsz, args.calibration, seed=data_config.seed)
-    tflite_built = convert_tflite(onnx_path, calibration, out / "tflite")
+    reused = sorted((out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
+    if args.reuse_tflite and reused:  # the conversion of this very ONNX file is already there
+        tflite_built = reused[0]
+    else:
+        tflite_built = convert_tflite(onnx_path, calibration, out / "tflite")
     tflite_path = out / f"{MODEL_NAME}.tflite"
     shutil.copyfile(tflite_built, tflite_path)
 
@@ -339,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in ("float32", "float16"):
         found = sorted(tflite_built.parent.glob(f"*_{kind}.tflite"))
         if found:
-            float_predict, _ = tflite_predictor(found[0], imgsz, output_name)
+            with TFLiteModel.from_file(found[0]) as probe_model:
+                float_output = probe_model.output_names[0]  # its own signature name
+            float_predict, _ = tflite_predictor(found[0], imgsz, float_output)
             evaluations[f"{kind}_tflite"] = evaluate_detector(float_predict, items)
     # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from
     # lesions held out of training pasted on skin scenes.

@@ -97,8 +97,9 @@ def tflite_dfl_predictor(path: Path, imgsz: int, confidence: float = 0.01):
     from edgeskin.tasks.detector import decode_yolo
 
     model = TFLiteModel.from_file(path)
-    logits_name = next(o.name for o in model.outputs if "box" in o.name)
-    scores_name = next(o.name for o in model.outputs if "score" in o.name)
+    # The converter renames outputs (signature names): the DFL logits are the one with 64 channels.
+    logits_name = next(o.name for o in model.outputs if 64 in o.shape[1:])
+    scores_name = next(o.name for o in model.outputs if o.name != logits_name)
     invoke: list[float] = []
 
     def predict(image_rgb: np.ndarray):
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--calibration", type=int, default=200)
+    parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument("--compare", help="the in-graph-decoding INT8 .tflite to report next to this one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -133,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = dfl_head_module(load_detection_model(args.weights))
     onnx_path = export_onnx(module, out / "edgeskin-yolov5n-det-dfl.onnx", args.imgsz)
     calibration = representative_images(Path(args.dataset), args.imgsz, args.calibration)
-    tflite = convert_tflite(onnx_path, calibration, out / "tflite")
+    reused = sorted((out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
+    tflite = reused[0] if args.reuse_tflite and reused else convert_tflite(onnx_path, calibration, out / "tflite")
     from training.detector_masks import MaskDatasetConfig
 
     items = ph2_validation_items(Path(args.dataset), MaskDatasetConfig())

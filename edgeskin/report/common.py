@@ -47,9 +47,6 @@ DETECTOR_WORK = REPO_ROOT / "artifacts" / "detector"
 BENCH_ARTIFACTS = REPO_ROOT / "artifacts" / "bench"
 KERAS_MODEL = CLASSIFIER_RUN / "model.keras"
 DETECTOR_WEIGHTS = DETECTOR_WORK / "run" / "weights" / "best.pt"
-# The shipped detector's float weights as committed with its training record; used when the INT8 model's spec
-# names their SHA-256 (provenance.float_weights.sha256).
-DETECTOR_WEIGHTS_COMMITTED = REPO_ROOT / "training" / "runs" / "detector" / "best.pt"
 # The splits are committed with the training records (training/runs/); a fresh training run's copy under
 # artifacts/ wins when there is one.
 PH2_SPLIT = next(
@@ -102,13 +99,6 @@ def detector_baseline(detector_int8: Path | None = None) -> Path:
     Raises :class:`Missing` when they are absent or were rewritten after the INT8 export.
     """
     detector_int8 = detector_int8 or models()[1]
-    spec_path = Path(detector_int8).with_suffix(".json")
-    if DETECTOR_WEIGHTS_COMMITTED.is_file() and spec_path.is_file():
-        from edgeskin.runtime.spec import sha256_file
-
-        recorded = json.loads(spec_path.read_text()).get("provenance", {}).get("float_weights", {}).get("sha256")
-        if recorded and recorded == sha256_file(DETECTOR_WEIGHTS_COMMITTED):
-            return DETECTOR_WEIGHTS_COMMITTED
     return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
 
 

@@ -14,7 +14,7 @@ import pytest
 from edgeskin.labels import DX_CLASSES
 from edgeskin.results import Classification
 from edgeskin.tasks.detector import ClassicalDetector
-from edgeskin.tasks.pipeline import NO_LESION_FOUND, LesionPipeline
+from edgeskin.tasks.pipeline import NO_LESION_FOUND, UNSURE_RETAKE, LesionPipeline
 
 PHOTOS = ("panda.jpg", "cat.bmp", "bird.bmp", "grace_hopper.bmp")
 
@@ -35,9 +35,12 @@ class UniformClassifier:
         pass
 
 
-def assert_no_lesion(result, what: str) -> None:
+def assert_no_lesion(result, what: str, unsure_ok: bool = False) -> None:
+    """No lesion and no diagnosis; with ``unsure_ok`` the detector's "unsure: retake" band is accepted too
+    (the shipped detector's band starts low, at its spec's ``thresholds.unsure``)."""
     assert result.lesions == (), f"{what}: {len(result.lesions)} lesion(s), top score {result.lesions[0].score:.2f}"
-    assert result.messages == (NO_LESION_FOUND,)
+    allowed = ((NO_LESION_FOUND,), (UNSURE_RETAKE,)) if unsure_ok else ((NO_LESION_FOUND,),)
+    assert result.messages in allowed, result.messages
 
 
 def plain_skin(seed: int, size=(480, 640)) -> np.ndarray:
@@ -145,8 +148,9 @@ def test_the_benchmark_summary_counts_false_positives(non_lesion_benchmark):
 @pytest.fixture
 def shipped_acceptance(shipped_models_dir) -> None:
     """The shipped models (the fixture fails when they are missing). Their detector reports a lesion only
-    at or above its spec's ``thresholds.presence`` (0.60); measured there: 10/160 non-lesion frames with a
-    lesion and none of the 4 photos, PH2-val IoU>=0.5 rate of reported lesions 0.92 (docs/robustness.md)."""
+    at or above its spec's ``thresholds.presence`` (0.67, calibrated by benchmarks/detector_presence.py): 2/160
+    non-lesion frames with a lesion and none of the 4 photos; below it, down to ``thresholds.unsure`` (0.15), the
+    frame says "unsure: retake" (100/160 non-lesion frames), never a diagnosis."""
 
 
 @pytest.mark.shared
@@ -155,7 +159,7 @@ def test_the_shipped_pipeline_finds_no_lesion_in_the_everyday_photos(shipped_acc
     from edgeskin.image import read_image
 
     with LesionPipeline.from_defaults(threads=1, cam=False) as pipeline:
-        assert_no_lesion(pipeline(read_image(shared_file(f"data/non_lesion/{name}"))), name)
+        assert_no_lesion(pipeline(read_image(shared_file(f"data/non_lesion/{name}"))), name, unsure_ok=True)
 
 
 @pytest.mark.shared
@@ -164,7 +168,7 @@ def test_predict_on_the_panda_reports_no_lesion_and_no_diagnosis(edgeskin_cli, s
     proc = edgeskin_cli("predict", panda)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"{panda} (696x613): {NO_LESION_FOUND}"
+    assert lines[0] in (f"{panda} (696x613): {NO_LESION_FOUND}", f"{panda} (696x613): {UNSURE_RETAKE}")
     assert lines[1].startswith("  timings ms: ") and len(lines) == 3  # then the "not a diagnosis" notice
     for word in ("#1", "box [", "REFER", "group ", *DX_CLASSES):
         assert word not in "\n".join(lines[:2]), word
@@ -178,4 +182,4 @@ def test_the_shipped_pipeline_false_positive_rate_on_a_subset(shipped_acceptance
     natural = table["natural (all)"]
     assert natural["fp_rate"] <= MAX_FP_NATURAL_SHIPPED, table
     for record in records:  # a false positive still carries no diagnosis when nothing was reported
-        assert (record["lesions"] == 0) == (record["messages"] == [NO_LESION_FOUND])
+        assert (record["lesions"] == 0) == (record["messages"] in ([NO_LESION_FOUND], [UNSURE_RETAKE]))
