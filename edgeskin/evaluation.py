@@ -33,6 +33,7 @@ __all__ = [
     "classification_metrics",
     "classify_report",
     "detection_report",
+    "iou_summary",
     "malignant_metrics",
     "plot_confusion_matrix",
     "plot_roc_curves",
@@ -290,13 +291,20 @@ def top_box_ious(gt_box: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> t
     return float(ious[top]), float(ious.max())
 
 
-def _iou_stats(ious: np.ndarray) -> dict[str, float | None]:
-    if ious.size == 0:
-        return {"mean": None, "median": None, "iou50_rate": None}
+def iou_summary(ious: Sequence[float], digits: int = 6) -> dict[str, Any]:
+    """``n``, ``mean_iou``, ``median_iou`` and ``iou50_rate`` (share of images with IoU >= 0.5) of per-image IoUs.
+
+    The one IoU summary of the project (``edgeskin evaluate detect``, the detector's training and export records,
+    the benchmark report). Without any IoU the statistics are None.
+    """
+    values = np.asarray(ious, dtype=np.float64).reshape(-1)
+    if values.size == 0:
+        return {"n": 0, "mean_iou": None, "median_iou": None, "iou50_rate": None}
     return {
-        "mean": _round(float(ious.mean())),
-        "median": _round(float(np.median(ious))),
-        "iou50_rate": _round(float((ious >= 0.5).mean())),
+        "n": int(values.size),
+        "mean_iou": _round(float(values.mean()), digits),
+        "median_iou": _round(float(np.median(values)), digits),
+        "iou50_rate": _round(float((values >= 0.5).mean()), digits),
     }
 
 
@@ -352,17 +360,17 @@ def detection_report(
         all_hits.append(hits)
     n = len(top_ious)
     top_arr, best_arr = np.asarray(top_ious, np.float64), np.asarray(best_ious, np.float64)
-    top_stats = _iou_stats(top_arr)
+    top_stats = iou_summary(top_arr)
     map50 = None
     if n:
         map50 = _round(average_precision(np.concatenate(all_scores), np.concatenate(all_hits), n))
     return {
         "n": n,
-        "mean_iou": top_stats["mean"],
-        "median_iou": top_stats["median"],
+        "mean_iou": top_stats["mean_iou"],
+        "median_iou": top_stats["median_iou"],
         "iou50_rate": top_stats["iou50_rate"],
         "map50": map50,
-        "best_box_iou": _iou_stats(best_arr),
+        "best_box_iou": iou_summary(best_arr),
         "no_box": no_box,
         "empty_masks": empty,
         "definitions": {
