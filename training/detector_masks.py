@@ -3,7 +3,7 @@
 Builds the YOLO dataset of the mask-trained detector (issue 12) from
 
 * HAM10000 images with their lesion masks (``ham10000/masks``), put back to 4:3 (the shared copies are
-  stretched squares), split by the classifier's committed HAM split (``training/runs/classifier/split.json``):
+  stretched squares), split by the classifier's committed HAM split (``training/runs/classifier-ham7/split.json``):
   its validation images, and every image of a lesion among them, never enter training;
 * ISIC 2017/2018 Task 1 images with expert masks (``isic2018_task1``): a fixed, seeded third is held out
   (:func:`isic_holdout`, written to ``training/runs/detector/isic_holdout.json``) for the no-lesion-dismissed
@@ -53,7 +53,7 @@ from training.detector_data import (
 
 LOG = logging.getLogger("edgeskin.detector_masks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLASSIFIER_SPLIT = REPO_ROOT / "training" / "runs" / "classifier" / "split.json"
+CLASSIFIER_SPLIT = REPO_ROOT / "training" / "runs" / "classifier-ham7" / "split.json"
 ISIC_HOLDOUT = REPO_ROOT / "training" / "runs" / "detector" / "isic_holdout.json"
 # Everyday photos shipped inside installed packages; none is one of the evaluation photos of
 # ../shared/data/non_lesion (panda, cat, bird, Grace Hopper), so they can teach "no lesion here".

@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m training.pack_for_gpu --split training/runs/classifier/split.json --out .gpu/ham
+    python -m training.pack_for_gpu --split training/runs/classifier-ham7/split.json --out .gpu/ham
 
 Validation images are copied byte for byte (the float baseline is scored on exactly the files the INT8
 model is scored on here); training images are re-encoded as WebP (quality 85 by default: mean absolute
