@@ -88,8 +88,14 @@ def main(argv=None) -> int:
     model_path = spec_path.with_name(data["model_file"])
     provenance = data.get("provenance", {})
     config = provenance.get("training_config", {})
+    metadata, images = args.metadata or config.get("metadata"), args.images or config.get("images")
+    if not (metadata and images):
+        raise SystemExit(
+            f"{spec_path.name}: no HAM10000 metadata/images in its training config (a multi-source model: its "
+            "export, convert.export_classifier, calibrates it); give --metadata and --images for a HAM10000 model"
+        )
     split = json.loads((REPO / (args.split or provenance["split_file"])).read_text())
-    dataset = load_ham10000(REPO / (args.metadata or config["metadata"]), REPO / (args.images or config["images"]))
+    dataset = load_ham10000(REPO / metadata, REPO / images)
     val = apply_split(dataset, split, "val")
     labels = list(data["labels"])
     if labels != list(dataset.classes):
