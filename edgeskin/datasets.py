@@ -225,6 +225,32 @@ def _labelled(ids, paths, dx_names, groups, classes, source, missing=0, extras=N
     )
 
 
+def _with_images(
+    labels: dict[str, str],
+    images_dir: str | Path,
+    source: str,
+    name: str,
+    lesions: dict[str, str] | None = None,
+    extras: dict | None = None,
+) -> LabelledImages:
+    """The 8-dx table of the ``{image_id: dx}`` labels whose image is in ``images_dir`` (the others counted)."""
+    images_dir = Path(images_dir)
+    ids, paths, names, groups = [], [], [], []
+    missing = 0
+    for image_id, dx in labels.items():
+        path = find_image(images_dir, image_id)
+        if path is None:
+            missing += 1
+            continue
+        ids.append(image_id)
+        paths.append(path)
+        names.append(dx)
+        groups.append((lesions or {}).get(image_id, image_id))
+    if missing:
+        log.info("%s: %d rows have no image in %s and were skipped", name, missing, images_dir)
+    return _labelled(ids, paths, names, groups, DX8_CLASSES, source, missing, extras)
+
+
 def load_isic2019(
     ground_truth_csv: str | Path, images_dir: str | Path, metadata_csv: str | Path | None = None
 ) -> LabelledImages:
@@ -240,38 +266,13 @@ def load_isic2019(
         default = ground_truth_csv.with_name("ISIC_2019_Training_Metadata.csv")
         metadata_csv = default if default.is_file() else None
     lesions = read_isic2019_lesion_ids(metadata_csv) if metadata_csv else {}
-    ids, paths, names, groups = [], [], [], []
-    missing = 0
-    for image_id, dx in labels.items():
-        path = find_image(images_dir, image_id)
-        if path is None:
-            missing += 1
-            continue
-        ids.append(image_id)
-        paths.append(path)
-        names.append(dx)
-        groups.append(lesions.get(image_id, image_id))
-    if missing:
-        log.info("%s: %d rows have no image in %s and were skipped", ground_truth_csv.name, missing, images_dir)
-    return _labelled(ids, paths, names, groups, DX8_CLASSES, "isic2019", missing, {"unlabelled": unknown})
+    return _with_images(labels, images_dir, "isic2019", ground_truth_csv.name, lesions, {"unlabelled": unknown})
 
 
 def load_isic2017_part3(ground_truth_csv: str | Path, images_dir: str | Path) -> LabelledImages:
     """Load an ISIC 2017 Part 3 ground-truth CSV (mel, bkl or nv as 8-dx labels); rows without an image are counted."""
-    ground_truth_csv, images_dir = Path(ground_truth_csv), Path(images_dir)
-    ids, paths, names = [], [], []
-    missing = 0
-    for image_id, dx in read_isic2017_labels(ground_truth_csv).items():
-        path = find_image(images_dir, image_id)
-        if path is None:
-            missing += 1
-            continue
-        ids.append(image_id)
-        paths.append(path)
-        names.append(dx)
-    if missing:
-        log.info("%s: %d rows have no image in %s and were skipped", ground_truth_csv.name, missing, images_dir)
-    return _labelled(ids, paths, names, ids, DX8_CLASSES, "isic2017", missing)
+    ground_truth_csv = Path(ground_truth_csv)
+    return _with_images(read_isic2017_labels(ground_truth_csv), images_dir, "isic2017", ground_truth_csv.name)
 
 
 def load_multisource(
@@ -356,22 +357,15 @@ PH2_DIAGNOSES = {"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"
 
 def load_ph2(labels_csv: str | Path, images_dir: str | Path) -> LabelledImages:
     """PH2's ``image_id,diagnosis`` (common_nevus, atypical_nevus, melanoma) as 8-dx labels (nv, nv, mel)."""
-    labels_csv, images_dir = Path(labels_csv), Path(images_dir)
-    ids, paths, names = [], [], []
-    missing = 0
+    labels_csv = Path(labels_csv)
+    labels = {}
     with labels_csv.open(newline="") as handle:
         for row in csv.DictReader(handle):
             dx = PH2_DIAGNOSES.get(row["diagnosis"].strip().lower())
             if dx is None:
                 raise ValueError(f"{labels_csv}: unknown PH2 diagnosis {row['diagnosis']!r} for {row['image_id']}")
-            path = find_image(images_dir, row["image_id"])
-            if path is None:
-                missing += 1
-                continue
-            ids.append(row["image_id"])
-            paths.append(path)
-            names.append(dx)
-    return _labelled(ids, paths, names, ids, DX8_CLASSES, "ph2", missing)
+            labels[row["image_id"]] = dx
+    return _with_images(labels, images_dir, "ph2", labels_csv.name)
 
 
 def load_labelled_images(labels_csv: str | Path, images_dir: str | Path) -> LabelledImages:
