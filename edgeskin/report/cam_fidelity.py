@@ -171,10 +171,12 @@ def cam_fidelity(images: int = 300, keras_model: Path | None = None, threads: in
     reference, float_top, check = grad_cam(keras_model, pixels)
 
     label_order = list(classifier.labels)
-    from edgeskin.labels import DX_CLASSES
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES
 
-    # The Keras model's classes are in training order (DX_CLASSES); map them to the INT8 model's order.
-    to_int8_index = [label_order.index(dx) for dx in DX_CLASSES]
+    # The Keras model's classes are in training order (DX8_CLASSES, or DX_CLASSES for a HAM10000-only model);
+    # map them to the INT8 model's order.
+    training_order = DX8_CLASSES if len(label_order) == len(DX8_CLASSES) else DX_CLASSES
+    to_int8_index = [label_order.index(dx) for dx in training_order]
     results: dict[str, dict[str, list[float]]] = {
         view: {"pearson_grid": [], "pearson_192": [], "top20_iou_grid": [], "top20_iou_192": []}
         for view in ("same_class", "as_deployed")

@@ -173,12 +173,11 @@ def ham_validation(limit: int | None = None, seed: int = SEED) -> HamValidation:
     split = json.loads(require_file(CLASSIFIER_SPLIT, "the classifier's split (split.json)").read_text())
     metadata = require_file(HAM_DIR / "HAM10000_metadata.csv", "HAM10000 metadata")
     if "source_holdout" in split:
-        data = load_multisource(
-            metadata,
-            HAM_DIR / "images",
-            require_file(SHARED / "data" / "isic2018_task1" / "images", "the ISIC 2017/2018 images"),
-            require_file(SHARED / "data" / "isic_ground_truth", "the ISIC ground-truth files"),
-        )
+        isic_images, truth = SHARED / "data" / "isic2018_task1" / "images", SHARED / "data" / "isic_ground_truth"
+        require_file(truth / "ISIC_2019_Training_GroundTruth.csv", "the ISIC 2019 ground truth")
+        if not isic_images.is_dir():
+            raise Missing(f"the ISIC 2017/2018 images not found at {isic_images}")
+        data = load_multisource(metadata, HAM_DIR / "images", isic_images, truth)
     else:
         data = load_ham10000(metadata, HAM_DIR / "images")
     val = apply_split(data, split, "val")

@@ -270,7 +270,7 @@ def _accuracy_section(results: dict[str, Any], plots: dict[str, Path | None]) ->
         thr = cls.get("triage_threshold")
         ref = cls_rows.get("float_keras", {})
         lines += [
-            f"### Classifier — HAM10000 validation split, {cls.get('images')} images ({cls.get('split')})",
+            f"### Classifier — internal validation split, {cls.get('images')} images ({cls.get('split')})",
             "",
             f"Malignant sensitivity/specificity at the spec's triage threshold {_f(thr, 4)} ({cls.get('threshold_note')}).",
             "",
