@@ -33,7 +33,9 @@ def _reproducible(command: str) -> str:
 
 
 def _row(name: str, m: dict, keys) -> str:
-    return f"| {name} | " + " | ".join(_pct(_get(m, k)) for k in keys) + " |"
+    """A table row: counts as integers, rates and scores with three decimals."""
+    values = [_get(m, k) for k in keys]
+    return f"| {name} | " + " | ".join(str(v) if isinstance(v, int) else _pct(v) for v in values) + " |"
 
 
 def _get(m: dict, dotted: str):
@@ -78,14 +80,14 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
                      "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel", "ece")  # fmt: skip
     internal_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, internal_keys).replace(_pct(r.get("n")), str(r.get("n")), 1)
+        _row(SOURCE_NAMES.get(name, name), r, internal_keys)
         for name, r in per_source.items()
     ]
     external_keys = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
                      "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
                      "melanoma.benign_referred", "ece")  # fmt: skip
     external_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, external_keys).replace(_pct(r.get("n")), str(r.get("n")), 1)
+        _row(SOURCE_NAMES.get(name, name), r, external_keys)
         for name, r in (m.get("external") or {}).items()
     ]
     scc = _get(m, "int8_calibrated.scc_vs_ak")
@@ -180,17 +182,6 @@ from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?"
 {_reproducible(prov.get("export_command", ""))}
 ```
 """
-
-
-def _refit_line(prov: dict) -> str:
-    refit = prov.get("calibration_refit")
-    if not refit:
-        return ""
-    return (
-        f" The INT8 columns, the calibration and the triage threshold were re-measured on {refit.get('date')} by "
-        "`python -m convert.refit_calibration` through the runtime's bit-exact resize; the float column and the "
-        "INT8-vs-float figures are the export's (made with the former resize)."
-    )
 
 
 def _repeated_crossfit(cal: dict) -> str:

@@ -445,16 +445,21 @@ def _ph2_variant(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
     return image[y0 : y0 + ch, x0 : x0 + cw], mask[y0 : y0 + ch, x0 : x0 + cw]
 
 
-def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = True) -> dict:
-    """Write the YOLO dataset and its manifest; returns the manifest (counts, split, labeller quality)."""
-    started = time.time()
-    out = Path(out_dir)
+def empty_yolo_folders(out: Path) -> None:
+    """Create ``images/`` and ``labels/`` (``train``, ``val``) under ``out``, emptied of an earlier build."""
     for split in ("train", "val"):
         for kind in ("images", "labels"):
             folder = out / kind / split
             folder.mkdir(parents=True, exist_ok=True)
             for old in folder.iterdir():
                 old.unlink()
+
+
+def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = True) -> dict:
+    """Write the YOLO dataset and its manifest; returns the manifest (counts, split, labeller quality)."""
+    started = time.time()
+    out = Path(out_dir)
+    empty_yolo_folders(out)
     rng = np.random.default_rng(config.seed)
     items = load_ph2(config.ph2_root)
     split = split_ph2(items, n_val=config.ph2_val, seed=config.split_seed)

@@ -44,6 +44,7 @@ from training.detector_data import (
     _progress,
     _write_sample,
     composite_scene,
+    empty_yolo_folders,
     load_ph2,
     read_mask,
     read_rgb,
@@ -461,12 +462,7 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
     """Write the YOLO dataset (``images/``, ``labels/``, ``data.yaml``, ``manifest.json``, the split files)."""
     started = time.time()
     out = Path(out_dir)
-    for split in ("train", "val"):
-        for kind in ("images", "labels"):
-            folder = out / kind / split
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.iterdir():
-                old.unlink()
+    empty_yolo_folders(out)
     rng = np.random.default_rng(config.seed)
     sets = heldout_sets(config, REPO_ROOT / "training" / "runs" / "detector" / "ph2_split.json", ISIC_HOLDOUT)
     (out / "ph2_split.json").write_text(json.dumps(sets["ph2_split"], indent=1))
