@@ -180,7 +180,8 @@ class LesionPipeline:
         self.max_lesions = max_lesions
         self.min_confidence = min_confidence
         self.unsure_confidence = unsure_confidence
-        self._top_candidate: float | None = None  # best detector score of the last frame, reported or not
+        # Every view of every lesion in one invoke when the classifier offers it (edgeskin's Classifier does).
+        self._classify_many = getattr(classifier, "classify_many", None)
         spec = getattr(classifier, "spec", None)
         spec_threshold = spec.malignant_threshold if spec is not None else None
         self.refer_threshold: float | None = refer_threshold if refer_threshold is not None else spec_threshold
@@ -315,7 +316,7 @@ class LesionPipeline:
         height, width = frame.shape[:2]
         validated = time.perf_counter()
 
-        boxes, scores = self._detect(frame)
+        boxes, scores, top_score = self._detect(frame)
         detected = time.perf_counter()
 
         kept, crops, crop_boxes = [], [], []
@@ -334,11 +335,10 @@ class LesionPipeline:
         cropped = time.perf_counter()
 
         want_features = self.explainer is not None
-        classify_many = getattr(self.classifier, "classify_many", None)
         if not crops:
             classified: list[tuple[Classification, np.ndarray | None]] = []
-        elif classify_many is not None:  # every view of every lesion in one invoke when the model allows it
-            classified = classify_many(crops, want_features=want_features)
+        elif self._classify_many is not None:
+            classified = self._classify_many(crops, want_features=want_features)
         elif want_features:
             classified = [self.classifier.classify_with_features(crop) for crop in crops]
         else:
@@ -368,26 +368,27 @@ class LesionPipeline:
             "cam": cam_ms,
             "total": (end - start) * 1000.0,
         }
-        messages = () if lesions else (self._absent_message(),)
+        messages = () if lesions else (self._absent_message(top_score),)
         return PipelineResult((width, height), tuple(lesions), timings, messages, source)
 
-    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The boxes to analyse (at most ``max_lesions``, best first) and their scores."""
+    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """The boxes to analyse (at most ``max_lesions``, best first), their scores, and the best candidate's
+        score before the reporting threshold (None without a detector or a candidate)."""
         if self.detector is None:
             height, width = frame.shape[:2]
-            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
+            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32), None
         detections = self.detector.detect(frame)
         scores = detections.confidence
-        self._top_candidate = float(scores.max()) if len(scores) else None
+        top_score = float(scores.max()) if len(scores) else None
         keep = np.ones(len(scores), bool) if self.min_confidence is None else scores >= self.min_confidence
         index = np.flatnonzero(keep)
         order = index[np.argsort(-scores[index], kind="stable")][: self.max_lesions]
-        return detections.xyxy[order], scores[order]
+        return detections.xyxy[order], scores[order], top_score
 
-    def _absent_message(self) -> str:
+    def _absent_message(self, top_score: float | None) -> str:
         """Why no lesion is reported: "unsure: retake" when the best candidate is in the unsure band."""
-        top, low = self._top_candidate, self.unsure_confidence
-        if self.detector is not None and top is not None and low is not None and top >= low:
+        low = self.unsure_confidence
+        if top_score is not None and low is not None and top_score >= low:
             return UNSURE_RETAKE
         return NO_LESION_FOUND
 
