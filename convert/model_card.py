@@ -78,7 +78,8 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
             )
     per_source = m.get("int8_calibrated_per_source", {})
     internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
-                     "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel", "ece")  # fmt: skip
+                     "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
+                     "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
     internal_rows = [
         _row(SOURCE_NAMES.get(name, name), r, internal_keys)
         for name, r in per_source.items()
@@ -134,8 +135,8 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
 
 The model choice, the calibration and the refer threshold used these images and nothing else.
 
-| source | n | BACC 7 dx | BACC 8 dx | AUC 7 dx | malignant AUC | malignant sensitivity | malignant specificity | melanoma AUC | ECE |
-|---|---|---|---|---|---|---|---|---|---|
+| source | n | BACC 7 dx | BACC 8 dx | AUC 7 dx | malignant AUC | malignant sensitivity | malignant specificity | melanoma AUC | melanoma sensitivity at 80% specificity | at 90% | ECE |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(internal_rows)}
 
 {scc_line}
