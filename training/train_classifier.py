@@ -189,6 +189,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--time-budget", type=float, dest="time_budget", help="seconds: fewer epochs if the measured speed needs it"
     )
+    parser.add_argument(
+        "--init-from", dest="init_from",
+        help="a saved .keras model of the same architecture to continue from (fresh schedule; warmup_epochs may be 0)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
     parser.add_argument("--limit", type=int, help="use only N random images (smoke tests)")
     parser.add_argument("--seed", type=int)
@@ -247,6 +251,9 @@ def main(argv=None) -> int:
         dropout=config["dropout"],
         bn_momentum=config["bn_momentum"],
     )
+    if config.get("init_from"):
+        model.set_weights(keras.models.load_model(resolve(config["init_from"]), compile=False).get_weights())
+        log.info("continuing from %s", config["init_from"])
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
     steps = int(np.ceil(len(train) / config["batch_size"]))
     if args.time_budget:
@@ -254,9 +261,9 @@ def main(argv=None) -> int:
         config["epochs"] = plan_epochs(model, x_val, config, steps, args.time_budget, loss)
     warmup = config["warmup_epochs"] * steps
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config["learning_rate"] / 20,
+        initial_learning_rate=config["learning_rate"] / 20 if warmup else config["learning_rate"],
         decay_steps=max(1, config["epochs"] * steps - warmup),
-        warmup_target=config["learning_rate"],
+        warmup_target=config["learning_rate"] if warmup else None,
         warmup_steps=warmup,
     )
     ema = config.get("ema")

@@ -252,6 +252,8 @@ def train(dataset_dir: Path, run_dir: Path, options: dict) -> Path:
     options = dict(options)
     model_cfg = options.pop("model")
     time_hours = options.pop("time_hours", None)
+    # A .pt model continues from its weights (ultralytics builds the cfg afresh and loads them only when pretrained).
+    pretrained = str(model_cfg).endswith(".pt")
     extra = {"time": time_hours} if time_hours else {}
     model = YOLO(model_cfg, task="detect")
     model.train(
@@ -259,7 +261,7 @@ def train(dataset_dir: Path, run_dir: Path, options: dict) -> Path:
         project=str(run_dir.parent),
         name=run_dir.name,
         exist_ok=True,
-        pretrained=False,
+        pretrained=pretrained,
         amp=False,
         plots=True,
         device="cpu" if not _cuda_available() else 0,
@@ -287,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-train", action="store_true", help="only evaluate OUT/run/weights/best.pt")
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--time-hours", type=float, help="override train.time_hours (wall-clock budget)")
+    parser.add_argument("--init", help="continue from these ultralytics weights (.pt) instead of train.model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(args.out)
@@ -298,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options["epochs"] = args.epochs
     if args.time_hours:
         options["time_hours"] = args.time_hours
+    if args.init:
+        options["model"] = args.init
     dataset_dir = out / "dataset"
     timings: dict[str, float] = {}
     if not args.skip_dataset:
