@@ -74,6 +74,7 @@ def torch_predictor(weights: str | Path, imgsz: int = 320, confidence: float = 0
 def lesion_sets(dataset: Path | None) -> dict[str, list[tuple[str, str, Callable[[], tuple[np.ndarray, list]]]]]:
     """``{set: [(image_id, dx, load)]}`` where ``load() -> (image_rgb, [truth boxes xyxy])``."""
     from training.detector_masks import MaskDatasetConfig, box_from_mask, heldout_sets, read_pair
+    from training.train_detector import read_yolo_boxes
 
     config = MaskDatasetConfig()
     sets = heldout_sets(config, PH2_SPLIT)
@@ -98,14 +99,7 @@ def lesion_sets(dataset: Path | None) -> dict[str, list[tuple[str, str, Callable
                 def load(path=path, label=label):
                     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
                     h, w = image.shape[:2]
-                    boxes = []
-                    for line in label.read_text().split("\n"):
-                        if line.strip():
-                            _, cx, cy, bw, bh = (float(v) for v in line.split())
-                            boxes.append(
-                                np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
-                            )
-                    return image, boxes
+                    return image, list(read_yolo_boxes(label, w, h))
 
                 rows.append((path.stem, "", load))
             out[name] = rows

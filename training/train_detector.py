@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.core.boxes import xywh_to_xyxy
 from edgeskin.evaluation import average_precision
 from training.detector_data import (
     box_iou_single,
@@ -173,6 +174,16 @@ def _truth_boxes(item) -> np.ndarray:
     return mask_to_box(read_mask(item.mask_path))[None, :]
 
 
+def read_yolo_boxes(label_path: str | Path, width: int, height: int) -> np.ndarray:
+    """A YOLO label file (``class cx cy w h`` per line, normalised) → ``(N, 4)`` xyxy boxes in pixels."""
+    rows = [line.split() for line in Path(label_path).read_text().splitlines() if line.strip()]
+    bad = [row for row in rows if len(row) != 5]
+    if bad:
+        raise ValueError(f"{label_path}: expected 'class cx cy w h' per line, got {' '.join(bad[0])!r}")
+    xywh = np.array([[float(v) for v in row[1:]] for row in rows], np.float32).reshape(-1, 4)
+    return xywh_to_xyxy(xywh * np.array([width, height, width, height], np.float32))
+
+
 def yolo_labelled_images(dataset_dir: Path, split: str, prefix: str) -> list[LabelledImage]:
     """Images of a YOLO dataset split whose names start with ``prefix``, with their boxes in pixels."""
     import cv2
@@ -181,11 +192,8 @@ def yolo_labelled_images(dataset_dir: Path, split: str, prefix: str) -> list[Lab
     for image_path in sorted((dataset_dir / "images" / split).glob(f"{prefix}*.jpg")):
         label_path = dataset_dir / "labels" / split / f"{image_path.stem}.txt"
         height, width = cv2.imread(str(image_path)).shape[:2]
-        boxes = []
-        for line in label_path.read_text().splitlines():
-            _, cx, cy, w, h = (float(v) for v in line.split())
-            boxes.append(((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height))
-        items.append(LabelledImage(image_path.stem, str(image_path), tuple(boxes)))
+        boxes = read_yolo_boxes(label_path, width, height)
+        items.append(LabelledImage(image_path.stem, str(image_path), tuple(tuple(float(v) for v in b) for b in boxes)))
     return items
 
 

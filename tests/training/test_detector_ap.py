@@ -28,3 +28,17 @@ def test_average_precision_50_duplicates_and_empty_cases() -> None:
     assert average_precision_50([(np.stack([_box(0, 0), _box(1, 0)]), np.array([0.9, 0.8]), one)]) == pytest.approx(1.0)
     assert average_precision_50([(np.zeros((0, 4)), np.zeros(0), one)]) == 0.0  # no predictions
     assert average_precision_50([(one, np.array([0.5]), np.zeros((0, 4)))]) == 0.0  # no ground truth
+
+
+def test_read_yolo_boxes_to_pixels(tmp_path) -> None:
+    from training.train_detector import read_yolo_boxes
+
+    label = tmp_path / "a.txt"
+    label.write_text("0 0.5 0.25 0.2 0.5\n\n0 0.1 0.9 0.2 0.2\n")
+    boxes = read_yolo_boxes(label, width=200, height=100)
+    np.testing.assert_allclose(boxes, [[80, 0, 120, 50], [0, 80, 40, 100]], atol=1e-4)
+    label.write_text("")
+    assert read_yolo_boxes(label, 10, 10).shape == (0, 4)  # a hard negative: no box
+    label.write_text("0 0.5 0.5 0.2\n")
+    with pytest.raises(ValueError, match="class cx cy w h"):
+        read_yolo_boxes(label, 10, 10)
