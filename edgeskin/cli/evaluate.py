@@ -4,7 +4,8 @@
 with ``DIR/<id>.jpg|.png`` (scored on the 8 ISIC 2019 dx when both the model and the CSV have them, else on the
 7-dx view);
 the classifier sees the whole image (these datasets are lesion-centred crops), or the full pipeline with
-``--detect``. ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
+``--detect`` (images without a reported lesion are counted as "unsure: retake" or "no lesion found", per dx
+and per source, and classified as a whole). ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
 box being the tight box of the mask. Both print a summary and write the JSON report with ``--json OUT``.
 """
 
@@ -144,7 +145,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix, is_dx_labels
     from edgeskin.models import default_classifier_path, default_detector_path
     from edgeskin.tasks.classifier import Classifier, ClassifierOptions
-    from edgeskin.tasks.pipeline import CLASSICAL, LesionPipeline, PipelineOptions
+    from edgeskin.tasks.pipeline import CLASSICAL, UNSURE_RETAKE, LesionPipeline, PipelineOptions
 
     _check_common(args)
     if args.detector is not None and not args.detect:
@@ -194,18 +195,22 @@ def _run_classify(args: argparse.Namespace) -> int:
     rows: list[np.ndarray] = []
     labels: list[int] = []
     unreadable: list[str] = []
-    no_lesion = 0
+    # With --detect, what the pipeline said about each scored image: (true dx, source, outcome).
+    outcomes: list[tuple[str, str, str]] = []
+    images = zip(data.paths, truth, data.image_sources, strict=True)
     try:
-        for path, label in _progress(zip(data.paths, truth, strict=True), len(data), "classify"):
+        for path, label, source in _progress(images, len(data), "classify"):
             try:
                 frame = read_image(path)
                 if pipeline is not None:
                     result = pipeline.predict(frame, source=str(path))
                     if result.lesions:
+                        outcome = "lesion"
                         probabilities = result.lesions[0].dx.probabilities  # the highest-scoring box
                     else:
-                        no_lesion += 1
+                        outcome = "unsure_retake" if UNSURE_RETAKE in result.messages else "no_lesion_found"
                         probabilities = classifier.classify(frame).probabilities
+                    outcomes.append((report_labels[int(label)], source, outcome))
                 else:
                     probabilities = classifier.classify(frame).probabilities
             except EdgeskinError as exc:
@@ -233,8 +238,11 @@ def _run_classify(args: argparse.Namespace) -> int:
     if pipeline is not None:
         report["detect"] = {
             "detector": CLASSICAL if detector == CLASSICAL else _model_info(detector),
-            "no_lesion_found": no_lesion,
-            "fallback": "images without a detected lesion were classified as a whole",
+            **_outcome_counts([o for _, _, o in outcomes]),
+            "per_dx": _outcomes_by(outcomes, 0),
+            "per_source": _outcomes_by(outcomes, 1),
+            "fallback": "images without a reported lesion ('unsure: retake' or 'no lesion found') were "
+            "classified as a whole",
             "lesion_used": "the highest-scoring detected box",
         }
     if args.plots:
@@ -247,11 +255,33 @@ def _run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTCOMES = ("lesion", "unsure_retake", "no_lesion_found")
+
+
+def _outcome_counts(outcomes: list[str]) -> dict[str, int]:
+    """``n`` and how many images got a reported lesion, "unsure: retake" and "no lesion found"."""
+    return {"n": len(outcomes), **{name: outcomes.count(name) for name in OUTCOMES}}
+
+
+def _outcomes_by(outcomes: list[tuple[str, str, str]], key: int) -> dict[str, dict[str, int]]:
+    """The outcome counts per true dx (``key`` 0) or per source (``key`` 1)."""
+    groups: dict[str, list[str]] = {}
+    for row in outcomes:
+        groups.setdefault(row[key], []).append(row[2])
+    return {name: _outcome_counts(groups[name]) for name in sorted(groups)}
+
+
 def _print_classify_summary(report: dict[str, Any]) -> None:
     print(f"{report['model']['name']}: {report['n']} images ({report['mode']}), {report['missing_images']} missing, "
           f"{report['unreadable_images']} unreadable")  # fmt: skip
     if "detect" in report:
-        print(f"  no lesion found in {report['detect']['no_lesion_found']} (classified as a whole)")
+        found = report["detect"]
+        print(f"  no lesion found in {found['no_lesion_found']}, unsure: retake in {found['unsure_retake']} "
+              "(classified as a whole)")  # fmt: skip
+        for dx, counts in found["per_dx"].items():
+            if counts["no_lesion_found"] or counts["unsure_retake"]:
+                print(f"    {dx:6s} of {counts['n']}: no lesion found {counts['no_lesion_found']}, "
+                      f"unsure: retake {counts['unsure_retake']}")  # fmt: skip
     for section in ("dx8", "dx", "group"):
         if section not in report:
             continue
@@ -308,6 +338,11 @@ def _run_detect(args: argparse.Namespace) -> int:
     else:
         detector = Detector.create(DetectorOptions(model, num_threads=args.threads))
         model_info = _model_info(model)
+    thresholds = getattr(getattr(detector, "spec", None), "thresholds", None) or {}
+    presence, unsure = thresholds.get("presence"), thresholds.get("unsure")
+    floor = getattr(detector, "confidence_threshold", None)
+    if unsure is not None and floor is not None and floor > unsure:
+        detector.confidence_threshold = float(unsure)  # keep the unsure band's candidates, as the pipeline does
 
     images_dir = Path(args.images)
     ground_truth: list[Any] = []
@@ -340,17 +375,28 @@ def _run_detect(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"no image could be evaluated ({len(missing)} missing from {images_dir}, {len(unreadable)} unreadable)"
         )
+    top_scores = [float(scores.max()) if len(scores) else None for _, scores in predictions]
+    if unsure is not None and floor is not None and floor > unsure:  # the box statistics at the model's own floor
+        predictions = [(boxes[scores >= floor], scores[scores >= floor]) for boxes, scores in predictions]
     report = detection_report(ground_truth, predictions)
     # What `predict` reports: only boxes at or above the spec's presence threshold count as lesions.
-    presence = (getattr(getattr(detector, "spec", None), "thresholds", None) or {}).get("presence")
     if presence is not None:
         kept = [(boxes[scores >= presence], scores[scores >= presence]) for boxes, scores in predictions]
         gated = detection_report(ground_truth, kept)
+        outcomes = [
+            "lesion" if top is not None and top >= presence
+            else "unsure_retake" if top is not None and unsure is not None and top >= unsure
+            else "no_lesion_found"
+            for top in top_scores
+        ]  # fmt: skip
         report["at_presence_threshold"] = {
             "presence": presence,
+            "unsure": unsure,
             **{key: gated[key] for key in ("mean_iou", "median_iou", "iou50_rate", "no_box")},
+            **{key: outcomes.count(key) for key in OUTCOMES[1:]},
             "definition": "the same top-box statistics counting only boxes scoring >= presence, the boxes "
-            "`edgeskin predict` reports as lesions (an image with none counts as IoU 0)",
+            "`edgeskin predict` reports as lesions (an image with none counts as IoU 0); of the images without "
+            "one, 'unsure: retake' (top box >= unsure) and 'no lesion found'",
         }
     report["model"] = model_info
     report["missing_images"] = len(missing)
@@ -366,7 +412,8 @@ def _run_detect(args: argparse.Namespace) -> int:
         gated = report.get("at_presence_threshold")
         if gated:
             print(f"  reported lesions (score >= {gated['presence']})  mean IoU {_fmt(gated['mean_iou'])}  "
-                  f"IoU>=0.5 {_fmt(gated['iou50_rate'])}  {gated['no_box']} images without a reported lesion")  # fmt: skip
+                  f"IoU>=0.5 {_fmt(gated['iou50_rate'])}  {gated['no_box']} images without a reported lesion: "
+                  f"{gated['unsure_retake']} unsure: retake, {gated['no_lesion_found']} no lesion found")  # fmt: skip
     return 0
 
 

@@ -142,3 +142,99 @@ def test_cli_predict_prints_unsure_retake(tmp_path, monkeypatch, capsys):
     assert main(["predict", str(image), "--classifier", "c.tflite", "--detector", "d.tflite", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["lesions"] == [] and document["messages"] == [UNSURE_RETAKE]
+
+
+class ScoreFromFrame:
+    """A detector whose one box scores the frame's first pixel / 255, above its ``confidence_threshold``."""
+
+    def __init__(self, thresholds) -> None:
+        self.spec = FakeDetector((), thresholds).spec
+        self.confidence_threshold = thresholds["confidence"]
+
+    def detect(self, frame):
+        score = float(frame[0, 0, 0]) / 255.0
+        keep = score >= self.confidence_threshold
+        return Detections(np.asarray(BOX * keep, np.float32).reshape(-1, 4), np.asarray([score] * keep, np.float32),
+                          np.zeros(int(keep)))  # fmt: skip
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# (true dx, first-pixel value): scores 0.9 (reported), 0.45 and 0.2 (unsure band), 0.05 (nothing)
+EVALUATED = {"ISIC_0000001": ("mel", 115), "ISIC_0000002": ("mel", 13), "ISIC_0000003": ("nv", 230),
+             "ISIC_0000004": ("nv", 51), "ISIC_0000005": ("nv", 13)}  # fmt: skip
+
+
+def _write_images(folder, masks=None) -> None:
+    import cv2
+
+    folder.mkdir()
+    for image_id, (_, value) in EVALUATED.items():
+        frame = FRAME.copy()
+        frame[0, 0] = value  # RGB; written as BGR, so all three channels alike
+        assert cv2.imwrite(str(folder / f"{image_id}.png"), frame)
+        if masks is not None:
+            mask = np.zeros(FRAME.shape[:2], np.uint8)
+            mask[40:180, 60:200] = 255
+            assert cv2.imwrite(str(masks / f"{image_id}_segmentation.png"), mask)
+
+
+def test_evaluate_classify_counts_unsure_apart_from_no_lesion_per_dx(tmp_path, monkeypatch):
+    """`evaluate classify --detect`: "unsure: retake" images are counted apart from "no lesion found", per dx
+    and per source (they used to be counted as no lesion)."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("sklearn")
+    from edgeskin.cli import main
+
+    class Classifier(FakeClassifier):
+        spec = SimpleNamespace(malignant_threshold=0.3)
+
+    _write_images(tmp_path / "images")
+    labels = tmp_path / "metadata.csv"
+    labels.write_text("image_id,dx\n" + "".join(f"{i},{dx}\n" for i, (dx, _) in EVALUATED.items()))
+    thresholds = {"confidence": 0.1, "presence": 0.6, "unsure": 0.3}
+    monkeypatch.setattr(LesionPipeline, "create", classmethod(
+        lambda cls, options: LesionPipeline(Classifier(), ScoreFromFrame(thresholds), cam=False)))  # fmt: skip
+    out, model, detector = tmp_path / "report.json", tmp_path / "c.tflite", tmp_path / "d.tflite"
+    model.write_bytes(b"c")  # only hashed for the report: the pipeline is the fake above
+    detector.write_bytes(b"d")
+    assert main(["evaluate", "classify", "--images", str(tmp_path / "images"), "--labels", str(labels),
+                 "--model", str(model), "--detect", "--detector", str(detector), "--json", str(out)]) == 0  # fmt: skip
+    found = json.loads(out.read_text())["detect"]
+    assert (found["n"], found["lesion"], found["unsure_retake"], found["no_lesion_found"]) == (5, 1, 1, 3)
+    assert found["per_dx"] == {
+        "mel": {"n": 2, "lesion": 0, "unsure_retake": 1, "no_lesion_found": 1},
+        "nv": {"n": 3, "lesion": 1, "unsure_retake": 0, "no_lesion_found": 2},
+    }
+    assert found["per_source"] == {"ham10000": {"n": 5, "lesion": 1, "unsure_retake": 1, "no_lesion_found": 3}}
+
+
+def test_evaluate_detect_counts_unsure_below_the_model_confidence(tmp_path, monkeypatch, capsys):
+    """`evaluate detect`: images without a reported lesion split into "unsure: retake" and "no lesion found",
+    with the detector's candidates kept down to the band (here below the spec's confidence)."""
+    import edgeskin.tasks.detector as detector_module
+    from edgeskin.cli import main
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _write_images(tmp_path / "images", masks)
+    thresholds = {"confidence": 0.25, "presence": 0.6, "unsure": 0.15}
+    monkeypatch.setattr(detector_module.Detector, "create",
+                        classmethod(lambda cls, options: ScoreFromFrame(thresholds)))  # fmt: skip
+    out = tmp_path / "report.json"
+    (tmp_path / "d.tflite").write_bytes(b"d")  # only hashed for the report
+    assert main(["evaluate", "detect", "--images", str(tmp_path / "images"), "--masks", str(masks),
+                 "--model", str(tmp_path / "d.tflite"), "--json", str(out)]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    gated = report["at_presence_threshold"]
+    assert (gated["no_box"], gated["unsure_retake"], gated["no_lesion_found"]) == (4, 2, 2)
+    assert report["no_box"] == 3  # the box statistics keep the model's own confidence floor (0.25)
+    assert "2 unsure: retake, 2 no lesion found" in capsys.readouterr().out
