@@ -15,8 +15,9 @@ and keeps each image's top box and score. From these it derives, for every thres
 of each lesion set whose top score is below it ("no lesion found" if it is the lower threshold) and the
 share of non-lesion frames at or above it (a lesion reported). :func:`choose_thresholds` picks the
 presence threshold (lowest with non-lesion false lesions <= ``--max-fp``) and the lower "unsure: retake"
-threshold (highest at or below it with "no lesion found" <= ``--max-miss`` on every held-out set and on
-no melanoma). ``--json`` writes the per-image records, the curve and the choice.
+threshold (highest at or below it with "no lesion found" <= ``--max-miss`` on every held-out set, or on the
+sets named by ``--choose-on``, and on no melanoma there). ``--json`` writes the per-image records, the curve
+and the choice; ``--records`` reads them back to choose and report again without running a model.
 
     python benchmarks/detector_presence.py --model edgeskin/models/edgeskin-yolov5n-det.tflite \\
         --dataset /work/artifacts/detector/dataset --json OUT.json [--plot OUT.png]
@@ -173,9 +174,15 @@ def curve(records: dict, grid: Sequence[float] = GRID) -> list[dict]:
     return rows
 
 
-def choose_thresholds(rows: Sequence[dict], max_fp: float = 0.02, max_miss: float = 0.01) -> dict:
+def choose_thresholds(
+    rows: Sequence[dict], max_fp: float = 0.02, max_miss: float = 0.01, choose_on: Sequence[str] = HELDOUT_SETS
+) -> dict:
     """Presence: the lowest threshold with non-lesion false lesions <= max_fp. Unsure: the highest threshold
-    at or below presence with "no lesion found" <= max_miss on every held-out set and on no melanoma."""
+    at or below presence with "no lesion found" <= max_miss on every set of ``choose_on`` (held-out sets by
+    default) and on no melanoma there."""
+    unknown = sorted(set(choose_on) - set(HELDOUT_SETS) - set(SLICES))
+    if unknown or not choose_on:
+        raise ValueError(f"choose_on: expected some of {HELDOUT_SETS + SLICES}, got {list(choose_on)}")
     presence_rows = [r for r in rows if r.get("non_lesion_fp", 1.0) <= max_fp]
     if not presence_rows:
         raise ValueError(f"no threshold keeps the non-lesion false-lesion rate <= {max_fp}")
@@ -184,8 +191,8 @@ def choose_thresholds(rows: Sequence[dict], max_fp: float = 0.02, max_miss: floa
     for r in rows:
         if r["threshold"] > presence["threshold"]:
             continue
-        misses = [r.get(f"{s}_below", 0.0) for s in HELDOUT_SETS]
-        mel = [r.get(f"{s}_melanoma_below", 0) for s in HELDOUT_SETS]
+        misses = [r.get(f"{s}_below", 0.0) for s in choose_on]
+        mel = [r.get(f"{s}_melanoma_below", 0) for s in choose_on]
         if max(misses) <= max_miss and max(mel) == 0:
             ok.append(r)
     unsure = max(ok, key=lambda r: r["threshold"]) if ok else min(rows, key=lambda r: r["threshold"])
@@ -194,9 +201,10 @@ def choose_thresholds(rows: Sequence[dict], max_fp: float = 0.02, max_miss: floa
         "unsure": unsure["threshold"],
         "rule": (
             f"presence: lowest threshold with lesions reported on <= {max_fp:.0%} of the non-lesion frames; "
-            f"unsure: highest threshold <= presence with 'no lesion found' on <= {max_miss:.0%} of every held-out "
-            "dermoscopy set and on no melanoma (chosen in-sample on these sets)"
+            f"unsure: highest threshold <= presence with 'no lesion found' on <= {max_miss:.0%} of each of "
+            f"{', '.join(choose_on)} and on no melanoma there (chosen in-sample on these sets)"
         ),
+        "choose_on": list(choose_on),
         "at_presence": presence,
         "at_unsure": unsure,
     }
@@ -271,25 +279,45 @@ def plot(rows: Sequence[dict], choice: dict, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="detector .tflite, or float .pt weights")
+    parser.add_argument("--model", help="detector .tflite, or float .pt weights (or --records)")
     parser.add_argument("--dataset", type=Path, help="detector dataset dir with the close_val_/comp_val_ slices")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-fp", type=float, default=0.02, help="non-lesion false-lesion rate for presence")
     parser.add_argument("--max-miss", type=float, default=0.01, help="'no lesion found' rate for unsure")
+    parser.add_argument(
+        "--choose-on",
+        nargs="+",
+        default=list(HELDOUT_SETS),
+        choices=HELDOUT_SETS + SLICES,
+        help="the lesion sets the unsure threshold is chosen on (the others are only measured)",
+    )
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="a --json file of an earlier run: choose and report from its per-image records (no model is run)",
+    )
     parser.add_argument("--presence", type=float, help="report at this presence threshold instead of choosing")
     parser.add_argument("--unsure", type=float, help="report at this unsure threshold instead of choosing")
     parser.add_argument("--json", type=Path, help="write records, curve and choice here")
     parser.add_argument("--plot", type=Path, help="write the curve as a PNG here")
     args = parser.parse_args(argv)
 
+    if (args.model is None) == (args.records is None):
+        parser.error("give either --model or --records")
     start = time.perf_counter()
-    if str(args.model).endswith(".pt"):
+    extra: dict = {}
+    if args.records is not None:
+        earlier = json.loads(args.records.read_text())
+        records, args.model = earlier["records"], earlier["model"]
+        extra = {"invoke_ms": None, "earlier": earlier.get("invoke_ms")}
+    elif str(args.model).endswith(".pt"):
         predict, extra = torch_predictor(args.model)
     else:
         predict, extra = tflite_predictor(args.model, args.threads)
-    records = measure(predict, lesion_sets(args.dataset), non_lesion_frames())
+    if args.records is None:
+        records = measure(predict, lesion_sets(args.dataset), non_lesion_frames())
     rows = curve(records)
-    choice = choose_thresholds(rows, args.max_fp, args.max_miss)
+    choice = choose_thresholds(rows, args.max_fp, args.max_miss, args.choose_on)
     presence = args.presence if args.presence is not None else choice["presence"]
     unsure = args.unsure if args.unsure is not None else choice["unsure"]
     table = breakdown(records, presence, unsure)
@@ -305,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra.get("invoke_ms"):
         values = np.array(extra["invoke_ms"])
         result["invoke_ms"] = {"p50": round(float(np.median(values)), 3), "mean": round(float(values.mean()), 3)}
+    elif extra.get("earlier"):
+        result["invoke_ms"] = extra["earlier"]  # measured by the run that made the records
     print(f"chosen: presence {choice['presence']}, unsure {choice['unsure']}; reporting at {presence} / {unsure}")
     for name, block in table.items():
         for key, entry in block.items():

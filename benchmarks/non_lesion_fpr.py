@@ -5,7 +5,7 @@ Frames (seeded, generated in memory, nothing written):
 * ``skin (PH2 val)`` / ``skin (PH2 train)``: plain skin crops from PH2 dermoscopy images, taken outside the
   expert lesion mask (dilated by 5 % of the image diagonal) and inside the lit field of view (the dark
   dermoscope vignette is excluded), 4:3, resized to the frame size. ``val`` are the PH2 images the
-  detector never trained on (``artifacts/detector/dataset/ph2_split.json``).
+  detector never trained on (``training/runs/detector/ph2_split.json``).
 * ``natural (original)``: the four photos of ``../shared/data/non_lesion`` as they are.
 * ``natural (augmented)``: random 4:3 crops of them (35-100 % of the short side), horizontal flips, output
   scale 0.5-1x of the frame size, brightness x0.6-1.4 and contrast x0.8-1.2.
@@ -38,7 +38,7 @@ from edgeskin.image import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
-SPLIT = REPO / "artifacts" / "detector" / "dataset" / "ph2_split.json"
+SPLIT = REPO / "training" / "runs" / "detector" / "ph2_split.json"  # the detector's PH2 split (committed)
 FRAME_SIZE = (640, 480)  # width, height
 NATURAL_PHOTOS = ("panda.jpg", "cat.bmp", "bird.bmp", "grace_hopper.bmp")
 MIN_CROP_HEIGHT = 96

@@ -50,3 +50,29 @@ def test_top_record_uses_the_highest_score():
     record = top_record(boxes, np.array([0.3, 0.8]), [np.array([20, 20, 30, 30])])
     assert record["score"] == 0.8 and record["iou"] == 1.0
     assert top_record(np.zeros((0, 4)), np.zeros(0), [])["score"] == 0.0
+
+
+def test_unsure_chosen_only_on_the_named_sets_and_records_rechosen(tmp_path, capsys):
+    import json
+
+    from benchmarks.detector_presence import main
+
+    rows = curve(_records(), grid=(0.1, 0.15, 0.25, 0.5, 0.6))
+    # Without PH2 val (its lowest lesion scores 0.2), the lowest lesion is HAM's 0.6: unsure may rise to 0.6.
+    choice = choose_thresholds(rows, max_fp=0.0, max_miss=0.0, choose_on=("isic_heldout", "ham_val"))
+    assert choice["unsure"] == 0.6 and choice["choose_on"] == ["isic_heldout", "ham_val"]
+    assert "isic_heldout, ham_val" in choice["rule"]
+    with pytest.raises(ValueError, match="choose_on"):
+        choose_thresholds(rows, choose_on=("non_lesion",))
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"model": "m.tflite", "records": _records(), "invoke_ms": {"p50": 1.0}}))
+    out = tmp_path / "again.json"
+    assert main(["--records", str(saved), "--max-fp", "0", "--max-miss", "0", "--choose-on", "ham_val",
+                 "--json", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["model"] == "m.tflite" and result["invoke_ms"] == {"p50": 1.0}
+    assert result["reported_at"] == {"presence": 0.56, "unsure": 0.56}  # the 0.01 grid: just above 0.55
+    assert result["breakdown"]["ph2_val"]["all"]["no_lesion_found"] == 2  # measured, not chosen on
+    with pytest.raises(SystemExit):
+        main(["--records", str(saved), "--model", "m.tflite"])
+    capsys.readouterr()
