@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 from edgeskin.core.boxes import _as_boxes, clip_boxes
 from edgeskin.errors import ConfigError, ImageError
 
-__all__ = ["ImageTransform", "letterbox", "resize_stretch", "resize_to_input", "RESIZE_MODES"]
+__all__ = ["ImageTransform", "letterbox", "resize_stretch", "resize_to_input", "resize_into", "RESIZE_MODES"]
 
 RESIZE_MODES = ("stretch", "letterbox")
 ResizeMode = Literal["stretch", "letterbox"]
@@ -144,12 +144,8 @@ def letterbox(
     """
     src_h, src_w = _check_image(image)
     dst_h, dst_w = _check_size(size)
-    ratio = min(dst_h / src_h, dst_w / src_w)
-    new_w = min(dst_w, max(1, round(src_w * ratio)))
-    new_h = min(dst_h, max(1, round(src_h * ratio)))
+    new_w, new_h, left, top = _letterbox_geometry(src_w, src_h, dst_w, dst_h)
     resized = image if (new_h, new_w) == (src_h, src_w) else _resize(image, new_w, new_h, interpolation)
-    left = (dst_w - new_w) // 2
-    top = (dst_h - new_h) // 2
     if (new_h, new_w) == (dst_h, dst_w):
         out = resized
     else:
@@ -157,6 +153,69 @@ def letterbox(
         out[top : top + new_h, left : left + new_w] = resized
     transform = ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
     return out, transform
+
+
+def _letterbox_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
+    """``(new_w, new_h, left, top)``: the resized content's size and its offset inside the padded output."""
+    ratio = min(dst_h / src_h, dst_w / src_w)
+    new_w = min(dst_w, max(1, round(src_w * ratio)))
+    new_h = min(dst_h, max(1, round(src_h * ratio)))
+    return new_w, new_h, (dst_w - new_w) // 2, (dst_h - new_h) // 2
+
+
+def _resize_into(image: np.ndarray, out: np.ndarray, interpolation: int) -> None:
+    """Resize ``image`` to ``out``'s size, written into ``out`` (a view of a larger buffer is fine)."""
+    height, width = out.shape[:2]
+    if image.shape[:2] == (height, width):
+        np.copyto(out, image.reshape(out.shape))
+        return
+    if image.ndim == 3 and out.ndim == 3 and image.shape[2] > 1:
+        result = cv2.resize(image, (width, height), dst=out, interpolation=interpolation)
+        if not np.shares_memory(result, out):  # OpenCV could not take this view as its output
+            np.copyto(out, result.reshape(out.shape))
+        return
+    np.copyto(out, _resize(image, width, height, interpolation).reshape(out.shape))
+
+
+def resize_into(
+    image: np.ndarray, out: np.ndarray, mode: ResizeMode = "stretch", pad_value: int = 114
+) -> ImageTransform:
+    """:func:`resize_to_input` written into ``out``, e.g. a model's own input tensor: no image is allocated.
+
+    The pixels are those :func:`resize_to_input` returns for ``out``'s ``(height, width)``, bit for bit
+    (the same ``INTER_LINEAR_EXACT`` resize, into a view of ``out``); the letterbox padding is written too.
+
+    Args:
+        image: (H, W) or (H, W, C) array.
+        out: (height, width, ...) array of ``image``'s dtype and channels.
+        mode: ``"stretch"`` or ``"letterbox"``.
+        pad_value: Padding value for ``"letterbox"``.
+
+    Returns:
+        The transform from frame to ``out`` pixels.
+    """
+    src_h, src_w = _check_image(image)
+    if out.ndim != image.ndim or out.shape[2:] != image.shape[2:] or out.dtype != image.dtype:
+        raise ImageError(
+            f"resize_into: expected an output of shape (height, width{', ' if image.ndim == 3 else ''}"
+            f"{', '.join(map(str, image.shape[2:]))}) and dtype {image.dtype}, got {out.shape} {out.dtype}"
+        )
+    dst_h, dst_w = _check_size(out.shape[:2])
+    interpolation = cv2.INTER_LINEAR_EXACT
+    if mode == "stretch":
+        _resize_into(image, out, interpolation)
+        return ImageTransform(dst_w / src_w, dst_h / src_h, 0.0, 0.0, (src_w, src_h), (dst_w, dst_h))
+    if mode != "letterbox":
+        raise ConfigError(f"resize mode: expected one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+    new_w, new_h, left, top = _letterbox_geometry(src_w, src_h, dst_w, dst_h)
+    bottom, right = top + new_h, left + new_w
+    # Only the padding strips are filled, the content is resized straight into its place.
+    out[:top] = pad_value
+    out[bottom:] = pad_value
+    out[top:bottom, :left] = pad_value
+    out[top:bottom, right:] = pad_value
+    _resize_into(image, out[top:bottom, left:right], interpolation)
+    return ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
 
 
 def resize_to_input(

@@ -518,12 +518,27 @@ class InputEncoder:
         return out[np.newaxis]
 
 
+def _names_main_graph(
+    interpreter: Any, runner: Any, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], signatures: int
+) -> bool:
+    """Whether the only signature of a model maps onto its main graph's input and output tensors."""
+    if signatures != 1 or getattr(runner, "_subgraph_index", 0) != 0:
+        return False
+    try:
+        graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+        graph_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return False
+    return {i.index for i in inputs} == graph_inputs and {o.index for o in outputs} == graph_outputs
+
+
 class TFLiteModel:
     """One TFLite interpreter with named, dequantized inputs and outputs.
 
-    Models with a signature def run through its signature runner, and their tensors are named by the
-    signature (those are the names a spec's ``outputs`` refer to); other models use tensor indices and
-    graph tensor names.
+    Tensors of a model with a signature def are named by the signature (those are the names a spec's
+    ``outputs`` refer to); other models use graph tensor names. A model with one signature over its main
+    graph runs on the graph's tensors directly; one with several signatures runs through its signature
+    runner.
 
     Example:
         >>> with TFLiteModel.from_file("model.tflite", num_threads=2) as model:
@@ -556,9 +571,16 @@ class TFLiteModel:
         if signatures:
             key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
             self.signature_key: str | None = key
-            self._runner = interpreter.get_signature_runner(key)
-            self.inputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_input_details().items())
-            self.outputs = tuple(TensorInfo.from_details(d, n) for n, d in self._runner.get_output_details().items())
+            runner = interpreter.get_signature_runner(key)
+            self.inputs = tuple(TensorInfo.from_details(d, n) for n, d in runner.get_input_details().items())
+            self.outputs = tuple(TensorInfo.from_details(d, n) for n, d in runner.get_output_details().items())
+            # A signature that only names the main graph's own inputs and outputs (every single-signature
+            # export) runs on those tensors directly, like a model without one: the runner would resize,
+            # reallocate and copy in and out on every call, and while it lives the interpreter's memory
+            # cannot be written in place (run_filled).
+            if not _names_main_graph(interpreter, runner, self.inputs, self.outputs, len(signatures)):
+                self._runner = runner
+            del runner
         else:
             self.signature_key = None
             self.inputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_input_details())

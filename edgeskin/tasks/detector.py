@@ -17,8 +17,8 @@ import numpy as np
 
 from edgeskin.core.boxes import nms
 from edgeskin.core.dfl import dfl_to_predictions
-from edgeskin.core.geometry import ImageTransform, resize_to_input
-from edgeskin.errors import ConfigError, ImageTooSmallError, SpecError, check_fraction
+from edgeskin.core.geometry import ImageTransform, resize_into, resize_to_input
+from edgeskin.errors import ConfigError, ImageTooSmallError, ModelError, SpecError, check_fraction
 from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
@@ -215,6 +215,13 @@ class Detector(ModelTask):
         if self._profile is not None and not self._profile.steps:
             self._profile = None
         self._encoder = InputEncoder(model.input, spec.input.mean, spec.input.std, spec.input.color_order)
+        # An 8-bit input without a preprocessing profile is resized straight into the input tensor's memory and
+        # encoded there in place (the encoding reads each byte once, so reading and writing it is safe).
+        self._resize_in_place = model.input.dtype.itemsize == 1 and self._profile is None
+        self._output_names = (self._predictions_output,) + (
+            (self._scores_output,) if self._scores_output is not None else ()
+        )
+        self._score_floor: tuple[float, int | None] | None = None  # (threshold, its stored-score floor)
         self.last_timings_ms: dict[str, float] = {}
 
     # -- construction ------------------------------------------------------------------------------
@@ -288,6 +295,48 @@ class Detector(ModelTask):
             class_agnostic=self.class_agnostic,
         )
 
+    def _fill(self, image_rgb: np.ndarray, slot: np.ndarray) -> ImageTransform:
+        """Write the input tensor's values of a frame into ``slot`` ``(H, W, 3)``; what :meth:`preprocess` gives."""
+        if self._resize_in_place:
+            pixels = slot.view(np.uint8)
+            transform = resize_into(image_rgb, pixels, self.spec.input.resize)  # type: ignore[arg-type]
+            self._encoder.encode(pixels, out=slot)
+            return transform
+        resized, transform = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
+        if self._profile is not None:
+            resized = self._profile.apply(resized)
+        self._encoder.encode(resized, out=slot)
+        return transform
+
+    def _quantized_score_floor(self) -> int | None:
+        """The smallest stored score that dequantizes to at least the confidence threshold (None: no shortcut).
+
+        For a one-class ``yolo`` output quantized per tensor the threshold is then checked on the stored
+        integers, and only the candidates' columns are dequantized: the same values, the same boxes.
+        """
+        try:
+            info = self.model.output(self._predictions_output)
+        except ModelError:
+            return None
+        if self._scores_output is not None or len(self.labels) != 1 or not info.is_quantized or len(info.scales) != 1:
+            return None
+        if info.dtype.itemsize > 2:
+            return None
+        levels = np.arange(np.iinfo(info.dtype).min, np.iinfo(info.dtype).max + 1).astype(info.dtype)
+        passing = np.flatnonzero(info.dequantize(levels) >= self.confidence_threshold)
+        # Dequantizing is monotone (a positive scale), so the levels that pass are the top ones.
+        return int(levels[passing[0]]) if passing.size else int(levels[-1]) + 1
+
+    def _candidate_predictions(self, stored: np.ndarray) -> np.ndarray | None:
+        """The dequantized ``[1, 5, k]`` columns of the boxes whose stored score passes, or None (no shortcut)."""
+        if self._score_floor is None or self._score_floor[0] != self.confidence_threshold:  # (re)set after creation
+            self._score_floor = (self.confidence_threshold, self._quantized_score_floor())
+        floor = self._score_floor[1]
+        if floor is None or stored.ndim != 3 or stored.shape[:2] != (1, 5):
+            return None
+        columns = np.flatnonzero(stored[0, 4] >= floor)
+        return self.model.output(self._predictions_output).dequantize(stored[:, :, columns])
+
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """Boxes, scores and classes of the lesions in an RGB uint8 (H, W, 3) frame.
 
@@ -297,19 +346,27 @@ class Detector(ModelTask):
             ImageError: the frame is not an RGB uint8 (H, W, 3) array.
         """
         start = time.perf_counter()
-        x, transform = self.preprocess(image_rgb)
-        ready = time.perf_counter()
-        outputs = self.model.run(x)
-        invoke_ms = self.model.invoke_ms
-        try:
-            raw = outputs[self._predictions_output]
-            if self._scores_output is not None:
-                raw = dfl_to_predictions(raw, outputs[self._scores_output], self.spec.input.size)
-        except KeyError:
+        require_rgb_uint8(image_rgb)
+        if not all(name in self.model.output_names for name in self._output_names):
             raise SpecError(
                 f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
-                f"among the model's outputs {sorted(outputs)}"
-            ) from None
+                f"among the model's outputs {sorted(self.model.output_names)}"
+            )
+        filled: list = []
+
+        def fill(buffer: np.ndarray) -> None:
+            filled.append(self._fill(image_rgb, buffer[0]))
+            filled.append(time.perf_counter())
+
+        outputs = self.model.run_filled(fill, self._output_names)
+        transform, ready = filled
+        invoke_ms = self.model.invoke_ms
+        raw = self._candidate_predictions(outputs[self._predictions_output])
+        if raw is None:
+            raw = self.model.output(self._predictions_output).dequantize(outputs[self._predictions_output])
+            if self._scores_output is not None:
+                scores = self.model.output(self._scores_output).dequantize(outputs[self._scores_output])
+                raw = dfl_to_predictions(raw, scores, self.spec.input.size)
         detections = self.decode(raw, transform)
         end = time.perf_counter()
         self.last_timings_ms = {

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeskin.core.boxes import mask_to_box
-from edgeskin.core.geometry import ImageTransform, letterbox, resize_stretch, resize_to_input
+from edgeskin.core.geometry import ImageTransform, letterbox, resize_into, resize_stretch, resize_to_input
 from edgeskin.errors import ConfigError, ImageError
 
 # (frame height, frame width), model input (height, width)
@@ -116,3 +116,35 @@ def test_letterbox_property(h, w, in_h, in_w):
     assert t.pad_x + content_w <= in_w + 1e-6 and t.pad_y + content_h <= in_h + 1e-6
     full = t.to_frame([[0, 0, in_w, in_h]])[0]
     np.testing.assert_allclose(full, [0, 0, w, h], rtol=1e-5)
+
+
+@pytest.mark.parametrize(("frame_hw", "input_hw"), [*SIZES, ((320, 320), (320, 320)), ((240, 320), (320, 320))])
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+@pytest.mark.parametrize("channels", [3, 1, None])
+def test_resize_into_writes_what_resize_to_input_returns(frame_hw, input_hw, mode, channels):
+    shape = frame_hw if channels is None else (*frame_hw, channels)
+    image = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
+    want, want_transform = resize_to_input(image, input_hw, mode)
+    # A dirty buffer: every pixel, the padding too, must be written.
+    out = np.full((*input_hw, *shape[2:]), 7, np.uint8)
+    transform = resize_into(image, out, mode)
+    np.testing.assert_array_equal(out, want)
+    assert transform == want_transform
+
+
+def test_resize_into_writes_into_a_view_of_a_larger_buffer():
+    image = np.random.default_rng(8).integers(0, 256, (768, 576, 3), dtype=np.uint8)  # portrait: pillarbox
+    batch = np.zeros((2, 320, 320, 3), np.uint8)
+    resize_into(image, batch[1], "letterbox")
+    np.testing.assert_array_equal(batch[1], letterbox(image, (320, 320))[0])
+    assert not batch[0].any()
+
+
+def test_resize_into_refuses_an_output_of_another_kind():
+    image = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ImageError, match="expected an output"):
+        resize_into(image, np.zeros((4, 4), np.uint8))
+    with pytest.raises(ImageError, match="expected an output"):
+        resize_into(image, np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ConfigError, match="resize mode"):
+        resize_into(image, np.zeros((4, 4, 3), np.uint8), "crop")  # type: ignore[arg-type]

@@ -281,7 +281,7 @@ def _signature_fake() -> FakeInterpreter:
     )
 
 
-def test_signature_models_are_run_through_the_runner_and_named_by_the_signature():
+def test_a_single_signature_model_is_named_by_the_signature_and_runs_on_its_graph_tensors():
     fake = _signature_fake()
     model = TFLiteModel(fake)
     assert model.signature_key == "serving_default"
@@ -289,10 +289,24 @@ def test_signature_models_are_run_through_the_runner_and_named_by_the_signature(
     assert model.output_names == ("features", "probs")
     assert model.output("probs").tensor_name == "PartitionedCall:1"
     out = model.run(np.full((2, 2, 3), 200.0))
+    assert model._runner is None and fake.invocations == 1  # no per-call resize, allocate and copies
+    graph_input = fake._tensors[0]
+    assert graph_input.dtype == np.int8 and graph_input.shape == (1, 2, 2, 3)
+    assert (graph_input == 72).all()  # 200 - 128, quantized with the tensor's own parameters
+    np.testing.assert_allclose(out["features"], np.full((1, 1, 1, 2), 2.0))
+    np.testing.assert_allclose(out["probs"], [[0.0, 0.5, 255 / 256]])
+
+
+def test_a_model_with_several_signatures_runs_through_the_signature_runner():
+    fake = _signature_fake()
+    listed = fake.get_signature_list()
+    fake.get_signature_list = lambda: {**listed, "other": listed["serving_default"]}
+    model = TFLiteModel(fake)
+    assert model.signature_key == "serving_default" and model._runner is not None
+    out = model.run(np.full((2, 2, 3), 200.0))
     runner_input = model._runner.calls[0]["image"]
     assert runner_input.dtype == np.int8 and runner_input.shape == (1, 2, 2, 3)
-    assert (runner_input == 72).all()  # 200 - 128, quantized with the tensor's own parameters
-    np.testing.assert_allclose(out["features"], np.full((1, 1, 1, 2), 2.0))
+    assert (runner_input == 72).all()
     np.testing.assert_allclose(out["probs"], [[0.0, 0.5, 255 / 256]])
 
 

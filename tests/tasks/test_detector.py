@@ -109,10 +109,23 @@ class FakeModel:
         self.invoke_ms = 0.0
         self.closed = False
 
+    @property
+    def output_names(self):
+        return (self._name,)
+
+    def output(self, name):
+        assert name == self._name
+        return TensorInfo(name, self._predictions.shape, self._predictions.dtype, 0.0, 0, 1)
+
     def run(self, x):
         self.fed.append(np.asarray(x))
         self.invoke_ms = 2.0
         return {self._name: self._predictions.copy()}
+
+    def run_filled(self, fill, outputs):
+        buffer = np.zeros(self.input.shape, self.input.dtype)
+        fill(buffer)
+        return {name: out for name, out in self.run(buffer).items() if name in outputs}
 
     def close(self):
         self.closed = True
@@ -186,6 +199,59 @@ def test_the_integer_fast_path_equals_the_general_path(scale):
     fast = detector.preprocess(frame)[0]
     detector._encoder.integer_shift = None
     np.testing.assert_array_equal(detector.preprocess(frame)[0], fast)
+
+
+UINT8_INPUT = TensorInfo("images", (1, INPUT, INPUT, 3), np.dtype(np.uint8), 1.0, 0, 0, scales=(1.0,), zero_points=(0,))
+ODD_INT8_INPUT = TensorInfo(
+    "images", (1, INPUT, INPUT, 3), np.dtype(np.int8), 0.02, 3, 0, scales=(0.02,), zero_points=(3,)
+)
+
+
+@pytest.mark.parametrize("info", [INT8_INPUT, UINT8_INPUT, ODD_INT8_INPUT], ids=["int8", "uint8", "int8-float-maths"])
+@pytest.mark.parametrize("color_order", ["RGB", "BGR"])
+@pytest.mark.parametrize("resize", ["letterbox", "stretch"])
+@pytest.mark.parametrize("frame_hw", [(FRAME_H, FRAME_W), (FRAME_W, FRAME_H), (INPUT, INPUT)])
+@pytest.mark.parametrize("std", [1.0, 1.5])
+def test_the_tensor_written_in_place_is_what_preprocess_returns(info, color_order, resize, frame_hw, std):
+    spec = _spec(input={"size": [INPUT, INPUT], "resize": resize, "color_order": color_order, "std": std})
+    detector = Detector(FakeModel(info, np.zeros((1, 5, 1))), spec)
+    assert detector._resize_in_place
+    frame = np.random.default_rng(4).integers(0, 256, (*frame_hw, 3)).astype(np.uint8)
+    detector.detect(frame)
+    np.testing.assert_array_equal(detector.model.fed[0], detector.preprocess(frame)[0])
+
+
+class QuantizedOutputModel(FakeModel):
+    """A FakeModel whose prediction tensor is stored as int8 with a scale and zero point."""
+
+    def __init__(self, stored: np.ndarray, scale: float, zero_point: int):
+        super().__init__(INT8_INPUT, stored)
+        self.info = TensorInfo(
+            self._name, stored.shape, np.dtype(np.int8), scale, zero_point, 1, scales=(scale,), zero_points=(zero_point,)
+        )
+
+    def output(self, name):
+        assert name == self._name
+        return self.info
+
+
+@pytest.mark.parametrize("threshold", [0.15, 0.5, 1 / 256 * 100, 0.0, 1.0])
+def test_stored_scores_are_thresholded_before_dequantizing_with_the_same_result(threshold):
+    rng = np.random.default_rng(3)
+    stored = rng.integers(-128, 128, (1, 5, 400)).astype(np.int8)
+    model = QuantizedOutputModel(stored, 1 / 256, -128)
+    detector = Detector(model, _spec(), confidence_threshold=0.9)
+    detector.confidence_threshold = threshold  # as the pipeline does, after creation
+    frame = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
+    found = detector.detect(frame)
+    transform = letterbox(frame, (INPUT, INPUT))[1]
+    expected = detector.decode(model.info.dequantize(stored), transform)
+    np.testing.assert_array_equal(found.xyxy, expected.xyxy)
+    np.testing.assert_array_equal(found.confidence, expected.confidence)
+    floor = detector._score_floor[1]
+    levels = np.arange(-128, 128)
+    assert (model.info.dequantize(levels[levels >= floor]) >= threshold).all()
+    assert not (model.info.dequantize(levels[levels < floor]) >= threshold).any()
 
 
 @pytest.mark.parametrize(
