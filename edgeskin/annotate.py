@@ -12,6 +12,7 @@ Text uses OpenCV's built-in Hershey fonts (ASCII only, nothing to download)::
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -203,15 +204,33 @@ def _blend_tables(opacity: float, floor: float, weighted: bool) -> tuple[np.ndar
     return colour, keep
 
 
+# Work images of the heatmap blend, kept per thread between frames: fresh box-sized arrays on every frame cost
+# more in page faults than the blend itself. Larger ones (a lesion filling a 4K frame) are not kept.
+_WORK = threading.local()
+_WORK_MAX_BYTES = 8 << 20
+
+
+def _work(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's uint8 work array ``name`` of ``shape`` (reused; its contents are undefined)."""
+    size = int(np.prod(shape))
+    buffer = _WORK.__dict__.get(name)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, np.uint8)
+        if size <= _WORK_MAX_BYTES:
+            _WORK.__dict__[name] = buffer
+    return buffer[:size].reshape(shape)
+
+
 def _map_on_box(cam: np.ndarray, crop_box: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """The map (over ``crop_box``) at the pixels of ``box`` = (x0, y0, x1, y1), x1/y1 exclusive, as uint8
     levels 0..255: the small grid resized bilinearly to the crop in 8 bits (OpenCV's fast path), then the
-    box's window of it (a view)."""
+    box's window of it (a view of a per-thread work array, valid until the next call)."""
     grid = np.clip(np.nan_to_num(np.asarray(cam, np.float32), nan=0.0), 0.0, 1.0)  # the small grid: cheap
     levels = cv2.convertScaleAbs(grid, alpha=255.0)
     cx0, cy0, cx1, cy1 = (int(v) for v in crop_box)
     x0, y0, x1, y1 = box
-    full = cv2.resize(levels, (max(1, cx1 - cx0), max(1, cy1 - cy0)), interpolation=cv2.INTER_LINEAR)
+    full = _work("map", (max(1, cy1 - cy0), max(1, cx1 - cx0)))
+    cv2.resize(levels, full.shape[::-1], dst=full, interpolation=cv2.INTER_LINEAR)
     return full[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
 
 
@@ -227,7 +246,8 @@ class HeatmapAnnotator:
 
     Cost: one 8-bit resize of the small map, then, on the box alone, two table lookups (the weighted colour
     and the frame's weight, both functions of the map level) and the blend as one multiply and one add in
-    8 bits, in place (within one level of a float blend).
+    8 bits, in place (within one level of a float blend). The work images are kept between frames (per
+    thread): new box-sized arrays on every frame cost as much again in page faults.
 
     Attributes:
         opacity: Largest weight of the heatmap, in [0, 1].
@@ -263,11 +283,13 @@ class HeatmapAnnotator:
             x0, y0, x1, y1 = max(x0, cx0), max(y0, cy0), min(x1 + 1, cx1), min(y1 + 1, cy1)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            levels = np.ascontiguousarray(_map_on_box(lesion.cam, lesion.crop_box, (x0, y0, x1, y1)))
+            levels = _map_on_box(lesion.cam, lesion.crop_box, (x0, y0, x1, y1))
             region = out[y0:y1, x0:x1]  # blended in place, in 8 bits: frame * (1 - a) + a * colour
-            weight = cv2.cvtColor(cv2.LUT(levels, keep), cv2.COLOR_GRAY2RGB)
+            size = (y1 - y0, x1 - x0)
+            kept = cv2.LUT(levels, keep, dst=_work("kept", size))
+            weight = cv2.cvtColor(kept, cv2.COLOR_GRAY2RGB, dst=_work("weight", (*size, 3)))
             cv2.multiply(region, weight, dst=region, scale=1.0 / 255.0)
-            cv2.add(region, cv2.applyColorMap(levels, colour), dst=region)
+            cv2.add(region, cv2.applyColorMap(levels, colour, dst=_work("colour", (*size, 3))), dst=region)
         return out
 
 

@@ -112,6 +112,25 @@ def test_the_8_bit_blend_follows_the_float_blend_of_the_map_over_the_box():
     assert np.abs(out[80:200, 100:220] - expected).mean() < 1.0
 
 
+def test_the_heatmap_work_images_kept_between_frames_leak_into_no_result():
+    """The blend reuses per-thread work images: a later, larger or smaller frame must not change an earlier
+    result, and threads drawing at once must get what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = _frame()
+    small = _result(_lesion())
+    large = _result(_lesion(box=(20, 20, 380, 280), crop_box=(0, 0, 400, 300)))
+    first = annotate(frame, small)
+    kept = first.copy()
+    big = annotate(frame, large)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(annotate(frame, small), kept)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda r: annotate(frame, r), [small, large] * 8))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out, kept if i % 2 == 0 else big)
+
+
 def test_map_values_outside_0_1_are_clipped_not_folded():
     frame = np.full((H, W, 3), 128, np.uint8)
     negative = _lesion()
