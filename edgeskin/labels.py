@@ -11,6 +11,7 @@ keratinocyte lineage: scc + ak, or akiec) and Benign (the rest). Malignant = mel
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -90,13 +91,28 @@ def to_groups(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASS
         raise ValueError(f"expected {len(dx_classes)} dx probabilities in the last axis, got shape {probs.shape}")
     # Sums of the members, not a matrix product: BLAS sums in an ISA-specific order, which can change the
     # last bit between x86 and aarch64 (issue 13); numpy's sum over a few elements runs in index order.
+    return np.stack([probs[..., members].sum(axis=-1) for members in _group_members(tuple(dx_classes))], axis=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _group_members(dx_classes: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Per group of ``GROUPS``, the (ascending) positions of its diagnoses in ``dx_classes``: built once per label
+    list, not per lesion."""
     members = group_matrix(dx_classes) > 0
-    return np.stack([probs[..., members[:, g]].sum(axis=-1) for g in range(members.shape[1])], axis=-1)
+    index = tuple(np.flatnonzero(members[:, g]) for g in range(members.shape[1]))
+    for positions in index:
+        positions.setflags(write=False)
+    return index
 
 
 def malignant_index(dx_classes: Sequence[str]) -> list[int]:
     """Positions of the malignant diagnoses (mel, bcc and akiec, or ak and scc) in a label list."""
-    index = [i for i, dx in enumerate(dx_classes) if dx in MALIGNANT_DX]
+    return list(_malignant_index(tuple(dx_classes)))
+
+
+@functools.lru_cache(maxsize=16)
+def _malignant_index(dx_classes: tuple[str, ...]) -> tuple[int, ...]:
+    index = tuple(i for i, dx in enumerate(dx_classes) if dx in MALIGNANT_DX)
     if not any(dx_classes[i] == "mel" for i in index):
         raise ValueError(f"expected dermoscopy labels that include 'mel', got {list(dx_classes)[:10]}")
     return index
@@ -105,7 +121,7 @@ def malignant_index(dx_classes: Sequence[str]) -> list[int]:
 def malignant_probability(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASSES) -> np.ndarray:
     """Probability that the lesion is malignant (mel + bcc + akiec, or mel + bcc + ak + scc), shape (...,)."""
     probs = np.asarray(dx_probabilities, dtype=np.float32)
-    return probs[..., malignant_index(dx_classes)].sum(axis=-1)
+    return probs[..., list(_malignant_index(tuple(dx_classes)))].sum(axis=-1)
 
 
 def dx_index_to_group_index(dx_index: np.ndarray, dx_classes: Sequence[str] = DX_CLASSES) -> np.ndarray:
