@@ -337,6 +337,33 @@ class Detector(ModelTask):
         columns = np.flatnonzero(stored[0, 4] >= floor)
         return self.model.output(self._predictions_output).dequantize(stored[:, :, columns])
 
+    def _outputs_error(self, names: object) -> SpecError:
+        return SpecError(
+            f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
+            f"among the model's outputs {sorted(names)}"  # type: ignore[call-overload]
+        )
+
+    def _run(self, image_rgb: np.ndarray) -> tuple[dict[str, np.ndarray], ImageTransform, float, bool]:
+        """One invoke on a frame: the outputs (as stored, or dequantized for a model object that only offers
+        ``run``), the frame's transform, when the input was ready, and whether the outputs are as stored."""
+        run_filled = getattr(self.model, "run_filled", None)
+        if run_filled is None:
+            x, transform = self.preprocess(image_rgb)
+            ready = time.perf_counter()
+            return self.model.run(x), transform, ready, False
+        names = self.model.output_names
+        if not all(name in names for name in self._output_names):
+            raise self._outputs_error(names)
+        filled: list = []
+
+        def fill(buffer: np.ndarray) -> None:
+            filled.append(self._fill(image_rgb, buffer[0]))
+            filled.append(time.perf_counter())
+
+        outputs = run_filled(fill, self._output_names)
+        transform, ready = filled
+        return outputs, transform, ready, True
+
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """Boxes, scores and classes of the lesions in an RGB uint8 (H, W, 3) frame.
 
@@ -347,25 +374,18 @@ class Detector(ModelTask):
         """
         start = time.perf_counter()
         require_rgb_uint8(image_rgb)
-        if not all(name in self.model.output_names for name in self._output_names):
-            raise SpecError(
-                f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
-                f"among the model's outputs {sorted(self.model.output_names)}"
-            )
-        filled: list = []
-
-        def fill(buffer: np.ndarray) -> None:
-            filled.append(self._fill(image_rgb, buffer[0]))
-            filled.append(time.perf_counter())
-
-        outputs = self.model.run_filled(fill, self._output_names)
-        transform, ready = filled
+        outputs, transform, ready, stored = self._run(image_rgb)
         invoke_ms = self.model.invoke_ms
-        raw = self._candidate_predictions(outputs[self._predictions_output])
+        try:
+            predictions = outputs[self._predictions_output]
+            scores = outputs[self._scores_output] if self._scores_output is not None else None
+        except KeyError:
+            raise self._outputs_error(outputs) from None
+        raw = self._candidate_predictions(predictions) if stored else None
         if raw is None:
-            raw = self.model.output(self._predictions_output).dequantize(outputs[self._predictions_output])
-            if self._scores_output is not None:
-                scores = self.model.output(self._scores_output).dequantize(outputs[self._scores_output])
+            raw = self.model.output(self._predictions_output).dequantize(predictions) if stored else predictions
+            if scores is not None:
+                scores = self.model.output(self._scores_output).dequantize(scores) if stored else scores
                 raw = dfl_to_predictions(raw, scores, self.spec.input.size)
         detections = self.decode(raw, transform)
         end = time.perf_counter()
