@@ -116,6 +116,9 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     ]
     notes = "".join(f"- {note}\n" for note in prov.get("notes", []))
     train_s = m.get("training_seconds")
+    schedule = "cosine with warm-up" if cfg.get("warmup_epochs") else "cosine, no warm-up"
+    if cfg.get("init_from"):
+        schedule += f"; continued from `{cfg['init_from']}`, an earlier run: the time and epochs are this run's only"
     return f"""## Classifier: `{spec["model_file"]}` ({size_bytes / 1e6:.2f} MB, full INT8)
 
 - Architecture: {cfg.get("backbone", "?")} alpha {cfg.get("alpha", "?")}, input {spec["input"]["size"][0]}x{spec["input"]["size"][1]} RGB
@@ -126,7 +129,7 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
 - Data: {prov.get("data", "?")}. Licence: {prov.get("license", "?")}.
 - Trained on: {prov.get("trained_on", "this machine's CPU")}{f", {train_s / 60:.0f} min" if train_s else ""} ({cfg.get("epochs", "?")} epochs
   of source-balanced draws {json.dumps(cfg.get("source_shares", {}))}, classes balanced as drawn, AdamW lr
-  {cfg.get("learning_rate", "?")} cosine with warm-up, label smoothing {cfg.get("label_smoothing", "?")}, EMA {cfg.get("ema", "none")}).
+  {cfg.get("learning_rate", "?")} {schedule}, label smoothing {cfg.get("label_smoothing", "?")}, EMA {cfg.get("ema", "none")}).
 - Inputs in training: the runtime's crop of each image's expert-mask box (margin {_get(cfg, "crop.margin")}, jitter
   {_get(cfg, "crop.jitter")}, whole frame {_get(cfg, "crop.whole_frame")} of the time), albumentations
   {json.dumps(cfg.get("augment", {}))}, then the preprocessing profile, as on the device.
