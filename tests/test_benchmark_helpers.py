@@ -66,3 +66,42 @@ def test_the_ph2_check_scores_the_shipped_classifier_on_real_ph2_images(shared_d
         row = result[view]
         assert 0.0 <= row["melanoma_auc_p_mel"] <= 1.0 and 0.0 <= row["melanoma_auc_p_malignant"] <= 1.0
         assert 0.0 <= row["melanomas_referred"] <= 1.0 and 0.0 <= row["naevi_referred"] <= 1.0
+
+
+def _detector_with_weights(tmp_path, weights_sha: str | None) -> tuple:
+    int8 = tmp_path / "det.tflite"
+    int8.write_bytes(b"int8")
+    weights = tmp_path / "record" / "best.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"float weights")
+    provenance = {"weights": "record/best.pt"}
+    if weights_sha:
+        provenance["weights_sha256"] = weights_sha
+    int8.with_suffix(".json").write_text(json.dumps({"provenance": provenance}))
+    return int8, weights
+
+
+def test_detector_baseline_is_the_specs_committed_float_weights(tmp_path, monkeypatch):
+    import hashlib
+
+    from edgeskin.report import common
+
+    monkeypatch.setattr(common, "REPO_ROOT", tmp_path)
+    int8, weights = _detector_with_weights(tmp_path, hashlib.sha256(b"float weights").hexdigest())
+    assert common.detector_baseline(int8) == weights
+    # Other weights under that name are not the INT8 model's source.
+    weights.write_bytes(b"retrained")
+    with pytest.raises(common.Missing, match="sha256"):
+        common.detector_baseline(int8)
+    weights.unlink()
+    with pytest.raises(common.Missing, match="provenance.weights"):
+        common.detector_baseline(int8)
+
+
+def test_shipped_detector_float_weights_are_committed():
+    from edgeskin.report import common
+
+    if common.CHECKOUT is None:
+        pytest.skip("needs the source checkout")
+    path = common.detector_baseline(common.models()[1])
+    assert path.is_file() and path.is_relative_to(common.CHECKOUT / "training" / "runs")

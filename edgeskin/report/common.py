@@ -5,8 +5,9 @@ runtime rows (pipeline latency) are measured from an installed wheel too. Everyt
 edgeskin **source checkout** (:data:`CHECKOUT`: ``$EDGESKIN_CHECKOUT``, else the folder above this package
 when it is one, else the working directory when it is one) and is reported as missing without it:
 
-* Float baselines: ``artifacts/classifier/model.keras`` (Keras), ``artifacts/detector/run/weights/best.pt``
-  (ultralytics), and float TFLite files made from them (:func:`float_tflite_paths`, made by
+* Float baselines: ``artifacts/classifier/model.keras`` (Keras), the detector spec's ``provenance.weights``
+  (ultralytics ``best.pt`` committed with its training record; else ``artifacts/detector/run/weights/best.pt``),
+  and float TFLite files made from them (:func:`float_tflite_paths`, made by
   ``python -m benchmarks.export_float`` in the checkout).
 * Real data in ``../shared/data``: the classifier's validation split (``training/runs/classifier/split.json``,
   HAM10000) and the detector's held-out PH2 half (``training/runs/detector/ph2_split.json``).
@@ -94,12 +95,25 @@ def keras_baseline(classifier_int8: Path | None = None) -> Path:
 
 
 def detector_baseline(detector_int8: Path | None = None) -> Path:
-    """The float ultralytics weights the INT8 detector was exported from (``run/weights/best.pt``).
+    """The float ultralytics weights the INT8 detector was exported from.
 
-    Raises :class:`Missing` when they are absent or were rewritten after the INT8 export.
+    The spec's ``provenance.weights`` (committed with its training record, a path in the checkout), checked
+    against ``provenance.weights_sha256``; else ``artifacts/detector/run/weights/best.pt``, which must not be
+    newer than the INT8 export. Raises :class:`Missing` when they are absent or are not the INT8 model's source.
     """
     detector_int8 = detector_int8 or models()[1]
-    return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
+    spec = json.loads(detector_int8.with_suffix(".json").read_text())
+    provenance = spec.get("provenance") or {}
+    if not provenance.get("weights"):
+        return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
+    path = require_file(REPO_ROOT / provenance["weights"], "the float detector weights (the INT8 model's provenance.weights)")
+    expected = provenance.get("weights_sha256")
+    if expected:
+        from edgeskin.runtime.spec import sha256_file
+
+        if sha256_file(path) != expected:
+            raise Missing(f"{path} does not match the sha256 in {detector_int8.name}'s spec, so it is not its float source")
+    return path
 
 
 def _float_source(path: Path, int8: Path, what: str, remedy: str) -> Path:
