@@ -351,9 +351,7 @@ class Detector(ModelTask):
             x, transform = self.preprocess(image_rgb)
             ready = time.perf_counter()
             return self.model.run(x), transform, ready, False
-        names = self.model.output_names
-        if not all(name in names for name in self._output_names):
-            raise self._outputs_error(names)
+        # load_model checked the spec's outputs against the model; run_filled looks them up again (ModelError).
         filled: list = []
 
         def fill(buffer: np.ndarray) -> None:
