@@ -47,7 +47,7 @@ install_train() {
   "${PIP[@]}" "tensorflow-cpu==${TF_VERSION}" "keras>=3.15,<3.16" "torch==${TORCH_VERSION}" \
     scikit-learn matplotlib pandas tqdm "onnx>=1.23,<1.24" onnxruntime onnxslim \
     pyyaml requests scipy psutil polars "pillow>=9" sng4onnx onnx-graphsurgeon ai-edge-litert \
-    "opencv-python-headless>=4.9" "albumentations==2.0.8"
+    "opencv-python-headless>=4.9" "albumentations==2.0.8" "scikit-image>=0.25"
   "${PIP[@]}" --no-deps "tf-keras==${TF_VERSION}" "tensorflow-model-optimization==0.8.1" dm-tree \
     "torchvision==0.29.*" "ultralytics>=8.4,<8.5" "ultralytics-thop>=2.0" "onnx2tf>=1.28,<1.30" \
     "tf2onnx==1.17.0"

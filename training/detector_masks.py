@@ -58,11 +58,22 @@ CLASSIFIER_SPLIT = REPO_ROOT / "training" / "runs" / "classifier-ham7" / "split.
 ISIC_HOLDOUT = REPO_ROOT / "training" / "runs" / "detector" / "isic_holdout.json"
 # Everyday photos shipped inside installed packages; none is one of the evaluation photos of
 # ../shared/data/non_lesion (panda, cat, bird, Grace Hopper), so they can teach "no lesion here".
+# scikit-image's sample photos (the [train] extra) add a cat, a person, food, a vehicle, textures and a
+# star field; its fundus and microscopy images are left out (too close to a lesion in a dark vignette).
 PHOTO_CANDIDATES = (
     "sklearn/datasets/images/china.jpg",
     "sklearn/datasets/images/flower.jpg",
     "ultralytics/assets/zidane.jpg",
     "ultralytics/assets/bus.jpg",
+    "skimage/data/astronaut.png",
+    "skimage/data/chelsea.png",
+    "skimage/data/coffee.png",
+    "skimage/data/rocket.jpg",
+    "skimage/data/motorcycle_left.png",
+    "skimage/data/brick.png",
+    "skimage/data/grass.png",
+    "skimage/data/gravel.png",
+    "skimage/data/hubble_deep_field.jpg",
 )
 
 
