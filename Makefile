@@ -41,6 +41,7 @@ test-arm64: setup
 
 lint:
 	$(PYTHON) -m ruff check edgeskin training convert benchmarks tests
+	$(PYTHON) -m ruff format --check edgeskin training convert benchmarks tests
 
 bench: setup
 	$(EDGESKIN) bench

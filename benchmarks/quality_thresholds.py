@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\r{i}/{len(paths)} images", end="", file=sys.stderr)
     print(file=sys.stderr)
     print(f"{len(paths)} PH2 images x zooms {args.zooms}; thresholds: {th}")
-    print(f"{'frames':<13}{'sharpness min/p5/p50':>24}{'luma min/p50/max':>20}{'clipped max':>12}"
-          f"{'blur':>7}{'dark':>7}{'bright':>8}")
+    print(
+        f"{'frames':<13}{'sharpness min/p5/p50':>24}{'luma min/p50/max':>20}{'clipped max':>12}"
+        f"{'blur':>7}{'dark':>7}{'bright':>8}"
+    )
     for name, reports in rows.items():
         sharp = np.array([r.sharpness for r in reports])
         luma = np.array([r.mean_luminance for r in reports])

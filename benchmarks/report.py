@@ -28,7 +28,9 @@ def export_float() -> dict:
         )  # fmt: skip
         if done.returncode != 0 or not out.is_file():
             lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-            return {"missing": f"the export-float job failed (exit {done.returncode}): {lines[-1] if lines else 'no output'}"}
+            return {
+                "missing": f"the export-float job failed (exit {done.returncode}): {lines[-1] if lines else 'no output'}"
+            }
         return json.loads(out.read_text())
 
 

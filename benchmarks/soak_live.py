@@ -121,8 +121,16 @@ class ModelFreePipeline:
             return PipelineResult(size, (), {"detect": (time.perf_counter() - start) * 1e3}, ("no lesion found",))
         probs = np.array([0.05, 0.05, 0.1, 0.05, 0.15, 0.55, 0.05], np.float32)
         malignant = float(malignant_probability(probs))
-        lesion = Lesion(box, 1.0, Classification(probs, DX_CLASSES), Classification(to_groups(probs), GROUPS),
-                        malignant, malignant >= 0.3, np.rint(box).astype(np.int64), None)
+        lesion = Lesion(
+            box,
+            1.0,
+            Classification(probs, DX_CLASSES),
+            Classification(to_groups(probs), GROUPS),
+            malignant,
+            malignant >= 0.3,
+            np.rint(box).astype(np.int64),
+            None,
+        )
         return PipelineResult(size, (lesion,), {"detect": (time.perf_counter() - start) * 1e3})
 
 
@@ -171,13 +179,21 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_result(live: Any) -> None:
         done = loop.processed
-        if done == args.warmup or (done > args.warmup and (done - args.warmup) % args.every == 0) or done == args.frames:
+        if (
+            done == args.warmup
+            or (done > args.warmup and (done - args.warmup) % args.every == 0)
+            or done == args.frames
+        ):
             gc.collect()
             samples.append((done, time.monotonic() - started, process.memory_info().rss / 2**20))
             if done == args.warmup:
                 warm_at.append(time.monotonic())
-            print(f"\r{done}/{args.frames} frames, RSS {samples[-1][2]:.1f} MB, {loop.fps:.1f} FPS",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{done}/{args.frames} frames, RSS {samples[-1][2]:.1f} MB, {loop.fps:.1f} FPS",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     with tempfile.TemporaryDirectory(prefix="edgeskin-soak-") as tmp:
         video, what = make_video(Path(tmp), args.images)
@@ -210,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pipeline: {description}\nvideo: {what}, played {plays} times")
     print(f"{summary.processed} frames, {summary.errors} errors, {summary.withheld} withheld by the quality gate")
     print(f"FPS {figures['fps']} overall, {figures['fps_after_warmup']} after warm-up")
-    print(f"RSS {warm[2]:.1f} MB after {args.warmup} frames -> {final[2]:.1f} MB after {final[0]}: "
-          f"growth {figures['rss_growth_mb']:+.2f} MB (acceptance < 10 MB)")
+    print(
+        f"RSS {warm[2]:.1f} MB after {args.warmup} frames -> {final[2]:.1f} MB after {final[0]}: "
+        f"growth {figures['rss_growth_mb']:+.2f} MB (acceptance < 10 MB)"
+    )
     print("mean ms per frame: " + ", ".join(f"{k} {v}" for k, v in figures["mean_timings_ms"].items()))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))

@@ -65,7 +65,11 @@ def classification_metrics(
     """The export's summary of :func:`edgeskin.evaluation.classify_report` (8 dx, 7-dx view, groups, malignant)."""
     report = classify_report(labels, probs, malignant_threshold=threshold, dx_labels=dx_labels)
     out = {
-        **({"dx8": {k: report["dx8"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")}} if "dx8" in report else {}),
+        **(
+            {"dx8": {k: report["dx8"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")}}
+            if "dx8" in report
+            else {}
+        ),
         "dx": {k: report["dx"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
         "group": {k: report["group"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc")},
         "malignant_auc": report["malignant"]["auc"],
@@ -312,7 +316,9 @@ def main(argv=None) -> int:
         help="training crops to estimate the INT8 logit shift on (0: no bias correction)",
     )
     parser.add_argument("--min-sensitivity", type=float, default=0.85, help="triage: malignant sensitivity per source")
-    parser.add_argument("--margin", type=float, default=0.05, help="triage: extra sensitivity required over all sources")
+    parser.add_argument(
+        "--margin", type=float, default=0.05, help="triage: extra sensitivity required over all sources"
+    )
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
     parser.add_argument("--qat-images", type=int, default=5000, help="source-balanced training crops QAT fine-tunes on")
     parser.add_argument(
@@ -469,7 +475,8 @@ def main(argv=None) -> int:
         "top1_agreement": float((int8_probs.argmax(1) == float_probs.argmax(1)).mean()),
         "max_probability_difference": float(np.abs(int8_probs - float_probs).max()),
         "mean_probability_difference": float(np.abs(int8_probs - float_probs).mean()),
-        "balanced_accuracy_7dx_delta": int8_metrics["dx"]["balanced_accuracy"] - float_metrics["dx"]["balanced_accuracy"],
+        "balanced_accuracy_7dx_delta": int8_metrics["dx"]["balanced_accuracy"]
+        - float_metrics["dx"]["balanced_accuracy"],
         "auc_7dx_delta": int8_metrics["dx"]["auc"] - float_metrics["dx"]["auc"],
     }
     log.info("int8 (%s, shipped): %s", args.ship, int8_metrics)

@@ -80,16 +80,12 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
                      "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
                      "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
-    internal_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, internal_keys)
-        for name, r in per_source.items()
-    ]
+    internal_rows = [_row(SOURCE_NAMES.get(name, name), r, internal_keys) for name, r in per_source.items()]
     external_keys = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
                      "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
                      "melanoma.benign_referred", "ece")  # fmt: skip
     external_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, external_keys)
-        for name, r in (m.get("external") or {}).items()
+        _row(SOURCE_NAMES.get(name, name), r, external_keys) for name, r in (m.get("external") or {}).items()
     ]
     scc = _get(m, "int8_calibrated.scc_vs_ak")
     scc_line = (

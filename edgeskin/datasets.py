@@ -166,9 +166,7 @@ def read_isic2019_labels(ground_truth_csv: str | Path) -> tuple[dict[str, str], 
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
         if "image" not in fields or not set(ISIC2019_COLUMNS[:-1]) <= set(fields):
-            raise ValueError(
-                f"{ground_truth_csv}: expected columns image,{','.join(ISIC2019_COLUMNS)}; got {fields}"
-            )
+            raise ValueError(f"{ground_truth_csv}: expected columns image,{','.join(ISIC2019_COLUMNS)}; got {fields}")
         columns = [c for c in ISIC2019_COLUMNS if c in fields]
         for row in reader:
             onehot = np.array([float(row[c] or 0) for c in columns])

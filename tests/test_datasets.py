@@ -35,13 +35,13 @@ def test_the_8_dx_view_sums_ak_and_scc_into_akiec_and_keeps_groups_and_malignant
     p8 = rng.dirichlet(np.ones(8), size=50).astype(np.float32)
     p7 = to_dx7(p8, DX8_CLASSES)
     akiec = DX_CLASSES.index("akiec")
-    np.testing.assert_allclose(p7[:, akiec], p8[:, DX8_CLASSES.index("ak")] + p8[:, DX8_CLASSES.index("scc")], rtol=1e-6)
+    np.testing.assert_allclose(
+        p7[:, akiec], p8[:, DX8_CLASSES.index("ak")] + p8[:, DX8_CLASSES.index("scc")], rtol=1e-6
+    )
     np.testing.assert_allclose(p7.sum(1), 1.0, rtol=1e-5)
     # The views computed from 8 classes equal those from the 7-dx view.
     np.testing.assert_allclose(to_groups(p8, DX8_CLASSES), to_groups(p7, DX_CLASSES), rtol=1e-5)
-    np.testing.assert_allclose(
-        malignant_probability(p8, DX8_CLASSES), malignant_probability(p7, DX_CLASSES), rtol=1e-5
-    )
+    np.testing.assert_allclose(malignant_probability(p8, DX8_CLASSES), malignant_probability(p7, DX_CLASSES), rtol=1e-5)
     scc = GROUPS.index("SCC")
     np.testing.assert_allclose(to_groups(p8, DX8_CLASSES)[:, scc], p7[:, akiec], rtol=1e-5)
 

@@ -32,7 +32,12 @@ def test_the_five_profiles_are_shipped_inside_the_package():
 def test_profiles_say_how_to_run_on_their_device(name, threads, delegate, variant, source, lores):
     profile = load_profile(name)
     assert profile.name == name
-    assert (profile.threads, profile.delegate, profile.model_variant, profile.source) == (threads, delegate, variant, source)
+    assert (profile.threads, profile.delegate, profile.model_variant, profile.source) == (
+        threads,
+        delegate,
+        variant,
+        source,
+    )
     assert profile.lores_size == lores
     assert profile.main_size[0] >= lores[0] and profile.main_size[1] >= lores[1]
     assert abs(profile.main_size[0] / profile.main_size[1] - lores[0] / lores[1]) < 0.01  # same aspect: no stretch

@@ -54,7 +54,7 @@ class BareModel:
         self.spec = json.loads(path.with_suffix(".json").read_text())
         self.interpreter = Interpreter(model_path=str(path), num_threads=1)
         self.runner = self.interpreter.get_signature_runner()
-        (self.input_name, self.input), = self.runner.get_input_details().items()
+        ((self.input_name, self.input),) = self.runner.get_input_details().items()
         self.outputs = self.runner.get_output_details()
 
     def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:

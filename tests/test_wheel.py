@@ -72,7 +72,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         shutil.copy2(REPO_ROOT / name, src / name)
     shutil.copytree(REPO_ROOT / "edgeskin", src / "edgeskin", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     started = time.perf_counter()
-    _run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist")])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(root / "dist"),
+        ]
+    )
     out.timings["build_wheel_s"] = time.perf_counter() - started
     wheels = list((root / "dist").glob("edgeskin-*.whl"))
     assert len(wheels) == 1, wheels

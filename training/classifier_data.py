@@ -78,9 +78,7 @@ def load_frames(
     return CropImages(frames, boxes, masked)
 
 
-def lesion_crop(
-    frame: np.ndarray, box: np.ndarray, size: int, margin: float = 0.15
-) -> np.ndarray:
+def lesion_crop(frame: np.ndarray, box: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray:
     """The runtime's crop of ``box`` (margin, square) resized to the model input, bit-exact (uint8)."""
     crop, _ = crop_with_margin(frame, box, margin=margin)
     resized, _ = resize_to_input(crop, (size, size), "stretch")

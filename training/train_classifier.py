@@ -46,8 +46,15 @@ def load_config(path: str | None, overrides: dict) -> dict:
     return config
 
 
-def make_batches(sample, index: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_weights: np.ndarray,
-                 config: dict, workers: int = 1):
+def make_batches(
+    sample,
+    index: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_weights: np.ndarray,
+    config: dict,
+    workers: int = 1,
+):
     """A keras.utils.PyDataset of augmented training batches ``(images, one_hot, weights)``.
 
     Each epoch draws ``len(index)`` images with replacement, with the source-balanced ``probabilities``; one
@@ -271,7 +278,10 @@ def main(argv=None) -> int:
         schedule, weight_decay=config["weight_decay"], use_ema=bool(ema), ema_momentum=ema or 0.99
     )
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    log.info("class weights (balanced as drawn): %s", {c: round(float(w), 2) for c, w in zip(classes, class_weights, strict=True)})
+    log.info(
+        "class weights (balanced as drawn): %s",
+        {c: round(float(w), 2) for c, w in zip(classes, class_weights, strict=True)},
+    )
     (out / "config.json").write_text(
         json.dumps(
             {
@@ -291,9 +301,9 @@ def main(argv=None) -> int:
         metrics = evaluate_probs(val.labels, probs, classes)
         for source in sorted(set(val_sources.tolist())):
             part = val_sources == source
-            metrics[f"balanced_accuracy_7dx_{source}"] = evaluate_probs(
-                val.labels[part], probs[part], classes
-            )["balanced_accuracy_7dx"]
+            metrics[f"balanced_accuracy_7dx_{source}"] = evaluate_probs(val.labels[part], probs[part], classes)[
+                "balanced_accuracy_7dx"
+            ]
         return metrics
 
     class EpochReport(keras.callbacks.Callback):

@@ -174,33 +174,57 @@ class KioskApp:
         root.columnconfigure(1, weight=1)
         root.rowconfigure(0, weight=1)
 
-        self.preview = tk.Label(root, background="#000000", text="starting camera...", foreground=fg,
-                                font=("DejaVu Sans", base))
+        self.preview = tk.Label(
+            root, background="#000000", text="starting camera...", foreground=fg, font=("DejaVu Sans", base)
+        )
         self.preview.grid(row=0, column=0, sticky="nsew", padx=4, pady=4)
 
         side = tk.Frame(root, background=bg)
         side.grid(row=0, column=1, sticky="nsew", padx=4, pady=4)
         side.columnconfigure(0, weight=1)
         side.rowconfigure(3, weight=1)
-        self.diagnosis = tk.Label(side, text="Looking for a lesion...", justify="left", anchor="nw",
-                                  background=bg, foreground=fg, font=("DejaVu Sans", base, "bold"), wraplength=max(100, screen_w // 4))
+        self.diagnosis = tk.Label(
+            side,
+            text="Looking for a lesion...",
+            justify="left",
+            anchor="nw",
+            background=bg,
+            foreground=fg,
+            font=("DejaVu Sans", base, "bold"),
+            wraplength=max(100, screen_w // 4),
+        )
         self.diagnosis.grid(row=0, column=0, sticky="new")
         self.capture_button = tk.Button(
             side, text="Capture", command=self.capture, font=("DejaVu Sans", int(base * 1.6), "bold"),
             background="#2e7d32", foreground="#ffffff", activebackground="#388e3c", activeforeground="#ffffff",
         )  # fmt: skip
         self.capture_button.grid(row=1, column=0, sticky="ew", pady=base)
-        self.still_text = tk.Label(side, text="Press Capture for a full-resolution analysis.", justify="left",
-                                   anchor="nw", background=bg, foreground=fg, font=("DejaVu Sans", base - 2))
+        self.still_text = tk.Label(
+            side,
+            text="Press Capture for a full-resolution analysis.",
+            justify="left",
+            anchor="nw",
+            background=bg,
+            foreground=fg,
+            font=("DejaVu Sans", base - 2),
+        )
         self.still_text.grid(row=2, column=0, sticky="new")
         self.still = tk.Label(side, background=bg)
         self.still.grid(row=3, column=0, sticky="nsew", pady=4)
-        self.status = tk.Label(side, text="", anchor="w", background=bg, foreground="#999999",
-                               font=("DejaVu Sans", max(9, base - 4)))
+        self.status = tk.Label(
+            side, text="", anchor="w", background=bg, foreground="#999999", font=("DejaVu Sans", max(9, base - 4))
+        )
         self.status.grid(row=4, column=0, sticky="ew")
 
-        self.notice = tk.Label(root, text=notice, background="#ffcc00", foreground="#000000", justify="center",
-                               font=("DejaVu Sans", max(10, base - 2), "bold"), wraplength=screen_w - 20)
+        self.notice = tk.Label(
+            root,
+            text=notice,
+            background="#ffcc00",
+            foreground="#000000",
+            justify="center",
+            font=("DejaVu Sans", max(10, base - 2), "bold"),
+            wraplength=screen_w - 20,
+        )
         self.notice.grid(row=1, column=0, columnspan=2, sticky="ew")
 
         side.bind("<Configure>", lambda event: self._wrap(event.width))
@@ -261,10 +285,13 @@ class KioskApp:
         live = self._live_slot.take()
         if live is not None:
             picture, text, fps = live
-            self._show(self.preview, "preview", picture, self.preview.winfo_width() - 4, self.preview.winfo_height() - 4)
+            self._show(
+                self.preview, "preview", picture, self.preview.winfo_width() - 4, self.preview.winfo_height() - 4
+            )
             self.diagnosis.configure(text=text)
-            self.status.configure(text=f"{fps:.1f} frames/s  ·  {self.loop.processed} frames  ·  "
-                                       f"{self.loop.errors} errors")
+            self.status.configure(
+                text=f"{fps:.1f} frames/s  ·  {self.loop.processed} frames  ·  {self.loop.errors} errors"
+            )
             self.frames_shown += 1
         still = self._still_slot.take()
         if still is not None:

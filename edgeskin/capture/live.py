@@ -610,8 +610,9 @@ def scale_result(result: PipelineResult, to_size: tuple[int, int]) -> PipelineRe
     return replace(result, image_size=(to_w, to_h), lesions=tuple(lesions))
 
 
-def draw_result(frame: np.ndarray, result: PipelineResult | None, *, heatmap: bool = False,
-                messages: Sequence[str] = ()) -> np.ndarray:
+def draw_result(
+    frame: np.ndarray, result: PipelineResult | None, *, heatmap: bool = False, messages: Sequence[str] = ()
+) -> np.ndarray:
     """Draw a result on a copy of ``frame`` (boxes in that frame's pixels) and any guidance messages.
 
     Composes the annotators: :func:`edgeskin.annotate.annotate` for the result, then

@@ -232,7 +232,9 @@ class QualityGate:
         report = assess_quality(frame_rgb, box if "small" in self.checks else None, self.thresholds)
         return self._only_chosen(report)
 
-    def check_box(self, report: QualityReport, box: Sequence[float] | np.ndarray, frame_size: tuple[int, int]) -> QualityReport:
+    def check_box(
+        self, report: QualityReport, box: Sequence[float] | np.ndarray, frame_size: tuple[int, int]
+    ) -> QualityReport:
         """Add the lesion-size check to a report of the same frame (the frame is not measured again).
 
         Args:
@@ -244,8 +246,9 @@ class QualityGate:
         issues = tuple(i for i in report.issues if i != "small")
         if "small" in self.checks and fraction < self.thresholds.min_lesion_fraction:
             issues = (*issues, "small")
-        return replace(report, ok=not issues, issues=issues, guidance=tuple(GUIDANCE[i] for i in issues),
-                       lesion_fraction=fraction)
+        return replace(
+            report, ok=not issues, issues=issues, guidance=tuple(GUIDANCE[i] for i in issues), lesion_fraction=fraction
+        )
 
     def _only_chosen(self, report: QualityReport) -> QualityReport:
         if set(report.issues) <= set(self.checks):

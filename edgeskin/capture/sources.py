@@ -321,7 +321,12 @@ class Picamera2Source(SourceBase):
             raise CameraError(f"cannot configure and start Raspberry Pi camera {camera_num}: {exc}") from exc
         logger.info(
             "picamera2 camera %d: lores %dx%d %s, main %dx%d %s (Pi generation %s)",
-            camera_num, *lores_size, self.lores_format, *main_size, self.main_format, self.generation,
+            camera_num,
+            *lores_size,
+            self.lores_format,
+            *main_size,
+            self.main_format,
+            self.generation,
         )
 
     def read(self) -> Frame:
@@ -451,7 +456,9 @@ class OpenCVSource(SourceBase):
         if self._cap is None:
             hint = (
                 " Check the index (ls /dev/video*), that your user is in the 'video' group and that no other "
-                "program uses the camera" if isinstance(spec, int) else ""
+                "program uses the camera"
+                if isinstance(spec, int)
+                else ""
             )
             raise CameraError(f"cannot open {self.name}.{hint}")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -485,8 +492,9 @@ class OpenCVSource(SourceBase):
             with self._cond:
                 self._state = "reconnecting"
                 self._attempt = attempt
-            logger.warning("%s: no frames; reconnecting in %.1f s (attempt %d/%d)",
-                           self.name, delay, attempt, self.max_reconnects)
+            logger.warning(
+                "%s: no frames; reconnecting in %.1f s (attempt %d/%d)", self.name, delay, attempt, self.max_reconnects
+            )
             if self._stop.wait(delay):
                 return False
             cap = self._open_capture()
@@ -572,7 +580,8 @@ class OpenCVSource(SourceBase):
                 if remaining <= 0:
                     detail = (
                         f"reconnecting, attempt {self._attempt}/{self.max_reconnects}"
-                        if self._state == "reconnecting" else "the source is slow or stalled"
+                        if self._state == "reconnecting"
+                        else "the source is slow or stalled"
                     )
                     raise CameraError(f"no new frame from {self.name} within {self.read_timeout:g} s ({detail})")
                 self._cond.wait(remaining)

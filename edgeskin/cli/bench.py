@@ -65,7 +65,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     report.add_argument("--cam-images", type=int, default=None, help="report: validation images for CAM fidelity")
     report.add_argument(
-        "--retries", type=int, default=None, help="report: re-runs of a timing job disturbed by other processes (default 2)"
+        "--retries",
+        type=int,
+        default=None,
+        help="report: re-runs of a timing job disturbed by other processes (default 2)",
     )
     return parser
 

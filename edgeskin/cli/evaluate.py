@@ -247,7 +247,9 @@ def _run_classify(args: argparse.Namespace) -> int:
         }
     if args.plots:
         # The plots show the 7-dx view (the report's "dx" section), whichever labels were scored.
-        y7, p7 = (np.argmax(dx7_matrix(DX8_CLASSES)[y], axis=1), probs @ dx7_matrix(DX8_CLASSES)) if eight else (y, probs)
+        y7, p7 = (
+            (np.argmax(dx7_matrix(DX8_CLASSES)[y], axis=1), probs @ dx7_matrix(DX8_CLASSES)) if eight else (y, probs)
+        )
         report["plots"] = [str(p) for p in save_classification_plots(y7, p7, report, args.plots)]
     _emit(report, args.json)
     if args.json != "-":

@@ -44,7 +44,9 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
              "(default: every frame of a file is analysed)",
     )  # fmt: skip
     parser.add_argument("--loop", action="store_true", help="image folders: start again after the last image")
-    parser.add_argument("--smoothing", type=float, help="history weight of the diagnosis average, 0-0.99 (default: profile)")
+    parser.add_argument(
+        "--smoothing", type=float, help="history weight of the diagnosis average, 0-0.99 (default: profile)"
+    )
     parser.add_argument("--no-quality-gate", action="store_true", help="diagnose every frame, however blurred or dark")
 
 
@@ -60,7 +62,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     add_source_options(parser)
-    parser.add_argument("--json", "-o", metavar="OUT", help="write the run as JSON ({fps, frames: [...], ...}); '-' for stdout")
+    parser.add_argument(
+        "--json", "-o", metavar="OUT", help="write the run as JSON ({fps, frames: [...], ...}); '-' for stdout"
+    )
     parser.add_argument(
         "--display", action="store_true",
         help="show the annotated frames in an OpenCV window (q/Esc: quit, c: analyse a full-resolution still); "
@@ -198,8 +202,9 @@ class _Display:
         if self.pending_still is not None:
             still, self.pending_still = self.pending_still, None
             if still.image is not None:
-                picture = draw_result(still.image, still.result, heatmap=True,
-                                      messages=(still.error,) if still.error else ())
+                picture = draw_result(
+                    still.image, still.result, heatmap=True, messages=(still.error,) if still.error else ()
+                )
                 cv2.imshow(f"{WINDOW} still", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):

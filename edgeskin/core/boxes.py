@@ -134,7 +134,9 @@ def pair_iou(a: ArrayLike | None, b: ArrayLike | None) -> float:
         return 1.0
     if a is None or b is None:
         return 0.0
-    return float(box_iou(np.reshape(np.asarray(a, np.float32), (1, 4)), np.reshape(np.asarray(b, np.float32), (1, 4)))[0, 0])
+    return float(
+        box_iou(np.reshape(np.asarray(a, np.float32), (1, 4)), np.reshape(np.asarray(b, np.float32), (1, 4)))[0, 0]
+    )
 
 
 def nms(

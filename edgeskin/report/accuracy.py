@@ -184,7 +184,10 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     int8_path = models()[0]
     val = ham_validation(limit)
-    out: dict[str, Any] = {"images": len(val.paths), "split": "the training run's split.json 'val': HAM10000 and, for a multi-source run, ISIC 2017; whole images, 7-dx view"}
+    out: dict[str, Any] = {
+        "images": len(val.paths),
+        "split": "the training run's split.json 'val': HAM10000 and, for a multi-source run, ISIC 2017; whole images, 7-dx view",
+    }
     with Classifier.from_model(int8_path, threads=2) as classifier:
         spec = classifier.spec
         threshold = spec.malignant_threshold

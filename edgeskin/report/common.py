@@ -91,7 +91,9 @@ def keras_baseline(classifier_int8: Path | None = None) -> Path:
     name = (spec.get("provenance") or {}).get("checkpoint") or "model.keras"
     path = Path(name) if Path(name).is_absolute() else CLASSIFIER_RUN / Path(name).name
     what = "the float Keras classifier (the INT8 model's provenance.checkpoint)"
-    return _float_source(path, classifier_int8, what, "re-export the classifier, or restore the checkpoint it came from")
+    return _float_source(
+        path, classifier_int8, what, "re-export the classifier, or restore the checkpoint it came from"
+    )
 
 
 def detector_baseline(detector_int8: Path | None = None) -> Path:
@@ -105,14 +107,20 @@ def detector_baseline(detector_int8: Path | None = None) -> Path:
     spec = json.loads(detector_int8.with_suffix(".json").read_text())
     provenance = spec.get("provenance") or {}
     if not provenance.get("weights"):
-        return _float_source(DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector")
-    path = require_file(REPO_ROOT / provenance["weights"], "the float detector weights (the INT8 model's provenance.weights)")
+        return _float_source(
+            DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector"
+        )
+    path = require_file(
+        REPO_ROOT / provenance["weights"], "the float detector weights (the INT8 model's provenance.weights)"
+    )
     expected = provenance.get("weights_sha256")
     if expected:
         from edgeskin.runtime.spec import sha256_file
 
         if sha256_file(path) != expected:
-            raise Missing(f"{path} does not match the sha256 in {detector_int8.name}'s spec, so it is not its float source")
+            raise Missing(
+                f"{path} does not match the sha256 in {detector_int8.name}'s spec, so it is not its float source"
+            )
     return path
 
 
@@ -120,7 +128,9 @@ def _float_source(path: Path, int8: Path, what: str, remedy: str) -> Path:
     """``path`` when it exists and is not newer than the INT8 model made from it (else :class:`Missing`)."""
     require_file(path, what)
     if path.stat().st_mtime > int8.stat().st_mtime + 60:
-        raise Missing(f"{path} was written after {int8.name} was exported, so it is not the INT8 model's float source ({remedy})")
+        raise Missing(
+            f"{path} was written after {int8.name} was exported, so it is not the INT8 model's float source ({remedy})"
+        )
     return path
 
 

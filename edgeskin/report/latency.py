@@ -91,7 +91,9 @@ def job_pipeline(threads: int, runs: int, size: str | None = None, **_: Any) -> 
     return run_quick_suite(threads=threads, runs=runs, warmup=10, size=frame_size)
 
 
-def _time_edge_task(task: Any, method: str, path: Path, inputs: list, threads: int, runs: int, timed: str) -> dict[str, Any]:
+def _time_edge_task(
+    task: Any, method: str, path: Path, inputs: list, threads: int, runs: int, timed: str
+) -> dict[str, Any]:
     """Time ``task.from_model(path).<method>(x)`` over ``inputs`` with the interpreter's own invoke times."""
     from edgeskin.bench import percentiles
 

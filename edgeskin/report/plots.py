@@ -60,6 +60,7 @@ def plot_accuracy(results: dict[str, Any], out: Path) -> Path | None:
     plt.close(fig)
     return path
 
+
 def plot_latency(results: dict[str, Any], out: Path) -> Path | None:
     import matplotlib
 

@@ -109,6 +109,7 @@ def missing_items(results: dict[str, Any]) -> list[str]:
     walk(results, "")
     return items
 
+
 def _gpu_float_section(gpu: dict[str, Any], int8: dict[str, Any]) -> list[str]:
     """The float classifiers trained and scored on a GPU machine (stored results, re-scored here)."""
     if not gpu:
@@ -153,6 +154,7 @@ def _gpu_float_section(gpu: dict[str, Any], int8: dict[str, Any]) -> list[str]:
         ]
     return lines + [""]
 
+
 def _latency_rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str]]:
     latency = results.get("latency", {})
     return [
@@ -165,6 +167,7 @@ def _latency_rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
         ("detector", "float32 TFLite", latency.get("detector-float32", {}), "float"),
         ("detector", "float PyTorch, ultralytics (baseline)", latency.get("detector-torch", {}), "float"),
     ]
+
 
 def _float_device(results: dict[str, Any]) -> str:
     """Where the float baselines ran ("n/a" when none did)."""

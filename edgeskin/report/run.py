@@ -156,7 +156,14 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
     latency: dict[str, Any] = {}
     for count in (1, 2, 4):
         latency[f"pipeline-{count}t"] = runner(
-            f"pipeline-{count}t", "edgeskin.report.latency", "pipeline", "--threads", str(count), "--runs", runs, timed=True
+            f"pipeline-{count}t",
+            "edgeskin.report.latency",
+            "pipeline",
+            "--threads",
+            str(count),
+            "--runs",
+            runs,
+            timed=True,
         )
     for size in _profile_sizes():
         latency[f"pipeline-{size}"] = runner(
@@ -183,7 +190,14 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
                 "--model", str(path), timed=True,
             )  # fmt: skip
     latency["classifier-keras"] = runner(
-        "classifier-keras", "edgeskin.report.latency", "classifier-keras", "--threads", threads, "--runs", runs, timed=True
+        "classifier-keras",
+        "edgeskin.report.latency",
+        "classifier-keras",
+        "--threads",
+        threads,
+        "--runs",
+        runs,
+        timed=True,
     )
     latency["detector-torch"] = runner(
         "detector-torch", "edgeskin.report.latency", "detector-torch", "--threads", threads, "--runs", runs, timed=True
@@ -193,7 +207,13 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
     backend_args = ["--keras-backend", args.keras_backend] if args.keras_backend else []
     results["accuracy"] = runner("accuracy", "edgeskin.report.accuracy", *backend_args)
     results["cam"] = runner(
-        "cam-fidelity", "edgeskin.report.cam_fidelity", "--images", str(args.cam_images), "--threads", threads, *backend_args
+        "cam-fidelity",
+        "edgeskin.report.cam_fidelity",
+        "--images",
+        str(args.cam_images),
+        "--threads",
+        threads,
+        *backend_args,
     )
     results["load_average_at_end"] = _load_average()
     results["other_processes_cpu"] = other_cpu_share(cpu_start, cpu_seconds())

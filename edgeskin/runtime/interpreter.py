@@ -487,7 +487,11 @@ class InputEncoder:
         offset = info.zero_point - self.mean * gain
         # Exact when |gain - 1| * 255 stays far below half a quantization step.
         rounded = np.rint(offset)
-        if np.all(np.abs(gain - 1.0) * 255.0 < 0.01) and np.allclose(offset, rounded, atol=1e-3) and np.all(rounded == rounded[0]):
+        if (
+            np.all(np.abs(gain - 1.0) * 255.0 < 0.01)
+            and np.allclose(offset, rounded, atol=1e-3)
+            and np.all(rounded == rounded[0])
+        ):
             return int(rounded[0])
         return None
 

@@ -44,6 +44,7 @@ class BaseOptions:
             self.model_path, self.spec, expected_task=task, num_threads=self.num_threads, delegate=self.delegate
         )
 
+
 _Task = TypeVar("_Task", bound="ModelTask")
 
 

@@ -45,7 +45,6 @@ DEFAULT_MAX_DET = 100
 MAX_NMS_CANDIDATES = 3000
 
 
-
 @dataclass(frozen=True)
 class DetectorOptions(BaseOptions):
     """Options of a :class:`Detector`: the :class:`~edgeskin.tasks.base.BaseOptions` (model path, spec,
@@ -505,4 +504,3 @@ def darkness_contrast(image_rgb: np.ndarray, box: Sequence[float] | np.ndarray, 
     if ring_mean <= 0:
         return 0.0
     return float(np.clip((ring_mean - float(inside.mean())) / ring_mean, 0.0, 1.0))
-

@@ -130,7 +130,9 @@ def _details(index: int, lesion: Any, analysis: launch.Analysis, pipeline: Any, 
         )
         st.altair_chart(
             _probability_chart(
-                lesion.dx.as_dict(), {k: f"{v} ({k})" for k, v in DX_NAMES.items()}, f"Lesion {index + 1}: {len(lesion.dx.labels)} diagnoses"
+                lesion.dx.as_dict(),
+                {k: f"{v} ({k})" for k, v in DX_NAMES.items()},
+                f"Lesion {index + 1}: {len(lesion.dx.labels)} diagnoses",
             ),
             width="stretch",
         )

@@ -272,8 +272,9 @@ class FakeCapture:
         opened: What ``isOpened()`` says.
     """
 
-    def __init__(self, frames: int | None = None, interval: float = 0.0, colour=(40, 80, 160), opened=True,
-                 size=(64, 48)) -> None:
+    def __init__(
+        self, frames: int | None = None, interval: float = 0.0, colour=(40, 80, 160), opened=True, size=(64, 48)
+    ) -> None:
         self.remaining = frames
         self.interval = interval
         self.colour = colour

@@ -106,8 +106,12 @@ def _click(widget, display: str) -> str:
     x = widget.winfo_rootx() + widget.winfo_width() // 2
     y = widget.winfo_rooty() + widget.winfo_height() // 2
     if shutil.which("xdotool"):
-        subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], check=True,
-                       env={**os.environ, "DISPLAY": display}, timeout=10)
+        subprocess.run(
+            ["xdotool", "mousemove", str(x), str(y), "click", "1"],
+            check=True,
+            env={**os.environ, "DISPLAY": display},
+            timeout=10,
+        )
         return "xdotool"
     widget.event_generate("<Enter>")
     widget.event_generate("<ButtonPress-1>", x=widget.winfo_width() // 2, y=widget.winfo_height() // 2)

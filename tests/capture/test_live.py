@@ -205,8 +205,9 @@ def test_bad_frames_and_camera_hiccups_are_reported_and_the_loop_goes_on(caplog)
 
 
 def test_a_source_that_never_recovers_ends_the_loop_after_a_bound():
-    summary = LiveLoop(ListSource([CameraError("gone")] * 100), FakePipeline(), max_consecutive_errors=5,
-                       retry_delay=0).run()
+    summary = LiveLoop(
+        ListSource([CameraError("gone")] * 100), FakePipeline(), max_consecutive_errors=5, retry_delay=0
+    ).run()
     assert summary.processed == 0 and summary.errors == 5
     assert summary.stopped_because == "5 failed reads in a row"
 
@@ -235,8 +236,9 @@ def test_camera_lost_mid_stream_and_back_is_survived():
             return (ok, frame_bgr.copy() if ok else None)
 
     factory = CaptureFactory([LesionCapture(20, interval=0.004), None, None, LesionCapture(interval=0.004)])
-    source = OpenCVSource(0, capture_factory=factory, backoff_initial=0.05, backoff_max=0.1, read_timeout=0.05,
-                          max_reconnects=10)
+    source = OpenCVSource(
+        0, capture_factory=factory, backoff_initial=0.05, backoff_max=0.1, read_timeout=0.05, max_reconnects=10
+    )
     with source:
         summary = LiveLoop(source, FakePipeline(), max_frames=40, keep_records=True, retry_delay=0.01).run()
         assert source.reconnects == 1
@@ -261,8 +263,13 @@ def test_slow_pipeline_over_a_fast_camera_drops_frames_instead_of_lagging():
     source = OpenCVSource(0, capture_factory=CaptureFactory([LesionCapture(interval=0.003)]))
     ages = []
     with source:
-        loop = LiveLoop(source, FakePipeline(delay=0.04), max_frames=20, keep_records=True,
-                        on_result=lambda live: ages.append(time.monotonic() - live.frame.timestamp))
+        loop = LiveLoop(
+            source,
+            FakePipeline(delay=0.04),
+            max_frames=20,
+            keep_records=True,
+            on_result=lambda live: ages.append(time.monotonic() - live.frame.timestamp),
+        )
         summary = loop.run()
     indices = [e["index"] for e in summary.frames]
     gaps = np.diff(indices)

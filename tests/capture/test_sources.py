@@ -63,9 +63,15 @@ def _max_error_per_quadrant(rgb: np.ndarray, expected: np.ndarray) -> float:
     """Worst mean colour error over the four flat quadrants (away from edges and the lesion)."""
     h, w = expected.shape[:2]
     worst = 0.0
-    for ys, xs in ((slice(2, h // 6), slice(2, w // 6)), (slice(2, h // 6), slice(w - w // 6, w - 2)),
-                   (slice(h - h // 6, h - 2), slice(2, w // 6)), (slice(h - h // 6, h - 2), slice(w - w // 6, w - 2))):
-        diff = np.abs(rgb[ys, xs].astype(np.float32).mean(axis=(0, 1)) - expected[ys, xs].astype(np.float32).mean(axis=(0, 1)))
+    for ys, xs in (
+        (slice(2, h // 6), slice(2, w // 6)),
+        (slice(2, h // 6), slice(w - w // 6, w - 2)),
+        (slice(h - h // 6, h - 2), slice(2, w // 6)),
+        (slice(h - h // 6, h - 2), slice(w - w // 6, w - 2)),
+    ):
+        diff = np.abs(
+            rgb[ys, xs].astype(np.float32).mean(axis=(0, 1)) - expected[ys, xs].astype(np.float32).mean(axis=(0, 1))
+        )
         worst = max(worst, float(diff.max()))
     return worst
 
@@ -127,8 +133,9 @@ def test_generation_is_detected_from_the_device_tree_file(tmp_path):
 @pytest.mark.parametrize("generation", [4, 5])
 def test_with_main_takes_both_streams_from_one_request(generation):
     module = make_fake_picamera2("pisp" if generation == 5 else "vc4")
-    with Picamera2Source((320, 240), (640, 480), generation=generation, with_main=True,
-                         picamera2_module=module) as source:
+    with Picamera2Source(
+        (320, 240), (640, 480), generation=generation, with_main=True, picamera2_module=module
+    ) as source:
         frames = [source.read() for _ in range(3)]
         assert module.instances[0].captures == ["request"] * 3
     assert [f.index for f in frames] == [0, 1, 2]
@@ -243,8 +250,9 @@ def test_live_camera_keeps_only_the_newest_frame():
 def test_live_camera_that_disappears_is_reconnected_with_backoff():
     # 5 frames, then the device vanishes: two failed opens, then it is back.
     factory = CaptureFactory([FakeCapture(5, interval=0.005), None, None, FakeCapture(interval=0.005)])
-    with OpenCVSource(0, capture_factory=factory, backoff_initial=0.02, backoff_max=0.05, read_timeout=0.03,
-                      max_reconnects=5) as source:
+    with OpenCVSource(
+        0, capture_factory=factory, backoff_initial=0.02, backoff_max=0.05, read_timeout=0.03, max_reconnects=5
+    ) as source:
         got, errors = [], []
         deadline = time.monotonic() + 5
         while len(got) < 15 and time.monotonic() < deadline:
@@ -262,8 +270,9 @@ def test_live_camera_that_disappears_is_reconnected_with_backoff():
 
 def test_live_camera_that_never_comes_back_is_reported_lost():
     factory = CaptureFactory([FakeCapture(3, interval=0.002)])
-    with OpenCVSource(0, capture_factory=factory, backoff_initial=0.01, backoff_max=0.02, read_timeout=0.05,
-                      max_reconnects=3) as source:
+    with OpenCVSource(
+        0, capture_factory=factory, backoff_initial=0.01, backoff_max=0.02, read_timeout=0.05, max_reconnects=3
+    ) as source:
         deadline = time.monotonic() + 5
         with pytest.raises(CameraLostError, match="after 3 reconnection attempts"):
             while time.monotonic() < deadline:

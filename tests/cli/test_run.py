@@ -88,7 +88,10 @@ def test_run_on_a_folder_of_images(shared_dir, fake_pipeline, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--profile", "pi9"], "unknown device profile 'pi9'; known profiles: coral-devboard, rpi4, rpi5, rpi5-coral-usb, x86"),
+        (
+            ["--profile", "pi9"],
+            "unknown device profile 'pi9'; known profiles: coral-devboard, rpi4, rpi5, rpi5-coral-usb, x86",
+        ),
         (["--source", "no/such/file.mp4"], "no/such/file.mp4: no such file or folder"),
         (["--max-frames", "0"], "--max-frames: expected a positive number"),
         (["--smoothing", "1.5"], "--smoothing: expected a value in [0, 1)"),

@@ -98,7 +98,9 @@ def test_tensor_info_quantizes_with_its_own_parameters_and_passes_floats_through
 
 
 def _int8_input(scale: float, zero_point: int) -> TensorInfo:
-    return TensorInfo("image", (1, 16, 16, 3), np.dtype(np.int8), scale, zero_point, 0, scales=(scale,), zero_points=(zero_point,))
+    return TensorInfo(
+        "image", (1, 16, 16, 3), np.dtype(np.int8), scale, zero_point, 0, scales=(scale,), zero_points=(zero_point,)
+    )
 
 
 @pytest.mark.parametrize(

@@ -227,7 +227,14 @@ class QuantizedOutputModel(FakeModel):
     def __init__(self, stored: np.ndarray, scale: float, zero_point: int):
         super().__init__(INT8_INPUT, stored)
         self.info = TensorInfo(
-            self._name, stored.shape, np.dtype(np.int8), scale, zero_point, 1, scales=(scale,), zero_points=(zero_point,)
+            self._name,
+            stored.shape,
+            np.dtype(np.int8),
+            scale,
+            zero_point,
+            1,
+            scales=(scale,),
+            zero_points=(zero_point,),
         )
 
     def output(self, name):

@@ -194,7 +194,11 @@ def test_a_degenerate_box_is_skipped_not_fatal():
 
 @pytest.mark.parametrize(
     "labels",
-    [("cat", "dog"), ("akiec", "bcc", "bkl", "df", "mel", "nv"), ("ak", "scc", "akiec", "bcc", "bkl", "df", "mel", "nv")],
+    [
+        ("cat", "dog"),
+        ("akiec", "bcc", "bkl", "df", "mel", "nv"),
+        ("ak", "scc", "akiec", "bcc", "bkl", "df", "mel", "nv"),
+    ],
 )
 def test_a_classifier_that_is_not_a_dx_model_is_refused(labels):
     other = FakeClassifier()
