@@ -18,10 +18,11 @@ from edgeskin.tasks.pipeline import NO_LESION_FOUND, UNSURE_RETAKE, LesionPipeli
 
 PHOTOS = ("panda.jpg", "cat.bmp", "bird.bmp", "grace_hopper.bmp")
 
-# Bound on the 20-frame subset (4 photos, 8 augmented photos, 8 PH2-val skin crops) for the shipped models,
-# set from benchmarks/non_lesion_fpr.py on the full 160-frame set (docs/robustness.md): at a detector
-# confidence of 0.6 the natural-photo FP rate is 0.107 on the full set and 2/12 on this subset.
-MAX_FP_NATURAL_SHIPPED = 0.25
+# Bound on the 20-frame subset (4 photos, 8 augmented photos, 8 PH2-val skin crops) for the shipped models.
+# benchmarks/non_lesion_fpr.py with the shipped detector at its presence threshold (0.46): 1 of the 84 natural
+# frames of the full 160-frame set has a lesion reported (docs/robustness.md), 0 of the 12 of this subset.
+# The bound allows one of the 12 (the earlier detectors, at 0.6, had 2 of 12).
+MAX_FP_NATURAL_SHIPPED = 1 / 12
 
 
 class UniformClassifier:
