@@ -183,15 +183,15 @@ class KioskApp:
         side.grid(row=0, column=1, sticky="nsew", padx=4, pady=4)
         side.columnconfigure(0, weight=1)
         side.rowconfigure(3, weight=1)
-        self.diagnosis = tk.Label(
-            side,
-            text="Looking for a lesion...",
-            justify="left",
-            anchor="nw",
-            background=bg,
-            foreground=fg,
-            font=("DejaVu Sans", base, "bold"),
-            wraplength=max(100, screen_w // 4),
+
+        def side_text(text: str, font: tuple, **options) -> tk.Label:
+            """A left-aligned text label of the side panel."""
+            return tk.Label(
+                side, text=text, justify="left", anchor="nw", background=bg, foreground=fg, font=font, **options
+            )
+
+        self.diagnosis = side_text(
+            "Looking for a lesion...", ("DejaVu Sans", base, "bold"), wraplength=max(100, screen_w // 4)
         )
         self.diagnosis.grid(row=0, column=0, sticky="new")
         self.capture_button = tk.Button(
@@ -199,15 +199,7 @@ class KioskApp:
             background="#2e7d32", foreground="#ffffff", activebackground="#388e3c", activeforeground="#ffffff",
         )  # fmt: skip
         self.capture_button.grid(row=1, column=0, sticky="ew", pady=base)
-        self.still_text = tk.Label(
-            side,
-            text="Press Capture for a full-resolution analysis.",
-            justify="left",
-            anchor="nw",
-            background=bg,
-            foreground=fg,
-            font=("DejaVu Sans", base - 2),
-        )
+        self.still_text = side_text("Press Capture for a full-resolution analysis.", ("DejaVu Sans", base - 2))
         self.still_text.grid(row=2, column=0, sticky="new")
         self.still = tk.Label(side, background=bg)
         self.still.grid(row=3, column=0, sticky="nsew", pady=4)
