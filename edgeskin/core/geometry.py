@@ -120,8 +120,7 @@ def resize_stretch(
     src_h, src_w = _check_image(image)
     dst_h, dst_w = _check_size(size)
     out = image if (src_h, src_w) == (dst_h, dst_w) else _resize(image, dst_w, dst_h, interpolation)
-    transform = ImageTransform(dst_w / src_w, dst_h / src_h, 0.0, 0.0, (src_w, src_h), (dst_w, dst_h))
-    return out, transform
+    return out, _placed(src_w, src_h, dst_w, dst_h, 0, 0, dst_w, dst_h)
 
 
 def letterbox(
@@ -151,8 +150,14 @@ def letterbox(
     else:
         out = np.full((dst_h, dst_w, *image.shape[2:]), pad_value, dtype=image.dtype)
         out[top : top + new_h, left : left + new_w] = resized
-    transform = ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
-    return out, transform
+    return out, _placed(src_w, src_h, new_w, new_h, left, top, dst_w, dst_h)
+
+
+def _placed(
+    src_w: int, src_h: int, new_w: int, new_h: int, left: int, top: int, dst_w: int, dst_h: int
+) -> ImageTransform:
+    """The transform of a ``src`` frame resized to ``new`` and placed at ``(left, top)`` in a ``dst`` output."""
+    return ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
 
 
 def _letterbox_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
@@ -204,7 +209,7 @@ def resize_into(
     interpolation = cv2.INTER_LINEAR_EXACT
     if mode == "stretch":
         _resize_into(image, out, interpolation)
-        return ImageTransform(dst_w / src_w, dst_h / src_h, 0.0, 0.0, (src_w, src_h), (dst_w, dst_h))
+        return _placed(src_w, src_h, dst_w, dst_h, 0, 0, dst_w, dst_h)
     if mode != "letterbox":
         raise ConfigError(f"resize mode: expected one of {', '.join(RESIZE_MODES)}, got {mode!r}")
     new_w, new_h, left, top = _letterbox_geometry(src_w, src_h, dst_w, dst_h)
@@ -215,7 +220,7 @@ def resize_into(
     out[top:bottom, :left] = pad_value
     out[top:bottom, right:] = pad_value
     _resize_into(image, out[top:bottom, left:right], interpolation)
-    return ImageTransform(new_w / src_w, new_h / src_h, float(left), float(top), (src_w, src_h), (dst_w, dst_h))
+    return _placed(src_w, src_h, new_w, new_h, left, top, dst_w, dst_h)
 
 
 def resize_to_input(

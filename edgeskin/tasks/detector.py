@@ -275,10 +275,15 @@ class Detector(ModelTask):
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Frame → (the input tensor's values ``[1, H, W, 3]``, the frame → input transform)."""
         require_rgb_uint8(image_rgb)
+        resized, transform = self._resized(image_rgb)
+        return self._encoder.encode(resized), transform
+
+    def _resized(self, image_rgb: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
+        """The frame at the input size with the spec's profile applied, and the frame → input transform."""
         resized, transform = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
         if self._profile is not None:
             resized = self._profile.apply(resized)
-        return self._encoder.encode(resized), transform
+        return resized, transform
 
     def decode(self, raw: np.ndarray, transform: ImageTransform) -> Detections:
         """Dequantized predictions → :class:`Detections` in frame pixels (see :func:`decode_yolo`)."""
@@ -301,9 +306,7 @@ class Detector(ModelTask):
             transform = resize_into(image_rgb, pixels, self.spec.input.resize)  # type: ignore[arg-type]
             self._encoder.encode(pixels, out=slot)
             return transform
-        resized, transform = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
-        if self._profile is not None:
-            resized = self._profile.apply(resized)
+        resized, transform = self._resized(image_rgb)
         self._encoder.encode(resized, out=slot)
         return transform
 
@@ -335,12 +338,6 @@ class Detector(ModelTask):
             return None
         columns = np.flatnonzero(stored[0, 4] >= floor)
         return self.model.output(self._predictions_output).dequantize(stored[:, :, columns])
-
-    def _outputs_error(self, names: object) -> SpecError:
-        return SpecError(
-            f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
-            f"among the model's outputs {sorted(names)}"  # type: ignore[call-overload]
-        )
 
     def _run(self, image_rgb: np.ndarray) -> tuple[dict[str, np.ndarray], ImageTransform, float, bool]:
         """One invoke on a frame: the outputs (as stored, or dequantized for a model object that only offers
@@ -377,7 +374,10 @@ class Detector(ModelTask):
             predictions = outputs[self._predictions_output]
             scores = outputs[self._scores_output] if self._scores_output is not None else None
         except KeyError:
-            raise self._outputs_error(outputs) from None
+            raise SpecError(
+                f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
+                f"among the model's outputs {sorted(outputs)}"
+            ) from None
         raw = self._candidate_predictions(predictions) if stored else None
         if raw is None:
             raw = self.model.output(self._predictions_output).dequantize(predictions) if stored else predictions
