@@ -3,10 +3,15 @@
 ``python -m convert.export_detector --help``. Steps:
 
 1. Wrap ``best.pt`` for export: the input is float RGB pixels in [0, 255], NCHW ``[1, 3, S, S]``, and the
-   ``/255`` is folded into the graph (spec mean 0, std 1, so int8 input = pixel - 128). The head decodes
-   boxes normalised by the input size (ultralytics' TFLite decode), so boxes and scores share one int8
-   scale without crushing the scores. Output ``predictions``: ``[1, 5, N]`` = ``cx, cy, w, h`` (0..1 of
-   the letterboxed input) and the lesion score (sigmoid), N = (S/8)² + (S/16)² + (S/32)².
+   ``/255`` is folded into the graph (spec mean 0, std 1, so int8 input = pixel - 128).
+   ``--decode outside`` (the default, spec ``layout: "yolo_dfl"``): the head ends before the box decoding,
+   with two int8 outputs, the raw DFL logits ``[1, 64, N]`` and the lesion score ``[1, 1, N]`` (sigmoid),
+   each with its own scale; the runtime decodes the candidates' boxes in float (:mod:`edgeskin.core.dfl`).
+   An int8 box output would round every box side to 1/255 of the input; the logits keep that precision
+   out of the box, and the graph has no DFL ``SOFTMAX``, so all of it maps to the Edge TPU.
+   ``--decode graph`` (``layout: "yolo"``): the head decodes boxes normalised by the input size
+   (ultralytics' TFLite decode); one output ``predictions`` ``[1, 5, N]`` = ``cx, cy, w, h`` (0..1 of the
+   letterboxed input) and the score. N = (S/8)² + (S/16)² + (S/32)².
 2. ONNX export (opset 17, onnxslim) and an onnxruntime check against PyTorch.
 3. onnx2tf → TFLite full integer quantization (int8 input and output, per-channel weights), calibrated
    on letterboxed real training images (PH2 training half, derived-box HAM10000 images, composites).
@@ -209,7 +214,10 @@ def torch_predictor(module, imgsz: int):
     return predict
 
 
-def tflite_predictor(path: Path, imgsz: int, output_name: str):
+def tflite_predictor(path: Path, imgsz: int, output_name: str, scores_name: str | None = None):
+    """``image -> (boxes, scores)`` of an exported TFLite file; with ``scores_name`` the model ends before the box
+    decoding (``output_name`` holds the DFL logits) and :func:`edgeskin.core.dfl.dfl_to_predictions` decodes."""
+    from edgeskin.core.dfl import dfl_to_predictions
     from edgeskin.runtime.interpreter import TFLiteModel
 
     model = TFLiteModel.from_file(path, num_threads=2)
@@ -217,9 +225,25 @@ def tflite_predictor(path: Path, imgsz: int, output_name: str):
     def predict(image_rgb: np.ndarray):
         x, transform = letterboxed(image_rgb, imgsz)
         outputs = model.run(x.astype(np.float32))  # quantized with the input tensor's own scale/zero point
-        return decode_yolo(outputs[output_name], imgsz, transform)
+        raw = outputs[output_name]
+        if scores_name is not None:
+            raw = dfl_to_predictions(raw, outputs[scores_name], (imgsz, imgsz))
+        return decode_yolo(raw, imgsz, transform)
 
     return predict, model
+
+
+def output_roles(model) -> tuple[str, str | None]:
+    """``(predictions, scores)`` output names of an exported model: one output decodes in the graph (scores None);
+    two outputs are the DFL logits (64 channels) and the class scores."""
+    names = model.output_names
+    if len(names) == 1:
+        return names[0], None
+    if len(names) == 2:
+        logits = next((o.name for o in model.outputs if 64 in o.shape[1:]), None)
+        if logits is not None:
+            return logits, next(name for name in names if name != logits)
+    raise RuntimeError(f"expected one output, or DFL logits and scores, got {names}")
 
 
 def agreement(float_eval: dict, int8_eval: dict) -> dict:
@@ -263,6 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the shipped .tflite + .json are copied ('' to skip)",
     )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
+    parser.add_argument(
+        "--decode",
+        choices=("outside", "graph"),
+        default="outside",
+        help="'outside': the model ends with the DFL logits and scores and the runtime decodes the boxes in float "
+        "(layout yolo_dfl: finer boxes than an int8 box output, and the whole graph maps to the Edge TPU); 'graph': "
+        "boxes decoded in the model (layout yolo, one int8 output)",
+    )
     parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument(
         "--presence",
@@ -302,18 +334,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     imgsz = int(train_options["imgsz"])
     started = time.time()
 
+    # The float reference decodes in the graph (in float the two layouts give the same boxes).
     module = build_export_module(Path(args.weights).resolve())
-    onnx_path = export_onnx(module, out / f"{MODEL_NAME}.onnx", imgsz)
+    if args.decode == "outside":
+        from convert.export_detector_edgetpu import dfl_head_module, load_detection_model
+        from convert.export_detector_edgetpu import export_onnx as export_dfl_onnx
+
+        exported = dfl_head_module(load_detection_model(Path(args.weights).resolve()))
+        onnx_path = export_dfl_onnx(exported, out / f"{MODEL_NAME}.onnx", imgsz)
+    else:
+        exported = module
+        onnx_path = export_onnx(module, out / f"{MODEL_NAME}.onnx", imgsz)
     import onnxruntime
     import torch
 
     probe = np.random.default_rng(0).uniform(0, 255, (1, 3, imgsz, imgsz)).astype(np.float32)
     with torch.no_grad():
-        reference = module(torch.from_numpy(probe)).numpy()
+        reference = exported(torch.from_numpy(probe))
+    reference = [t.numpy() for t in reference] if isinstance(reference, tuple) else [reference.numpy()]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {INPUT_NAME: probe})[0]
-    onnx_max_diff = float(np.abs(onnx_out - reference).max())
-    LOG.info("ONNX vs PyTorch max abs diff %.2e (output %s)", onnx_max_diff, onnx_out.shape)
+    onnx_outs = session.run(None, {INPUT_NAME: probe})
+    onnx_max_diff = max(float(np.abs(o - r).max()) for o, r in zip(onnx_outs, reference, strict=True))
+    LOG.info("ONNX vs PyTorch max abs diff %.2e (outputs %s)", onnx_max_diff, [o.shape for o in onnx_outs])
 
     calibration = representative_images(work / "dataset", imgsz, args.calibration, seed=data_config.seed)
     reused = sorted((out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
@@ -329,10 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeskin.runtime.interpreter import TFLiteModel
 
     with TFLiteModel.from_file(tflite_path) as probe_model:
-        if len(probe_model.outputs) != 1:
-            raise RuntimeError(f"expected one output, got {probe_model.output_names}")
-        output_name = probe_model.output_names[0]  # the signature's name for ONNX output 'predictions'
-    int8_predict, tflite_model = tflite_predictor(tflite_path, imgsz, output_name)
+        output_name, scores_name = output_roles(probe_model)  # the signature's names for the ONNX outputs
+    if (scores_name is None) != (args.decode == "graph"):
+        raise RuntimeError(f"--decode {args.decode}: the converted model has outputs {output_name}, {scores_name}")
+    int8_predict, tflite_model = tflite_predictor(tflite_path, imgsz, output_name, scores_name)
     LOG.info("TFLite model: %r", tflite_model)
     evaluations = {
         "float": evaluate_detector(torch_predictor(module, imgsz), items),
@@ -345,8 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = sorted(tflite_built.parent.glob(f"*_{kind}.tflite"))
         if found:
             with TFLiteModel.from_file(found[0]) as probe_model:
-                float_output = probe_model.output_names[0]  # its own signature name
-            float_predict, _ = tflite_predictor(found[0], imgsz, float_output)
+                float_roles = output_roles(probe_model)  # its own signature names
+            float_predict, _ = tflite_predictor(found[0], imgsz, *float_roles)
             evaluations[f"{kind}_tflite"] = evaluate_detector(float_predict, items)
     # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from
     # lesions held out of training pasted on skin scenes.
@@ -373,7 +415,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeskin.runtime.spec import ModelSpec, sha256_file
 
     inp = tflite_model.input
-    outp = tflite_model.output(output_name)
+
+    def tensor_record(info) -> dict:
+        return {
+            "name": info.name,
+            "shape": list(info.shape),
+            "dtype": info.dtype.name,
+            "scale": _scalar(info.scale),
+            "zero_point": _scalar(info.zero_point),
+        }
+
     train_metrics = {}
     if (work / "metrics.json").is_file():
         train_metrics = json.loads((work / "metrics.json").read_text())
@@ -393,8 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "preprocessing": {"name": "none", "steps": []},
         "labels": ["lesion"],
-        "outputs": {"predictions": output_name},
-        "layout": "yolo",
+        "outputs": {"predictions": output_name, **({"scores": scores_name} if scores_name else {})},
+        "layout": "yolo_dfl" if scores_name else "yolo",
         "boxes": "xywh_normalized",
         "thresholds": {
             "confidence": CONFIDENCE if args.unsure is None else min(CONFIDENCE, args.unsure),
@@ -436,21 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "training_seconds": train_metrics.get("timings", {}).get("train_s"),
             "model": "ultralytics yolov5n.yaml (anchor-free v5u head), nc=1, trained from scratch",
             "tensors": {
-                "input": {
-                    "name": inp.name,
-                    "shape": list(inp.shape),
-                    "dtype": inp.dtype.name,
-                    "scale": _scalar(inp.scale),
-                    "zero_point": _scalar(inp.zero_point),
-                },
-                "output": {
-                    "name": outp.name,
-                    "shape": list(outp.shape),
-                    "dtype": outp.dtype.name,
-                    "scale": _scalar(outp.scale),
-                    "zero_point": _scalar(outp.zero_point),
-                },
+                "input": tensor_record(inp),
+                "output": tensor_record(tflite_model.output(output_name)),
+                **({"scores": tensor_record(tflite_model.output(scores_name))} if scores_name else {}),
             },
+            "box_decoding": "outside the model, in float (edgeskin.core.dfl)" if scores_name else "in the graph",
             "quantization": "post-training full integer (onnx2tf/TFLite converter), per-channel weights, "
             f"{len(calibration)} representative training images",
         },

@@ -12,6 +12,7 @@ detector is shared.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,13 @@ def anchor_points(input_hw: tuple[int, int], strides: Sequence[int] = DEFAULT_ST
     """Anchor centres in input pixels ``(N, 2)`` (x, y) and each anchor's stride ``(N,)``.
 
     Ordered like ultralytics' ``make_anchors``: stride by stride, row-major within a grid (y outer, x inner).
+    The arrays are computed once per input size and shared (read-only).
     """
+    return _anchor_points(tuple(int(v) for v in input_hw), tuple(int(s) for s in strides))
+
+
+@functools.lru_cache(maxsize=8)
+def _anchor_points(input_hw: tuple[int, int], strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     height, width = input_hw
     points, anchor_strides = [], []
     for stride in strides:
@@ -33,18 +40,31 @@ def anchor_points(input_hw: tuple[int, int], strides: Sequence[int] = DEFAULT_ST
         yy, xx = np.meshgrid(np.arange(rows, dtype=np.float32), np.arange(cols, dtype=np.float32), indexing="ij")
         points.append((np.stack([xx.ravel(), yy.ravel()], axis=1) + 0.5) * stride)
         anchor_strides.append(np.full(rows * cols, stride, np.float32))
-    return np.concatenate(points).astype(np.float32), np.concatenate(anchor_strides)
+    arrays = np.concatenate(points).astype(np.float32), np.concatenate(anchor_strides)
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
 
 
 def dfl_distances(logits: np.ndarray, reg_max: int = 16) -> np.ndarray:
-    """``(4 * reg_max, N)`` logits → ``(4, N)`` expected distances in bins (softmax over each side's bins)."""
-    logits = np.asarray(logits, np.float32)
+    """``(4 * reg_max, N)`` logits → ``(4, N)`` float32 expected distances in bins (softmax over each side's bins).
+
+    Computed in float64 (as the classifier's softmax), then rounded to float32.
+    """
+    logits = np.asarray(logits, np.float64)
     if logits.ndim != 2 or logits.shape[0] != 4 * reg_max:
         raise ValueError(f"DFL logits: expected shape (4 * {reg_max}, N), got {logits.shape}")
     bins = logits.reshape(4, reg_max, -1)
     bins = np.exp(bins - bins.max(axis=1, keepdims=True))
-    bins /= bins.sum(axis=1, keepdims=True)
-    return np.einsum("sbn,b->sn", bins, np.arange(reg_max, dtype=np.float32))
+    # sum_b b * e_b / sum_b e_b, added bin after bin: a column decodes to the same bits whichever other columns
+    # are in the tensor (the runtime decodes only the anchors whose score passes; numpy's own reduction order
+    # over the bins depends on the tensor's shape).
+    total = bins[:, 0].copy()
+    weighted = np.zeros_like(total)
+    for b in range(1, reg_max):
+        total += bins[:, b]
+        weighted += bins[:, b] * float(b)
+    return (weighted / total).astype(np.float32)
 
 
 def dfl_to_predictions(
@@ -53,6 +73,7 @@ def dfl_to_predictions(
     input_hw: tuple[int, int],
     strides: Sequence[int] = DEFAULT_STRIDES,
     reg_max: int = 16,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
     """Raw DFL box logits and class scores → ``[1, 4 + nc, N]``: ``cx, cy, w, h`` as fractions of the input,
     then the scores (the ``layout: "yolo"`` tensor).
@@ -61,8 +82,12 @@ def dfl_to_predictions(
         logits: ``[1, 4 * reg_max, N]`` or ``[1, N, 4 * reg_max]`` (dequantized).
         scores: ``[1, nc, N]`` or ``[1, N, nc]`` class scores in [0, 1].
         input_hw: ``(height, width)`` of the model input.
+        columns: The anchors (indices into all N) that ``logits`` and ``scores`` hold, e.g. those whose score
+            passed a threshold; None: all N anchors. Each column is decoded as in the whole tensor.
     """
     points, anchor_strides = anchor_points(input_hw, strides)
+    if columns is not None:
+        points, anchor_strides = points[columns], anchor_strides[columns]
     n = len(points)
     logits = _channels_first(logits, n, "DFL logits")
     scores = _channels_first(scores, n, "scores")

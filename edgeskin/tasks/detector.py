@@ -313,31 +313,40 @@ class Detector(ModelTask):
     def _quantized_score_floor(self) -> int | None:
         """The smallest stored score that dequantizes to at least the confidence threshold (None: no shortcut).
 
-        For a one-class ``yolo`` output quantized per tensor the threshold is then checked on the stored
-        integers, and only the candidates' columns are dequantized: the same values, the same boxes.
+        For a one-class model whose scores are quantized per tensor (row 4 of a ``yolo`` output, or the
+        ``scores`` output of a ``yolo_dfl`` model) the threshold is then checked on the stored integers, and only
+        the candidates' columns are dequantized (and, for ``yolo_dfl``, decoded): the same values, the same boxes.
         """
         try:
-            info = self.model.output(self._predictions_output)
+            info = self.model.output(self._scores_output or self._predictions_output)
         except ModelError:
             return None
-        if self._scores_output is not None or len(self.labels) != 1 or not info.is_quantized or len(info.scales) != 1:
-            return None
-        if info.dtype.itemsize > 2:
+        if len(self.labels) != 1 or not info.is_quantized or len(info.scales) != 1 or info.dtype.itemsize > 2:
             return None
         levels = np.arange(np.iinfo(info.dtype).min, np.iinfo(info.dtype).max + 1).astype(info.dtype)
         passing = np.flatnonzero(info.dequantize(levels) >= self.confidence_threshold)
         # Dequantizing is monotone (a positive scale), so the levels that pass are the top ones.
         return int(levels[passing[0]]) if passing.size else int(levels[-1]) + 1
 
-    def _candidate_predictions(self, stored: np.ndarray) -> np.ndarray | None:
+    def _candidate_predictions(self, stored: np.ndarray, stored_scores: np.ndarray | None) -> np.ndarray | None:
         """The dequantized ``[1, 5, k]`` columns of the boxes whose stored score passes, or None (no shortcut)."""
         if self._score_floor is None or self._score_floor[0] != self.confidence_threshold:  # (re)set after creation
             self._score_floor = (self.confidence_threshold, self._quantized_score_floor())
         floor = self._score_floor[1]
-        if floor is None or stored.ndim != 3 or stored.shape[:2] != (1, 5):
+        if floor is None or stored.ndim != 3:
             return None
-        columns = np.flatnonzero(stored[0, 4] >= floor)
-        return self.model.output(self._predictions_output).dequantize(stored[:, :, columns])
+        predictions = self.model.output(self._predictions_output)
+        if stored_scores is None:  # "yolo": the score is row 4 of the predictions
+            if stored.shape[:2] != (1, 5):
+                return None
+            return predictions.dequantize(stored[:, :, np.flatnonzero(stored[0, 4] >= floor)])
+        # "yolo_dfl": [1, 64, N] logits and [1, 1, N] scores, channels first as edgeskin's export writes them
+        if stored_scores.ndim != 3 or stored_scores.shape[:2] != (1, 1) or stored.shape[2] != stored_scores.shape[2]:
+            return None
+        columns = np.flatnonzero(stored_scores[0, 0] >= floor)
+        scores = self.model.output(self._scores_output).dequantize(stored_scores[:, :, columns])
+        logits = predictions.dequantize(stored[:, :, columns])
+        return dfl_to_predictions(logits, scores, self.spec.input.size, columns=columns)
 
     def _run(self, image_rgb: np.ndarray) -> tuple[dict[str, np.ndarray], ImageTransform, float, bool]:
         """One invoke on a frame: the outputs (as stored, or dequantized for a model object that only offers
@@ -378,7 +387,7 @@ class Detector(ModelTask):
                 f"the spec's predictions/scores outputs {self._predictions_output!r}/{self._scores_output!r} are not "
                 f"among the model's outputs {sorted(outputs)}"
             ) from None
-        raw = self._candidate_predictions(predictions) if stored else None
+        raw = self._candidate_predictions(predictions, scores) if stored else None
         if raw is None:
             raw = self.model.output(self._predictions_output).dequantize(predictions) if stored else predictions
             if scores is not None:

@@ -261,6 +261,53 @@ def test_stored_scores_are_thresholded_before_dequantizing_with_the_same_result(
     assert not (model.info.dequantize(levels[levels < floor]) >= threshold).any()
 
 
+class QuantizedDflModel(FakeModel):
+    """Two int8 outputs as the yolo_dfl export stores them: DFL box logits [1, 64, N] and scores [1, 1, N]."""
+
+    def __init__(self, logits: np.ndarray, scores: np.ndarray):
+        super().__init__(INT8_INPUT, logits, name="box_logits")
+        self._scores = scores
+        self.infos = {
+            "box_logits": TensorInfo("box_logits", logits.shape, np.dtype(np.int8), 0.11, 5, 1, scales=(0.11,), zero_points=(5,)),
+            "scores": TensorInfo("scores", scores.shape, np.dtype(np.int8), 1 / 256, -128, 2, scales=(1 / 256,), zero_points=(-128,)),
+        }  # fmt: skip
+
+    @property
+    def output_names(self):
+        return tuple(self.infos)
+
+    def output(self, name):
+        return self.infos[name]
+
+    def run(self, x):
+        self.fed.append(np.asarray(x))
+        return {"box_logits": self._predictions.copy(), "scores": self._scores.copy()}
+
+
+@pytest.mark.parametrize("threshold", [0.15, 0.5, 0.0, 1.0])
+def test_a_yolo_dfl_model_decodes_only_the_passing_anchors_with_the_same_result(threshold):
+    from edgeskin.core.dfl import dfl_to_predictions
+
+    rng = np.random.default_rng(5)
+    n = 2100  # the anchors of a 320 input
+    logits = rng.integers(-128, 128, (1, 64, n)).astype(np.int8)
+    scores = rng.integers(-128, 128, (1, 1, n)).astype(np.int8)
+    model = QuantizedDflModel(logits, scores)
+    spec = _spec(outputs={"predictions": "box_logits", "scores": "scores"}, layout="yolo_dfl")
+    detector = Detector(model, spec, confidence_threshold=0.9)
+    detector.confidence_threshold = threshold
+    frame = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
+    found = detector.detect(frame)
+    # Every anchor dequantized and decoded, then thresholded: the same boxes and scores.
+    raw = dfl_to_predictions(
+        model.infos["box_logits"].dequantize(logits), model.infos["scores"].dequantize(scores), (INPUT, INPUT)
+    )
+    expected = detector.decode(raw, letterbox(frame, (INPUT, INPUT))[1])
+    np.testing.assert_array_equal(found.confidence, expected.confidence)
+    np.testing.assert_array_equal(found.xyxy, expected.xyxy)
+    assert len(found) == len(expected) and (threshold > 0.9 or len(found) > 0)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
