@@ -79,6 +79,7 @@ def export_classifier(int8_model: Path, keras_model: Path | None = None, force: 
 
 def export_detector(int8_model: Path, force: bool = False) -> list[Path]:
     """Copy onnx2tf's float detector files beside specs (no TensorFlow needed)."""
+    from edgeskin.core.dfl import detector_output_roles
     from edgeskin.runtime.interpreter import TFLiteModel
     from edgeskin.runtime.spec import sha256_file
 
@@ -101,11 +102,11 @@ def export_detector(int8_model: Path, force: bool = False) -> list[Path]:
             BENCH_ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
             with TFLiteModel.from_file(target) as model:
-                output = model.output_names[0]
+                predictions, scores = detector_output_roles(model.outputs)
             _write_spec(
                 int8_model,
                 target,
-                {"predictions": output},
+                {"predictions": predictions, **({"scores": scores} if scores else {})},
                 f"onnx2tf {variant} output of the detector export ({source})",
             )
         written.append(target)

@@ -233,19 +233,6 @@ def tflite_predictor(path: Path, imgsz: int, output_name: str, scores_name: str 
     return predict, model
 
 
-def output_roles(model) -> tuple[str, str | None]:
-    """``(predictions, scores)`` output names of an exported model: one output decodes in the graph (scores None);
-    two outputs are the DFL logits (64 channels) and the class scores."""
-    names = model.output_names
-    if len(names) == 1:
-        return names[0], None
-    if len(names) == 2:
-        logits = next((o.name for o in model.outputs if 64 in o.shape[1:]), None)
-        if logits is not None:
-            return logits, next(name for name in names if name != logits)
-    raise RuntimeError(f"expected one output, or DFL logits and scores, got {names}")
-
-
 def agreement(float_eval: dict, int8_eval: dict) -> dict:
     """Per-image agreement of the top boxes of two evaluations."""
     from edgeskin.core.boxes import pair_iou as box_iou_single
@@ -368,10 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Evaluate float vs INT8 vs classical on the held-out PH2 images.
     items = ph2_validation_items(work / "dataset", data_config)
+    from edgeskin.core.dfl import detector_output_roles
     from edgeskin.runtime.interpreter import TFLiteModel
 
-    with TFLiteModel.from_file(tflite_path) as probe_model:
-        output_name, scores_name = output_roles(probe_model)  # the signature's names for the ONNX outputs
+    with TFLiteModel.from_file(tflite_path) as probe_model:  # the converter's names for the ONNX outputs
+        output_name, scores_name = detector_output_roles(probe_model.outputs)
     if (scores_name is None) != (args.decode == "graph"):
         raise RuntimeError(f"--decode {args.decode}: the converted model has outputs {output_name}, {scores_name}")
     int8_predict, tflite_model = tflite_predictor(tflite_path, imgsz, output_name, scores_name)
@@ -387,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = sorted(tflite_built.parent.glob(f"*_{kind}.tflite"))
         if found:
             with TFLiteModel.from_file(found[0]) as probe_model:
-                float_roles = output_roles(probe_model)  # its own signature names
+                float_roles = detector_output_roles(probe_model.outputs)  # its own signature names
             float_predict, _ = tflite_predictor(found[0], imgsz, *float_roles)
             evaluations[f"{kind}_tflite"] = evaluate_detector(float_predict, items)
     # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from

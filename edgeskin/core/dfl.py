@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_STRIDES", "anchor_points", "dfl_distances", "dfl_to_predictions"]
+__all__ = ["DEFAULT_STRIDES", "anchor_points", "dfl_distances", "dfl_to_predictions", "detector_output_roles"]
 
 DEFAULT_STRIDES: tuple[int, ...] = (8, 16, 32)
 
@@ -106,3 +106,24 @@ def _channels_first(tensor: np.ndarray, n: int, what: str) -> np.ndarray:
     if array.ndim != 2 or n not in array.shape:
         raise ValueError(f"{what}: expected [1, C, {n}] or [1, {n}, C], got {np.shape(tensor)}")
     return array if array.shape[1] == n else array.T
+
+
+def detector_output_roles(outputs: Sequence) -> tuple[str, str | None]:
+    """``(predictions, scores)`` names of an exported YOLO detector's outputs (objects with ``name`` and ``shape``).
+
+    One output decodes in the graph (``layout: "yolo"``; scores None). Two outputs are the DFL logits (the one with
+    64 channels) and the class scores (``layout: "yolo_dfl"``). A converter may rename outputs, so the roles come
+    from the shapes.
+
+    Raises:
+        ValueError: any other set of outputs.
+    """
+    outputs = list(outputs)
+    if len(outputs) == 1:
+        return outputs[0].name, None
+    logits = [o for o in outputs if 64 in tuple(o.shape)[1:]]
+    if len(outputs) == 2 and len(logits) == 1:
+        return logits[0].name, next(o.name for o in outputs if o is not logits[0])
+    raise ValueError(
+        f"expected one output, or DFL logits and scores, got {[(o.name, tuple(o.shape)) for o in outputs]}"
+    )

@@ -109,3 +109,16 @@ def test_the_detector_decodes_a_yolo_dfl_model_like_an_in_graph_one():
     np.testing.assert_allclose(found.xyxy, [[164 - 24, 100 - 24, 164 + 24, 100 + 24]], atol=1e-3)
     with pytest.raises(SpecError, match="yolo_dfl"):
         ModelSpec.from_dict({**data, "outputs": {"predictions": "box_logits"}})
+
+
+def test_the_roles_of_a_detectors_outputs_come_from_their_shapes():
+    from types import SimpleNamespace as T
+
+    from edgeskin.core.dfl import detector_output_roles
+
+    assert detector_output_roles([T(name="Identity", shape=(1, 5, 2100))]) == ("Identity", None)
+    logits, scores = T(name="output_0", shape=(1, 64, 2100)), T(name="output_1", shape=(1, 1, 2100))
+    assert detector_output_roles([scores, logits]) == ("output_0", "output_1")
+    assert detector_output_roles([T(name="a", shape=(1, 2100, 64)), T(name="b", shape=(1, 2100, 1))]) == ("a", "b")
+    with pytest.raises(ValueError, match="DFL logits and scores"):
+        detector_output_roles([T(name="a", shape=(1, 5, 2100)), T(name="b", shape=(1, 1, 2100))])
