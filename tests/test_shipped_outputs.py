@@ -90,14 +90,29 @@ def bare_top_box(model: BareModel, frame: np.ndarray) -> tuple[np.ndarray, float
     """The highest-scoring box in frame pixels (xyxy) and its score, or None below the spec's confidence."""
     size = model.spec["input"]["size"][0]
     pixels, gain, left, top = _letterbox(frame, size)
-    (pred,) = model(pixels).values()
-    pred = pred[0]  # (4 + classes, N)
-    scores = pred[4:].max(axis=0)
-    best = int(np.argmax(scores))
+    outputs = model(pixels)
+    if model.spec.get("layout") == "yolo_dfl":  # DFL logits [1, 64, N] and scores [1, 1, N]: decode the top anchor
+        logits, scores = outputs[model.spec["outputs"]["predictions"]][0], outputs[model.spec["outputs"]["scores"]][0]
+        scores = scores.max(axis=0)
+        best = int(np.argmax(scores))
+        # Anchor centres of the stride 8, 16 and 32 grids, row by row; each side a softmax over 16 bins.
+        grid = [(stride, y, x) for stride in (8, 16, 32) for y in range(size // stride) for x in range(size // stride)]
+        stride, gy, gx = grid[best]
+        bins = logits[:, best].reshape(4, 16)
+        p = np.exp(bins - bins.max(axis=1, keepdims=True))
+        left_d, top_d, right_d, bottom_d = (p / p.sum(axis=1, keepdims=True)) @ np.arange(16) * stride
+        ax, ay = (gx + 0.5) * stride, (gy + 0.5) * stride
+        x0, y0, x1, y1 = ax - left_d, ay - top_d, ax + right_d, ay + bottom_d
+    else:  # one [1, 4 + classes, N] output decoded in the graph
+        (pred,) = outputs.values()
+        pred = pred[0]
+        scores = pred[4:].max(axis=0)
+        best = int(np.argmax(scores))
+        cx, cy, w, h = pred[:4, best] * (size if model.spec["boxes"] == "xywh_normalized" else 1.0)
+        x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     if scores[best] < model.spec["thresholds"]["confidence"]:
         return None
-    cx, cy, w, h = pred[:4, best] * (size if model.spec["boxes"] == "xywh_normalized" else 1.0)
-    box = np.array([cx - w / 2 - left, cy - h / 2 - top, cx + w / 2 - left, cy + h / 2 - top]) / gain
+    box = np.array([x0 - left, y0 - top, x1 - left, y1 - top]) / gain
     box = np.clip(box, 0, [frame.shape[1], frame.shape[0], frame.shape[1], frame.shape[0]])
     return box, float(scores[best])
 
