@@ -1,8 +1,10 @@
 """Export the lesion detector so that the whole graph can map to the Edge TPU: box decoding outside the model.
 
-The shipped export (:mod:`convert.export_detector`) decodes the boxes in the graph; its DFL ``SOFTMAX``
-over a ``[1, 4, N, 16]`` tensor is not 1-D, so the Edge TPU compiler stops mapping there. Here the head
-ends before the decoding: two int8 outputs,
+:mod:`convert.export_detector` now writes this form by default (``--decode outside``, the shipped detector) and
+uses :func:`dfl_head_module` and :func:`export_onnx` from here. This script remains as the side-by-side check:
+it reports the Edge TPU mapping of this form next to an in-graph export (``--compare``). With the decoding in
+the graph, the DFL ``SOFTMAX`` over a ``[1, 4, N, 16]`` tensor is not 1-D, so the Edge TPU compiler stops
+mapping there. Here the head ends before the decoding: two int8 outputs,
 
 * ``box_logits`` ``[1, 64, N]``: the raw DFL logits (4 sides x 16 bins per anchor),
 * ``scores`` ``[1, nc, N]``: the class scores (sigmoid, in the graph: ``LOGISTIC`` maps),
