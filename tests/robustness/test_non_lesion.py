@@ -19,8 +19,9 @@ from edgeskin.tasks.pipeline import NO_LESION_FOUND, UNSURE_RETAKE, LesionPipeli
 PHOTOS = ("panda.jpg", "cat.bmp", "bird.bmp", "grace_hopper.bmp")
 
 # Bound on the 20-frame subset (4 photos, 8 augmented photos, 8 PH2-val skin crops) for the shipped models.
-# benchmarks/non_lesion_fpr.py with the shipped detector at its presence threshold (0.46): 1 of the 84 natural
-# frames of the full 160-frame set has a lesion reported (docs/robustness.md), 0 of the 12 of this subset.
+# benchmarks/non_lesion_fpr.py with the shipped detector at its presence threshold (0.45): 1 of the 84 natural
+# frames of the full 160-frame set has a lesion reported (docs/robustness.md), as with the in-graph export of the
+# same weights at 0.46, which had 0 of the 12 of this subset.
 # The bound allows one of the 12 (the earlier detectors, at 0.6, had 2 of 12).
 MAX_FP_NATURAL_SHIPPED = 1 / 12
 
@@ -149,7 +150,7 @@ def test_the_benchmark_summary_counts_false_positives(non_lesion_benchmark):
 @pytest.fixture
 def shipped_acceptance(shipped_models_dir) -> None:
     """The shipped models (the fixture fails when they are missing). Their detector reports a lesion only
-    at or above its spec's ``thresholds.presence`` (0.46, calibrated by benchmarks/detector_presence.py): 2/160
+    at or above its spec's ``thresholds.presence`` (0.45, calibrated by benchmarks/detector_presence.py): 2/160
     non-lesion frames with a lesion and none of the 4 photos; below it, down to ``thresholds.unsure`` (0.10), the
     frame says "unsure: retake" (49/160 non-lesion frames), never a diagnosis."""
 
