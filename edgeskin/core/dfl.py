@@ -56,14 +56,11 @@ def dfl_distances(logits: np.ndarray, reg_max: int = 16) -> np.ndarray:
         raise ValueError(f"DFL logits: expected shape (4 * {reg_max}, N), got {logits.shape}")
     bins = logits.reshape(4, reg_max, -1)
     bins = np.exp(bins - bins.max(axis=1, keepdims=True))
-    # sum_b b * e_b / sum_b e_b, added bin after bin: a column decodes to the same bits whichever other columns
-    # are in the tensor (the runtime decodes only the anchors whose score passes; numpy's own reduction order
-    # over the bins depends on the tensor's shape).
-    total = bins[:, 0].copy()
-    weighted = np.zeros_like(total)
-    for b in range(1, reg_max):
-        total += bins[:, b]
-        weighted += bins[:, b] * float(b)
+    # sum_b b * e_b / sum_b e_b with the bins added one after the other (a running sum: add.accumulate is
+    # sequential), so a column decodes to the same bits whichever other columns are in the tensor (the runtime
+    # decodes only the anchors whose score passes; numpy's reduce orders its additions by the tensor's shape).
+    total = np.add.accumulate(bins, axis=1)[:, -1]
+    weighted = np.add.accumulate(bins * np.arange(reg_max, dtype=np.float64)[None, :, None], axis=1)[:, -1]
     return (weighted / total).astype(np.float32)
 
 
