@@ -16,7 +16,7 @@ of each lesion set whose top score is below it ("no lesion found" if it is the l
 share of non-lesion frames at or above it (a lesion reported). :func:`choose_thresholds` picks the
 presence threshold (lowest with non-lesion false lesions <= ``--max-fp``) and the lower "unsure: retake"
 threshold (highest at or below it with "no lesion found" <= ``--max-miss`` on every held-out set, or on the
-sets named by ``--choose-on``, and on no melanoma there). ``--json`` writes the per-image records, the curve
+sets named by ``--choose-on``, and on no malignant lesion there: melanoma, BCC, akiec/AK/SCC). ``--json`` writes the per-image records, the curve
 and the choice; ``--records`` reads them back to choose and report again without running a model.
 
     python benchmarks/detector_presence.py --model edgeskin/models/edgeskin-yolov5n-det.tflite \\
@@ -43,6 +43,8 @@ HELDOUT_SETS = ("ph2_val", "isic_heldout", "ham_val")
 SLICES = ("closeup_val", "composite_val")
 GRID = tuple(round(v, 2) for v in np.arange(0.02, 0.96, 0.01))
 MELANOMA = ("mel", "melanoma")
+# The diagnoses "no lesion found" must never fall on (the classifier's malignant classes; PH2's labels included).
+MALIGNANT = (*MELANOMA, "bcc", "akiec", "ak", "scc")
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -167,6 +169,9 @@ def curve(records: dict, grid: Sequence[float] = GRID) -> list[dict]:
                 mel = [r for r in recs if r.get("dx") in MELANOMA]
                 if mel:
                     row[f"{name}_melanoma_below"] = int(sum(r["score"] < t for r in mel))
+                malignant = [r for r in recs if r.get("dx") in MALIGNANT]
+                if malignant:
+                    row[f"{name}_malignant_below"] = int(sum(r["score"] < t for r in malignant))
         ph2 = records.get("ph2_val", [])
         if ph2:
             row["ph2_val_reported_hit"] = round(float(np.mean([r["score"] >= t and r["iou"] >= 0.5 for r in ph2])), 4)
@@ -179,7 +184,8 @@ def choose_thresholds(
 ) -> dict:
     """Presence: the lowest threshold with non-lesion false lesions <= max_fp. Unsure: the highest threshold
     at or below presence with "no lesion found" <= max_miss on every set of ``choose_on`` (held-out sets by
-    default) and on no melanoma there."""
+    default) and on no malignant lesion there (melanoma, BCC, akiec/AK/SCC; a curve written before this
+    field existed is checked on its melanomas)."""
     unknown = sorted(set(choose_on) - set(HELDOUT_SETS) - set(SLICES))
     if unknown or not choose_on:
         raise ValueError(f"choose_on: expected some of {HELDOUT_SETS + SLICES}, got {list(choose_on)}")
@@ -192,8 +198,8 @@ def choose_thresholds(
         if r["threshold"] > presence["threshold"]:
             continue
         misses = [r.get(f"{s}_below", 0.0) for s in choose_on]
-        mel = [r.get(f"{s}_melanoma_below", 0) for s in choose_on]
-        if max(misses) <= max_miss and max(mel) == 0:
+        malignant = [r.get(f"{s}_malignant_below", r.get(f"{s}_melanoma_below", 0)) for s in choose_on]
+        if max(misses) <= max_miss and max(malignant) == 0:
             ok.append(r)
     unsure = max(ok, key=lambda r: r["threshold"]) if ok else min(rows, key=lambda r: r["threshold"])
     return {
@@ -202,7 +208,8 @@ def choose_thresholds(
         "rule": (
             f"presence: lowest threshold with lesions reported on <= {max_fp:.0%} of the non-lesion frames; "
             f"unsure: highest threshold <= presence with 'no lesion found' on <= {max_miss:.0%} of each of "
-            f"{', '.join(choose_on)} and on no melanoma there (chosen in-sample on these sets)"
+            f"{', '.join(choose_on)} and on no malignant lesion there (melanoma, BCC, akiec/AK/SCC; chosen in-sample "
+            "on these sets)"
         ),
         "choose_on": list(choose_on),
         "at_presence": presence,

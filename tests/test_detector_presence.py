@@ -24,6 +24,7 @@ def test_curve_counts_misses_hits_and_false_lesions():
     rows = {r["threshold"]: r for r in curve(_records(), grid=(0.25, 0.5, 0.6))}
     assert rows[0.5]["ph2_val_below"] == pytest.approx(1 / 3, abs=1e-4)  # 0.2 < 0.5
     assert rows[0.6]["ph2_val_melanoma_below"] == 1  # the melanoma at 0.5
+    assert rows[0.6]["ph2_val_malignant_below"] == 1 and "ham_val_malignant_below" not in rows[0.6]
     assert rows[0.5]["ph2_val_reported_hit"] == pytest.approx(2 / 3, abs=1e-4)
     assert rows[0.5]["non_lesion_fp"] == pytest.approx(1 / 3, abs=1e-4) and rows[0.6]["non_lesion_fp"] == 0.0
 
@@ -35,6 +36,18 @@ def test_choice_presence_by_false_lesions_and_unsure_by_misses():
     assert choice["unsure"] == 0.15  # highest <= presence with no lesion (0.2 is the lowest) below it
     with pytest.raises(ValueError, match="no threshold"):
         choose_thresholds(curve({"non_lesion": [{"score": 1.0}]}, grid=(0.5,)), max_fp=0.0)
+
+
+def test_unsure_never_dismisses_a_malignant_lesion_of_any_kind():
+    # A BCC at 0.12 in HAM val: with at most one miss in two allowed, only malignancy keeps unsure below 0.12.
+    records = _records()
+    records["ham_val"].append({"id": "b", "dx": "bcc", "score": 0.12, "iou": 0.9})
+    rows = curve(records, grid=(0.1, 0.15, 0.25, 0.5, 0.6))
+    choice = choose_thresholds(rows, max_fp=0.0, max_miss=0.5, choose_on=("isic_heldout", "ham_val"))
+    assert choice["unsure"] == 0.1 and "no malignant lesion" in choice["rule"]
+    # A curve written before the malignant field existed is checked on its melanomas only.
+    old = [{k: v for k, v in r.items() if not k.endswith("_malignant_below")} for r in rows]
+    assert choose_thresholds(old, max_fp=0.0, max_miss=0.5, choose_on=("isic_heldout", "ham_val"))["unsure"] == 0.6
 
 
 def test_breakdown_per_diagnosis():
