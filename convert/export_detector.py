@@ -89,14 +89,20 @@ def build_export_module(weights: str | Path):
     return PixelInput(model).eval()
 
 
-def export_onnx(module, path: Path, imgsz: int) -> Path:
+def export_onnx(module, path: Path, imgsz: int, output_names: Sequence[str] = (OUTPUT_NAME,)) -> Path:
     """Trace to ONNX (opset 17, static shape), simplify with onnxslim, check with onnx.checker."""
     import onnx
     import torch
 
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     torch.onnx.export(
-        module, dummy, str(path), opset_version=17, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamo=False
+        module,
+        dummy,
+        str(path),
+        opset_version=17,
+        input_names=[INPUT_NAME],
+        output_names=list(output_names),
+        dynamo=False,
     )
     model = onnx.load(str(path))
     try:
@@ -324,11 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The float reference decodes in the graph (in float the two layouts give the same boxes).
     module = build_export_module(Path(args.weights).resolve())
     if args.decode == "outside":
-        from convert.export_detector_edgetpu import dfl_head_module, load_detection_model
-        from convert.export_detector_edgetpu import export_onnx as export_dfl_onnx
+        from convert.export_detector_edgetpu import OUTPUT_NAMES, dfl_head_module, load_detection_model
 
         exported = dfl_head_module(load_detection_model(Path(args.weights).resolve()))
-        onnx_path = export_dfl_onnx(exported, out / f"{MODEL_NAME}.onnx", imgsz)
+        onnx_path = export_onnx(exported, out / f"{MODEL_NAME}.onnx", imgsz, OUTPUT_NAMES)
     else:
         exported = module
         onnx_path = export_onnx(module, out / f"{MODEL_NAME}.onnx", imgsz)

@@ -1,10 +1,10 @@
 """Export the lesion detector so that the whole graph can map to the Edge TPU: box decoding outside the model.
 
-:mod:`convert.export_detector` now writes this form by default (``--decode outside``, the shipped detector) and
-uses :func:`dfl_head_module` and :func:`export_onnx` from here. This script remains as the side-by-side check:
-it reports the Edge TPU mapping of this form next to an in-graph export (``--compare``). With the decoding in
-the graph, the DFL ``SOFTMAX`` over a ``[1, 4, N, 16]`` tensor is not 1-D, so the Edge TPU compiler stops
-mapping there. Here the head ends before the decoding: two int8 outputs,
+:mod:`convert.export_detector` now writes this form by default (``--decode outside``, the shipped detector) with
+:func:`dfl_head_module` from here; this script uses that module's ONNX export and INT8 predictor, and remains as
+the side-by-side check: it reports the Edge TPU mapping of this form next to an in-graph export
+(``--compare``). With the decoding in the graph, the DFL ``SOFTMAX`` over a ``[1, 4, N, 16]`` tensor is not
+1-D, so the Edge TPU compiler stops mapping there. Here the head ends before the decoding: two int8 outputs,
 
 * ``box_logits`` ``[1, 64, N]``: the raw DFL logits (4 sides x 16 bins per anchor),
 * ``scores`` ``[1, nc, N]``: the class scores (sigmoid, in the graph: ``LOGISTIC`` maps),
@@ -66,55 +66,6 @@ def load_detection_model(weights: str | Path):
     return YOLO(str(weights), task="detect").model.float().eval().fuse()
 
 
-def export_onnx(module, path: Path, imgsz: int) -> Path:
-    import onnx
-    import torch
-
-    torch.onnx.export(
-        module,
-        torch.zeros(1, 3, imgsz, imgsz),
-        str(path),
-        opset_version=17,
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-        dynamo=False,
-    )
-    model = onnx.load(str(path))
-    try:
-        import onnxslim
-
-        model = onnxslim.slim(model)
-    except ImportError:  # pragma: no cover
-        pass
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def tflite_dfl_predictor(path: Path, imgsz: int, confidence: float = 0.01):
-    """``image -> (boxes, scores)``: the two-output INT8 model through the runtime, decoded in numpy."""
-    from edgeskin.core.dfl import dfl_to_predictions
-    from edgeskin.core.geometry import letterbox
-    from edgeskin.runtime.interpreter import TFLiteModel
-    from edgeskin.tasks.detector import decode_yolo
-
-    model = TFLiteModel.from_file(path)
-    # The converter renames outputs (signature names): the DFL logits are the one with 64 channels.
-    logits_name = next(o.name for o in model.outputs if 64 in o.shape[1:])
-    scores_name = next(o.name for o in model.outputs if o.name != logits_name)
-    invoke: list[float] = []
-
-    def predict(image_rgb: np.ndarray):
-        x, transform = letterbox(image_rgb, (imgsz, imgsz), pad_value=114)
-        outputs = model.run(x[None].astype(np.float32))  # quantized by the runtime (int8 = pixel - 128)
-        invoke.append(model.invoke_ms)
-        raw = dfl_to_predictions(outputs[logits_name], outputs[scores_name], (imgsz, imgsz))
-        detections = decode_yolo(raw, (imgsz, imgsz), transform, num_classes=1, confidence_threshold=confidence)
-        return detections.xyxy, detections.confidence
-
-    return predict, invoke
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", required=True)
@@ -127,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from convert.edgetpu_report import edgetpu_report
-    from convert.export_detector import convert_tflite, representative_images
+    from convert.export_detector import convert_tflite, export_onnx, representative_images, tflite_predictor
+    from edgeskin.core.dfl import detector_output_roles
+    from edgeskin.runtime.interpreter import TFLiteModel
     from training.train_detector import apply_offline_settings, evaluate_detector, ph2_validation_items
 
     out = Path(args.out).resolve()
@@ -135,14 +88,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_offline_settings(out / "yolo_config")
     started = time.time()
     module = dfl_head_module(load_detection_model(args.weights))
-    onnx_path = export_onnx(module, out / "edgeskin-yolov5n-det-dfl.onnx", args.imgsz)
+    onnx_path = export_onnx(module, out / "edgeskin-yolov5n-det-dfl.onnx", args.imgsz, OUTPUT_NAMES)
     calibration = representative_images(Path(args.dataset), args.imgsz, args.calibration)
     reused = sorted((out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
     tflite = reused[0] if args.reuse_tflite and reused else convert_tflite(onnx_path, calibration, out / "tflite")
     from training.detector_masks import MaskDatasetConfig
 
     items = ph2_validation_items(Path(args.dataset), MaskDatasetConfig())
-    predict, invoke = tflite_dfl_predictor(tflite, args.imgsz, confidence=0.25)
+    with TFLiteModel.from_file(tflite) as probe:  # the converter renames the outputs: roles from their shapes
+        roles = detector_output_roles(probe.outputs)
+    decode, model = tflite_predictor(tflite, args.imgsz, *roles)  # boxes scoring >= 0.25, as the export evaluates
+    invoke: list[float] = []
+
+    def predict(image_rgb: np.ndarray):
+        found = decode(image_rgb)
+        invoke.append(model.invoke_ms)
+        return found
+
     result = {
         "tflite": str(tflite),
         "int8_dfl_outside": {k: v for k, v in evaluate_detector(predict, items).items()},
