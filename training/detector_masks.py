@@ -379,6 +379,10 @@ class MaskDatasetConfig:
     ph2_side: int = 480
     ham_width: int = 320
     ham_train: int = 850
+    # Extra HAM10000 training images of these diagnoses, from the same training pool, beyond ham_train: the
+    # malignant lesions the ISIC 2017/2018 images lack (BCC, akiec) keep their scores when ISIC grows.
+    ham_boost_train: int = 0
+    ham_boost_dx: tuple[str, ...] = ("bcc", "akiec")
     isic_train: int = 650
     closeups_train: int = 550
     composites_train: int = 550
@@ -499,7 +503,12 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
         return loaded
 
     pools = sets["train"]
-    ham_train = load(pick(pools["ham"], config.ham_train), "HAM train")
+    ham_picked = pick(pools["ham"], config.ham_train)
+    if config.ham_boost_train:
+        taken = {item.image_id for item in ham_picked}
+        boost_pool = [it for it in pools["ham"] if it.dx in config.ham_boost_dx and it.image_id not in taken]
+        ham_picked += pick(boost_pool, config.ham_boost_train)
+    ham_train = load(ham_picked, "HAM train")
     isic_train = load(pick(pools["isic"], config.isic_train), "ISIC train")
     ph2_train = load(pools["ph2"], "PH2 train")
     ham_val = load(pick(sets["ham_val"], config.ham_val), "HAM val")

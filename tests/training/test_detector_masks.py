@@ -166,7 +166,8 @@ def _write_pair(images: Path, masks: Path, image_id: str, rng: np.random.Generat
     cv2.imwrite(str(masks / f"{image_id}_segmentation.png"), mask)
 
 
-def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatch) -> None:
+def _fake_data_tree(tmp_path: Path, monkeypatch) -> tuple[Path, list[str], list[str], list[str]]:
+    """12 HAM images (2 per lesion; every third mel), 9 ISIC, 6 PH2, with masks; held-out records patched in."""
     import training.detector_masks as dm
 
     rng = np.random.default_rng(0)
@@ -199,6 +200,11 @@ def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatc
     (tmp_path / "repo" / "training" / "runs" / "detector").mkdir(parents=True)
     (tmp_path / "repo" / "training" / "runs" / "detector" / "ph2_split.json").write_text(ph2_split.read_text())
     monkeypatch.setattr(dm, "_photos", lambda: [np.full((50, 80, 3), 30, np.uint8)])
+    return root, ham_ids, isic_ids, ph2_ids
+
+
+def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatch) -> None:
+    root, ham_ids, isic_ids, ph2_ids = _fake_data_tree(tmp_path, monkeypatch)
     config = MaskDatasetConfig(
         data_root=str(root), ham_train=20, isic_train=20, ph2_copies=2, ham_width=64, closeups_train=5,
         composites_train=3, neg_skin_train=3, neg_scene_train=1, neg_photo_train=1, neg_clutter_train=1,
@@ -229,3 +235,22 @@ def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatc
                     assert values[0] == 0 and all(0.0 <= v <= 1.0 for v in values[1:]) and values[3] > 0
     assert manifest["counts"]["closeup_train"] == 5
     assert manifest["counts"]["neg_photo_train"] == 1
+
+
+def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: Path, monkeypatch) -> None:
+    root, ham_ids, _, _ = _fake_data_tree(tmp_path, monkeypatch)
+    config = MaskDatasetConfig(
+        data_root=str(root), ham_train=2, ham_boost_train=50, ham_boost_dx=("mel",), isic_train=0, ph2_copies=1,
+        ham_width=64, closeups_train=0, composites_train=0, neg_skin_train=0, neg_scene_train=0, neg_photo_train=0,
+        neg_clutter_train=0, ham_val=1, isic_val=0, closeups_val=0, composites_val=0, negatives_val=0,
+        scene_size=(96, 72),
+    )  # fmt: skip
+    manifest = build_mask_dataset(tmp_path / "out", config, progress=False)
+    train = {p.stem.removeprefix("ham_") for p in (tmp_path / "out" / "images" / "train").glob("ham_*.jpg")}
+    melanomas = {image_id for k, image_id in enumerate(ham_ids) if k % 3 == 0}
+    held_out = set(ham_ids[:2])  # the validation lesion's two images
+    # The 2 random picks, plus every melanoma of the training pool (not twice, never a held-out lesion).
+    assert melanomas - held_out <= train
+    assert len(train - melanomas) <= 2
+    assert manifest["counts"]["ham_train"] == len(train) > len(melanomas - held_out)  # each written once
+    assert not train & held_out
