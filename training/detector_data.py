@@ -241,6 +241,14 @@ def scale_mask(mask: np.ndarray, factor_w: float, factor_h: float) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ composites
+INPAINT_MARGIN = 15  # the lesion mask is dilated by this square before it is inpainted away
+
+
+def inpaint_hole(mask: np.ndarray) -> np.ndarray:
+    """The uint8 0/1 region :func:`skin_background` inpaints: the lesion mask dilated by a margin."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((INPAINT_MARGIN, INPAINT_MARGIN), np.uint8))
+
+
 def skin_background(
     rng: np.random.Generator,
     size: tuple[int, int],
@@ -257,8 +265,7 @@ def skin_background(
     if source is not None:
         skin = source.copy()
         if source_mask is not None and source_mask.any():
-            hole = cv2.dilate(source_mask.astype(np.uint8), np.ones((15, 15), np.uint8))
-            skin = cv2.inpaint(skin, hole, 7, cv2.INPAINT_TELEA)
+            skin = cv2.inpaint(skin, inpaint_hole(source_mask), 7, cv2.INPAINT_TELEA)
         x0 = int(rng.integers(0, max(1, skin.shape[1] // 4)))
         y0 = int(rng.integers(0, max(1, skin.shape[0] // 4)))
         skin = skin[y0:, x0:]

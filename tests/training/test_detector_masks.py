@@ -254,3 +254,48 @@ def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: P
     assert len(train - melanomas) <= 2
     assert manifest["counts"]["ham_train"] == len(train) > len(melanomas - held_out)  # each written once
     assert not train & held_out
+
+
+def test_real_skin_scenes_come_only_from_images_with_a_small_lesion(tmp_path: Path, monkeypatch) -> None:
+    from training.detector_data import inpaint_hole
+    from training.detector_masks import MaskedImage, read_pair
+
+    root, ham_ids, _, _ = _fake_data_tree(tmp_path, monkeypatch)
+    folder = root / "ham10000"
+    shares = {}
+    for i in ham_ids:  # the masks as the builder reads them (HAM images back to 4:3 at ham_width)
+        item = MaskedImage(
+            i, str(folder / "images" / f"{i}.jpg"), str(folder / "masks" / f"{i}_segmentation.png"), "ham10000"
+        )
+        shares[i] = float(inpaint_hole(read_pair(item, 64)[1]).mean())
+    training_pool = ham_ids[2:]  # ham_ids[:2] are the validation lesion's images
+    assert 0 < sum(shares[i] <= 0.3 for i in training_pool) < len(training_pool)  # the fake tree has both kinds
+    counts = {}
+    for limit in (0.3, 1.0):
+        config = MaskDatasetConfig(
+            data_root=str(root), ham_train=20, isic_train=0, ph2_copies=1, ham_width=64, closeups_train=0,
+            composites_train=4, neg_skin_train=0, neg_scene_train=2, neg_photo_train=0, neg_clutter_train=0,
+            ham_val=5, isic_val=0, closeups_val=0, composites_val=2, negatives_val=0, scene_size=(96, 72),
+            background_lesion_share_max=limit,
+        )  # fmt: skip
+        counts[limit] = build_mask_dataset(tmp_path / f"out{limit}", config, progress=False)["counts"]
+    assert counts[0.3]["real_backgrounds_train"] == sum(shares[i] <= 0.3 for i in training_pool)
+    assert counts[1.0]["real_backgrounds_train"] == len(training_pool)
+    assert (
+        counts[0.3]["real_backgrounds_val"] == (shares[ham_ids[0]] <= 0.3) and counts[1.0]["real_backgrounds_val"] == 1
+    )
+    for limit in (0.3, 1.0):  # scenes are made either way (plain skin when no real one is fit)
+        assert counts[limit]["composite_train"] >= 1 and counts[limit]["neg_scene_train"] == 2
+
+
+def test_real_skin_scene_with_no_fit_background_is_plain_skin(tmp_path: Path, monkeypatch) -> None:
+    root, _, _, _ = _fake_data_tree(tmp_path, monkeypatch)
+    config = MaskDatasetConfig(
+        data_root=str(root), ham_train=20, isic_train=0, ph2_copies=1, ham_width=64, closeups_train=0,
+        composites_train=3, neg_skin_train=0, neg_scene_train=1, neg_photo_train=0, neg_clutter_train=0,
+        ham_val=5, isic_val=0, closeups_val=0, composites_val=1, negatives_val=4, scene_size=(96, 72),
+        background_lesion_share_max=0.0,
+    )  # fmt: skip
+    counts = build_mask_dataset(tmp_path / "out", config, progress=False)["counts"]
+    assert counts["real_backgrounds_train"] == counts["real_backgrounds_val"] == 0
+    assert counts["composite_train"] >= 1 and counts["neg_scene_train"] == 1
