@@ -105,3 +105,29 @@ def test_shipped_detector_float_weights_are_committed():
         pytest.skip("needs the source checkout")
     path = common.detector_baseline(common.models()[1])
     assert path.is_file() and path.is_relative_to(common.CHECKOUT / "training" / "runs")
+
+
+def _detector_spec(folder, name: str, layout: str, weights_sha: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.tflite").write_bytes(b"model")
+    spec = {"layout": layout, "provenance": {"weights": "runs/best.pt", "weights_sha256": weights_sha}}
+    (folder / f"{name}.json").write_text(json.dumps(spec))
+    return folder / f"{name}.tflite"
+
+
+def test_peers_run_an_in_graph_export_of_the_same_weights_when_the_shipped_one_decodes_outside(tmp_path):
+    from edgeskin.report.common import Missing
+    from edgeskin.report.peers import peer_model
+
+    peers = tmp_path / "peers"
+    in_graph = _detector_spec(tmp_path / "models", "in-graph", "yolo", "a" * 64)
+    assert peer_model(in_graph, peers) == in_graph  # ultralytics decodes it: compared as it is
+    shipped = _detector_spec(tmp_path / "models", "det", "yolo_dfl", "a" * 64)
+    with pytest.raises(Missing, match="--decode graph"):
+        peer_model(shipped, peers)
+    _detector_spec(peers, "other-weights", "yolo", "b" * 64)
+    _detector_spec(peers, "same-weights-dfl", "yolo_dfl", "a" * 64)
+    with pytest.raises(Missing, match="no export of its weights"):
+        peer_model(shipped, peers)
+    match = _detector_spec(peers, "same-weights", "yolo", "a" * 64)
+    assert peer_model(shipped, peers) == match

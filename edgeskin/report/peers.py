@@ -16,11 +16,17 @@ Two ultralytics variants are timed:
   quantization yields the right integers; its boxes then match ours. This is the comparison that counts.
 * ``adapted_default_threads``: ``adapted`` with ultralytics' own thread default (only when it differs from
   ``--threads``): what a user running ultralytics unchanged on this machine gets.
+
+Ultralytics' TFLite backend decodes only the one-output ``[1, 4 + nc, N]`` form (spec ``layout: "yolo"``). When
+the shipped detector ends before the box decoding (``layout: "yolo_dfl"``), both sides run an export of the
+same weights (the same ``provenance.weights_sha256``) with the decoding in the graph, found in
+:data:`PEER_MODELS` (``python -m convert.export_detector --decode graph --out artifacts/bench/peers ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +35,42 @@ from typing import Any
 import numpy as np
 
 from edgeskin.core.boxes import pair_iou
-from edgeskin.report.common import Missing, emit_json, models, ph2_validation, set_offline_ultralytics
+from edgeskin.report.common import (
+    BENCH_ARTIFACTS,
+    REPO_ROOT,
+    Missing,
+    emit_json,
+    models,
+    ph2_validation,
+    set_offline_ultralytics,
+)
+
+PEER_MODELS = BENCH_ARTIFACTS / "peers"
+
+
+def peer_model(detector: Path, folder: Path = PEER_MODELS) -> Path:
+    """The INT8 detector both sides run: ``detector`` itself when ultralytics can decode its output, else an
+    export of the same weights with the box decoding in the graph from ``folder``.
+
+    Raises:
+        Missing: ``detector`` is a ``yolo_dfl`` model and ``folder`` has no ``yolo`` export of its weights.
+    """
+    spec = json.loads(detector.with_suffix(".json").read_text())
+    if spec.get("layout", "yolo") != "yolo_dfl":
+        return detector
+    provenance = spec.get("provenance") or {}
+    sha = provenance.get("weights_sha256")
+    for candidate in sorted(folder.glob("*.json")) if sha else ():
+        other = json.loads(candidate.read_text())
+        same_weights = (other.get("provenance") or {}).get("weights_sha256") == sha
+        if same_weights and other.get("layout", "yolo") == "yolo" and candidate.with_suffix(".tflite").is_file():
+            return candidate.with_suffix(".tflite")
+    weights = provenance.get("weights", "WEIGHTS.pt")
+    raise Missing(
+        f"{detector.name} ends before the box decoding (layout yolo_dfl), which ultralytics' TFLite backend cannot "
+        f"decode, and {folder} holds no export of its weights ({str(sha)[:12]}) with the decoding in the graph: "
+        f"python -m convert.export_detector --weights {weights} --decode graph --out {folder} --models-dir ''"
+    )
 
 
 def _top_box(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
@@ -56,7 +97,8 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
     from edgeskin.image import read_image
     from edgeskin.tasks.detector import Detector
 
-    path = detector_path or models()[1]
+    shipped = models()[1]
+    path = detector_path or peer_model(shipped)
     frames = [read_image(f.path) for f in ph2_validation(limit=images)]
     bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
     ours = Detector.from_model(path, threads=threads)
@@ -121,6 +163,15 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
         "runs": runs,
         "images": len(frames),
         "model": path.name,
+        **(
+            {
+                "model_note": f"not the shipped {shipped.name} (box decoding outside the model, which ultralytics "
+                f"cannot decode) but an export of its weights with the decoding in the graph: "
+                f"{path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
+            }
+            if detector_path is None and path != shipped
+            else {}
+        ),
         "ours": {
             "latency_ms": ours_stats,
             "fps": round(1000.0 / ours_stats["p50"], 2),

@@ -460,7 +460,8 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
             f"{peers['runs']} runs each. Ultralytics' LiteRT backend quantizes the [0, 1]-scaled image with the input "
             "tensor's scale; edgeskin's detector folds /255 into the graph (input scale 1), so unchanged ultralytics "
             "feeds the wrong integers (its boxes disagree, see the agreement column); *adapted* divides the scale it "
-            "reads by 255 and then agrees with ours. Ultralytics' thread default is cores - 1.",
+            "reads by 255 and then agrees with ours. Ultralytics' thread default is cores - 1."
+            + (f" The file: {peers['model_note']}." if peers.get("model_note") else ""),
             "",
             "| detector call | interpreter threads | p50 ms | p90 ms | FPS | ours faster by (p50) | top-box IoU with ours | ultralytics pre / inference / post ms |",
             "|---|---|---|---|---|---|---|---|",
