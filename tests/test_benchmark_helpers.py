@@ -131,3 +131,16 @@ def test_peers_run_an_in_graph_export_of_the_same_weights_when_the_shipped_one_d
         peer_model(shipped, peers)
     match = _detector_spec(peers, "same-weights", "yolo", "a" * 64)
     assert peer_model(shipped, peers) == match
+
+
+def test_edge_task_latency_records_the_classifiers_batched_invokes():
+    """The classifier's test-time views run as one batch on a sibling interpreter; its invoke time is counted."""
+    from edgeskin.report.latency import _time_edge_task
+    from edgeskin.tasks.classifier import Classifier
+    from tests.tiny_models import shipped_model_paths
+
+    classifier_path, _ = shipped_model_paths()
+    image = np.random.default_rng(0).integers(0, 256, (200, 240, 3), np.uint8)
+    row = _time_edge_task(Classifier, "classify_with_features", classifier_path, [image], 1, 3, "test")
+    assert row["invoke_ms"]["p50"] > 0
+    assert row["invoke_ms"]["p50"] < row["latency_ms"]["p50"]
