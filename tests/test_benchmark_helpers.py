@@ -135,9 +135,10 @@ def test_peers_run_an_in_graph_export_of_the_same_weights_when_the_shipped_one_d
 
 def test_edge_task_latency_records_the_classifiers_batched_invokes():
     """The classifier's test-time views run as one batch on a sibling interpreter; its invoke time is counted."""
+    from tiny_models import shipped_model_paths
+
     from edgeskin.report.latency import _time_edge_task
     from edgeskin.tasks.classifier import Classifier
-    from tests.tiny_models import shipped_model_paths
 
     classifier_path, _ = shipped_model_paths()
     image = np.random.default_rng(0).integers(0, 256, (200, 240, 3), np.uint8)
