@@ -203,12 +203,22 @@ def _fake_data_tree(tmp_path: Path, monkeypatch) -> tuple[Path, list[str], list[
     return root, ham_ids, isic_ids, ph2_ids
 
 
+def _tiny_config(root: Path, **changes) -> MaskDatasetConfig:
+    """A dataset config for the fake tree: nothing of a kind unless ``changes`` asks for it."""
+    nothing = dict.fromkeys(
+        ("isic_train", "closeups_train", "composites_train", "neg_skin_train", "neg_scene_train", "neg_photo_train",
+         "neg_clutter_train", "isic_val", "closeups_val", "composites_val", "negatives_val"),
+        0,
+    )  # fmt: skip
+    base = dict(data_root=str(root), ham_train=20, ham_val=5, ph2_copies=1, ham_width=64, scene_size=(96, 72))
+    return MaskDatasetConfig(**{**nothing, **base, **changes})
+
+
 def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatch) -> None:
     root, ham_ids, isic_ids, ph2_ids = _fake_data_tree(tmp_path, monkeypatch)
-    config = MaskDatasetConfig(
-        data_root=str(root), ham_train=20, isic_train=20, ph2_copies=2, ham_width=64, closeups_train=5,
-        composites_train=3, neg_skin_train=3, neg_scene_train=1, neg_photo_train=1, neg_clutter_train=1,
-        ham_val=5, isic_val=5, closeups_val=2, composites_val=2, negatives_val=4, scene_size=(96, 72),
+    config = _tiny_config(
+        root, isic_train=20, ph2_copies=2, closeups_train=5, composites_train=3, neg_skin_train=3, neg_scene_train=1,
+        neg_photo_train=1, neg_clutter_train=1, isic_val=5, closeups_val=2, composites_val=2, negatives_val=4,
     )  # fmt: skip
     manifest = build_mask_dataset(tmp_path / "out", config, progress=False)
 
@@ -239,12 +249,7 @@ def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatc
 
 def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: Path, monkeypatch) -> None:
     root, ham_ids, _, _ = _fake_data_tree(tmp_path, monkeypatch)
-    config = MaskDatasetConfig(
-        data_root=str(root), ham_train=2, ham_boost_train=50, ham_boost_dx=("mel",), isic_train=0, ph2_copies=1,
-        ham_width=64, closeups_train=0, composites_train=0, neg_skin_train=0, neg_scene_train=0, neg_photo_train=0,
-        neg_clutter_train=0, ham_val=1, isic_val=0, closeups_val=0, composites_val=0, negatives_val=0,
-        scene_size=(96, 72),
-    )  # fmt: skip
+    config = _tiny_config(root, ham_train=2, ham_boost_train=50, ham_boost_dx=("mel",), ham_val=1)
     manifest = build_mask_dataset(tmp_path / "out", config, progress=False)
     train = {p.stem.removeprefix("ham_") for p in (tmp_path / "out" / "images" / "train").glob("ham_*.jpg")}
     melanomas = {image_id for k, image_id in enumerate(ham_ids) if k % 3 == 0}
@@ -272,12 +277,9 @@ def test_real_skin_scenes_come_only_from_images_with_a_small_lesion(tmp_path: Pa
     assert 0 < sum(shares[i] <= 0.3 for i in training_pool) < len(training_pool)  # the fake tree has both kinds
     counts = {}
     for limit in (0.3, 1.0):
-        config = MaskDatasetConfig(
-            data_root=str(root), ham_train=20, isic_train=0, ph2_copies=1, ham_width=64, closeups_train=0,
-            composites_train=4, neg_skin_train=0, neg_scene_train=2, neg_photo_train=0, neg_clutter_train=0,
-            ham_val=5, isic_val=0, closeups_val=0, composites_val=2, negatives_val=0, scene_size=(96, 72),
-            background_lesion_share_max=limit,
-        )  # fmt: skip
+        config = _tiny_config(
+            root, composites_train=4, neg_scene_train=2, composites_val=2, background_lesion_share_max=limit
+        )
         counts[limit] = build_mask_dataset(tmp_path / f"out{limit}", config, progress=False)["counts"]
     assert counts[0.3]["real_backgrounds_train"] == sum(shares[i] <= 0.3 for i in training_pool)
     assert counts[1.0]["real_backgrounds_train"] == len(training_pool)
@@ -290,12 +292,9 @@ def test_real_skin_scenes_come_only_from_images_with_a_small_lesion(tmp_path: Pa
 
 def test_real_skin_scene_with_no_fit_background_is_plain_skin(tmp_path: Path, monkeypatch) -> None:
     root, _, _, _ = _fake_data_tree(tmp_path, monkeypatch)
-    config = MaskDatasetConfig(
-        data_root=str(root), ham_train=20, isic_train=0, ph2_copies=1, ham_width=64, closeups_train=0,
-        composites_train=3, neg_skin_train=0, neg_scene_train=1, neg_photo_train=0, neg_clutter_train=0,
-        ham_val=5, isic_val=0, closeups_val=0, composites_val=1, negatives_val=4, scene_size=(96, 72),
-        background_lesion_share_max=0.0,
-    )  # fmt: skip
+    config = _tiny_config(
+        root, composites_train=3, neg_scene_train=1, composites_val=1, negatives_val=4, background_lesion_share_max=0.0
+    )
     counts = build_mask_dataset(tmp_path / "out", config, progress=False)["counts"]
     assert counts["real_backgrounds_train"] == counts["real_backgrounds_val"] == 0
     assert counts["composite_train"] >= 1 and counts["neg_scene_train"] == 1
