@@ -388,6 +388,9 @@ class MaskDatasetConfig:
     closeups_train: int = 550
     composites_train: int = 550
     neg_skin_train: int = 150
+    # Extra skin negatives cut from the PH2 training half (never the validation half): dermoscopic skin of the
+    # kind the PH2 skin crops among the non-lesion frames show. 0 keeps the datasets built before this.
+    neg_skin_ph2_train: int = 0
     neg_scene_train: int = 60
     neg_photo_train: int = 80
     neg_clutter_train: int = 60
@@ -625,6 +628,14 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
         ham_train + isic_train,
         backgrounds_train,
     )
+    made = attempts = 0
+    while made < config.neg_skin_ph2_train and attempts < 10 * config.neg_skin_ph2_train:
+        attempts += 1
+        _, image, mask = ph2_train[int(rng.integers(len(ph2_train)))]
+        crop = negative_crop(image, mask, rng)
+        if crop is not None:
+            write("train", f"neg_train_ph2skin{made:05d}", crop, [], "neg_skin_ph2")
+            made += 1
     quarter = config.negatives_val // 4
     negatives("val", config.negatives_val - 3 * quarter, quarter, quarter, quarter, ham_val + isic_val, backgrounds_val)
 

@@ -298,3 +298,38 @@ def test_real_skin_scene_with_no_fit_background_is_plain_skin(tmp_path: Path, mo
     counts = build_mask_dataset(tmp_path / "out", config, progress=False)["counts"]
     assert counts["real_backgrounds_train"] == counts["real_backgrounds_val"] == 0
     assert counts["composite_train"] >= 1 and counts["neg_scene_train"] == 1
+
+
+def test_ph2_skin_negatives_come_from_the_training_half_only(tmp_path: Path, monkeypatch) -> None:
+    import training.detector_masks as dm
+
+    root, _, _, ph2_ids = _fake_data_tree(tmp_path, monkeypatch)
+    for image_id in ph2_ids[3:]:  # the validation half gets a skin colour of its own, to tell its crops apart
+        path = root / "ph2" / "images" / f"{image_id}.jpg"
+        image = cv2.imread(str(path))
+        image[image[..., 0] > 150] = (40, 200, 40)
+        cv2.imwrite(str(path), image)
+    cut_from = []
+    real_crop = dm.negative_crop
+
+    def spy(image, mask, rng, **kwargs):
+        crop = real_crop(image, mask, rng, **kwargs)
+        cut_from.append((image.shape, None if crop is None else crop.reshape(-1, 3).mean(0)))
+        return crop
+
+    monkeypatch.setattr(dm, "negative_crop", spy)
+    manifest = build_mask_dataset(tmp_path / "out", _tiny_config(root, neg_skin_ph2_train=6), progress=False)
+    assert manifest["counts"]["neg_skin_ph2_train"] == 6
+    made = sorted((tmp_path / "out" / "labels" / "train").glob("neg_train_ph2skin*.txt"))
+    assert len(made) == 6 and all(p.read_text() == "" for p in made)
+    # Every crop was cut from a PH2 image (96x72 scaled to ph2_side; HAM images here are 64x48), and none from
+    # the validation half (its skin is green).
+    assert cut_from and all(shape[1] > 64 for shape, _ in cut_from)
+    means = [mean for _, mean in cut_from if mean is not None]
+    assert len(means) == 6 and all(mean[1] < 1.5 * mean[0] for mean in means)
+    # The validation half never enters the training split, as an image or as a skin crop.
+    train = {p.stem for p in (tmp_path / "out" / "images" / "train").glob("ph2_*.jpg")}
+    assert train == {f"ph2_{i}" for i in ph2_ids[:3]}
+    assert build_mask_dataset(tmp_path / "none", _tiny_config(root), progress=False)["counts"].get(
+        "neg_skin_ph2_train", 0
+    ) == 0
