@@ -330,6 +330,7 @@ def test_ph2_skin_negatives_come_from_the_training_half_only(tmp_path: Path, mon
     # The validation half never enters the training split, as an image or as a skin crop.
     train = {p.stem for p in (tmp_path / "out" / "images" / "train").glob("ph2_*.jpg")}
     assert train == {f"ph2_{i}" for i in ph2_ids[:3]}
-    assert build_mask_dataset(tmp_path / "none", _tiny_config(root), progress=False)["counts"].get(
-        "neg_skin_ph2_train", 0
-    ) == 0
+    assert (
+        build_mask_dataset(tmp_path / "none", _tiny_config(root), progress=False)["counts"].get("neg_skin_ph2_train", 0)
+        == 0
+    )
