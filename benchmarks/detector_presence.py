@@ -77,7 +77,6 @@ def torch_predictor(weights: str | Path, imgsz: int = 320, confidence: float = 0
 def lesion_sets(dataset: Path | None) -> dict[str, list[tuple[str, str, Callable[[], tuple[np.ndarray, list]]]]]:
     """``{set: [(image_id, dx, load)]}`` where ``load() -> (image_rgb, [truth boxes xyxy])``."""
     from training.detector_masks import MaskDatasetConfig, box_from_mask, heldout_sets, read_pair
-    from training.train_detector import read_yolo_boxes
 
     config = MaskDatasetConfig()
     sets = heldout_sets(config, PH2_SPLIT)
@@ -94,18 +93,28 @@ def lesion_sets(dataset: Path | None) -> dict[str, list[tuple[str, str, Callable
             rows.append((item.image_id, item.dx, load))
         out[name] = rows
     if dataset is not None:
-        for name, prefix in (("closeup_val", "close_val_"), ("composite_val", "comp_val_")):
-            rows = []
-            for path in sorted((Path(dataset) / "images" / "val").glob(f"{prefix}*.jpg")):
-                label = Path(dataset) / "labels" / "val" / f"{path.stem}.txt"
+        out.update(dataset_slices(dataset))
+    return out
 
-                def load(path=path, label=label):
-                    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-                    h, w = image.shape[:2]
-                    return image, list(read_yolo_boxes(label, w, h))
 
-                rows.append((path.stem, "", load))
-            out[name] = rows
+def dataset_slices(dataset: Path) -> dict[str, list[tuple[str, str, Callable[[], tuple[np.ndarray, list]]]]]:
+    """The validation close-ups and composites of a dataset built by ``training.detector_masks``, as
+    ``{"closeup_val": [(name, "", load)], "composite_val": [...]}`` with ``load() -> (image_rgb, [boxes xyxy])``."""
+    from training.train_detector import read_yolo_boxes
+
+    out: dict[str, list] = {}
+    for name, prefix in (("closeup_val", "close_val_"), ("composite_val", "comp_val_")):
+        rows = []
+        for path in sorted((Path(dataset) / "images" / "val").glob(f"{prefix}*.jpg")):
+            label = Path(dataset) / "labels" / "val" / f"{path.stem}.txt"
+
+            def load(path=path, label=label):
+                image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+                h, w = image.shape[:2]
+                return image, list(read_yolo_boxes(label, w, h))
+
+            rows.append((path.stem, "", load))
+        out[name] = rows
     return out
 
 
