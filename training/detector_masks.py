@@ -593,15 +593,19 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
     photos = _photos()
     counts["photo_sources"] = len(photos)
 
-    def negatives(split: str, n_skin: int, n_scene: int, n_photo: int, n_clutter: int, sources, backgrounds) -> None:
+    def skin_negatives(split: str, n: int, sources, name: str, kind: str) -> None:
+        """``n`` lesion-free crops of randomly drawn ``sources`` (a few tries each)."""
         made = attempts = 0
-        while made < n_skin and attempts < 10 * max(1, n_skin):
+        while made < n and attempts < 10 * max(1, n):
             attempts += 1
             _, image, mask = sources[int(rng.integers(len(sources)))]
             crop = negative_crop(image, mask, rng)
             if crop is not None:
-                write(split, f"neg_{split}_skin{made:05d}", crop, [], "neg_skin")
+                write(split, f"neg_{split}_{name}{made:05d}", crop, [], kind)
                 made += 1
+
+    def negatives(split: str, n_skin: int, n_scene: int, n_photo: int, n_clutter: int, sources, backgrounds) -> None:
+        skin_negatives(split, n_skin, sources, "skin", "neg_skin")
         for index in range(n_scene):
             bg_image, bg_mask, use_real = background(backgrounds)
             scene = skin_background(
@@ -628,14 +632,7 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
         ham_train + isic_train,
         backgrounds_train,
     )
-    made = attempts = 0
-    while made < config.neg_skin_ph2_train and attempts < 10 * config.neg_skin_ph2_train:
-        attempts += 1
-        _, image, mask = ph2_train[int(rng.integers(len(ph2_train)))]
-        crop = negative_crop(image, mask, rng)
-        if crop is not None:
-            write("train", f"neg_train_ph2skin{made:05d}", crop, [], "neg_skin_ph2")
-            made += 1
+    skin_negatives("train", config.neg_skin_ph2_train, ph2_train, "ph2skin", "neg_skin_ph2")
     quarter = config.negatives_val // 4
     negatives("val", config.negatives_val - 3 * quarter, quarter, quarter, quarter, ham_val + isic_val, backgrounds_val)
 
