@@ -11,7 +11,8 @@
    out of the box, and the graph has no DFL ``SOFTMAX``, so all of it maps to the Edge TPU.
    ``--decode graph`` (``layout: "yolo"``): the head decodes boxes normalised by the input size
    (ultralytics' TFLite decode); one output ``predictions`` ``[1, 5, N]`` = ``cx, cy, w, h`` (0..1 of the
-   letterboxed input) and the score. N = (S/8)² + (S/16)² + (S/32)².
+   letterboxed input) and the score. N = (H/8)(W/8) + (H/16)(W/16) + (H/32)(W/32) for an H x W
+   input (``--imgsz``: the config's square side, or e.g. ``288x384`` for 4:3 frames).
 2. ONNX export (opset 17, onnxslim) and an onnxruntime check against PyTorch.
 3. onnx2tf → TFLite full integer quantization (int8 input and output, per-channel weights), calibrated
    on letterboxed real training images (PH2 training half, derived-box HAM10000 images, composites).
@@ -89,12 +90,31 @@ def build_export_module(weights: str | Path):
     return PixelInput(model).eval()
 
 
-def export_onnx(module, path: Path, imgsz: int, output_names: Sequence[str] = (OUTPUT_NAME,)) -> Path:
+def input_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of a detector input size given as one side (square) or ``(height, width)``.
+
+    Both must be multiples of 32, the detector's largest stride.
+    """
+    hw = (int(imgsz), int(imgsz)) if np.ndim(imgsz) == 0 else tuple(int(v) for v in imgsz)
+    if len(hw) != 2 or min(hw) < 32 or any(v % 32 for v in hw):
+        raise ValueError(f"detector input size: expected a side or (height, width), multiples of 32, got {imgsz!r}")
+    return hw
+
+
+def parse_imgsz(text: str) -> tuple[int, int]:
+    """``"320"`` → (320, 320); ``"288x384"`` (height x width) → (288, 384)."""
+    try:
+        return input_hw([int(v) for v in text.lower().split("x")] if "x" in text.lower() else int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SIDE or HEIGHTxWIDTH, multiples of 32 ({exc})") from None
+
+
+def export_onnx(module, path: Path, imgsz: int | Sequence[int], output_names: Sequence[str] = (OUTPUT_NAME,)) -> Path:
     """Trace to ONNX (opset 17, static shape), simplify with onnxslim, check with onnx.checker."""
     import onnx
     import torch
 
-    dummy = torch.zeros(1, 3, imgsz, imgsz)
+    dummy = torch.zeros(1, 3, *input_hw(imgsz))
     torch.onnx.export(
         module,
         dummy,
@@ -116,13 +136,13 @@ def export_onnx(module, path: Path, imgsz: int, output_names: Sequence[str] = (O
     return path
 
 
-def letterboxed(image_rgb: np.ndarray, imgsz: int):
-    """Model input (uint8 ``[S, S, 3]``, pad 114) and the transform back to frame pixels."""
-    return letterbox(image_rgb, (imgsz, imgsz), pad_value=114)
+def letterboxed(image_rgb: np.ndarray, imgsz: int | Sequence[int]):
+    """Model input (uint8 ``[H, W, 3]``, pad 114) and the transform back to frame pixels."""
+    return letterbox(image_rgb, input_hw(imgsz), pad_value=114)
 
 
-def representative_images(dataset_dir: Path, imgsz: int, count: int, seed: int = 0) -> np.ndarray:
-    """``(count, S, S, 3)`` float32 [0, 255] letterboxed RGB training images, a seeded sample per source."""
+def representative_images(dataset_dir: Path, imgsz: int | Sequence[int], count: int, seed: int = 0) -> np.ndarray:
+    """``(count, H, W, 3)`` float32 [0, 255] letterboxed RGB training images, a seeded sample per source."""
     from training.detector_data import read_rgb
 
     files = sorted((dataset_dir / "images" / "train").glob("*.jpg"))
@@ -187,7 +207,7 @@ def cv2_resize(image: np.ndarray, side: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- inference
 def decode_yolo(
     raw: np.ndarray,
-    imgsz: int,
+    imgsz: int | Sequence[int],
     transform,
     boxes_normalized: bool = True,
     confidence: float = CONFIDENCE,
@@ -201,13 +221,14 @@ def decode_yolo(
     keep = scores >= confidence
     boxes_xywh, scores = boxes_xywh[keep], scores[keep]
     if boxes_normalized:
-        boxes_xywh = boxes_xywh * imgsz
+        height, width = input_hw(imgsz)
+        boxes_xywh = boxes_xywh * np.array([width, height, width, height], np.float32)
     xyxy = xywh_to_xyxy(boxes_xywh)
     order = nms(xyxy, scores, iou)
     return transform.to_frame(xyxy[order]), scores[order]
 
 
-def torch_predictor(module, imgsz: int):
+def torch_predictor(module, imgsz: int | Sequence[int]):
     import torch
 
     def predict(image_rgb: np.ndarray):
@@ -220,7 +241,7 @@ def torch_predictor(module, imgsz: int):
     return predict
 
 
-def tflite_predictor(path: Path, imgsz: int, output_name: str, scores_name: str | None = None):
+def tflite_predictor(path: Path, imgsz: int | Sequence[int], output_name: str, scores_name: str | None = None):
     """``image -> (boxes, scores)`` of an exported TFLite file; with ``scores_name`` the model ends before the box
     decoding (``output_name`` holds the DFL logits) and :func:`edgeskin.core.dfl.dfl_to_predictions` decodes."""
     from edgeskin.core.dfl import dfl_to_predictions
@@ -233,7 +254,7 @@ def tflite_predictor(path: Path, imgsz: int, output_name: str, scores_name: str 
         outputs = model.run(x.astype(np.float32))  # quantized with the input tensor's own scale/zero point
         raw = outputs[output_name]
         if scores_name is not None:
-            raw = dfl_to_predictions(raw, outputs[scores_name], (imgsz, imgsz))
+            raw = dfl_to_predictions(raw, outputs[scores_name], input_hw(imgsz))
         return decode_yolo(raw, imgsz, transform)
 
     return predict, model
@@ -281,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
     parser.add_argument(
+        "--imgsz",
+        type=parse_imgsz,
+        help="model input SIDE or HEIGHTxWIDTH (multiples of 32), e.g. 288x384 for 4:3 frames; default: the "
+        "training config's imgsz (square)",
+    )
+    parser.add_argument(
         "--decode",
         choices=("outside", "graph"),
         default="outside",
@@ -324,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data_config, _ = load_data_config(args.config)
     train_options = load_train_config(args.config)
-    imgsz = int(train_options["imgsz"])
+    imgsz = args.imgsz or input_hw(train_options["imgsz"])
     started = time.time()
 
     # The float reference decodes in the graph (in float the two layouts give the same boxes).
@@ -340,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import onnxruntime
     import torch
 
-    probe = np.random.default_rng(0).uniform(0, 255, (1, 3, imgsz, imgsz)).astype(np.float32)
+    probe = np.random.default_rng(0).uniform(0, 255, (1, 3, *imgsz)).astype(np.float32)
     with torch.no_grad():
         reference = exported(torch.from_numpy(probe))
     reference = [t.numpy() for t in reference] if isinstance(reference, tuple) else [reference.numpy()]
@@ -429,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_file": tflite_path.name,
         "sha256": sha256_file(tflite_path),
         "input": {
-            "size": [imgsz, imgsz],
+            "size": list(imgsz),
             "color_order": "RGB",
             "resize": "letterbox",
             "mean": [0.0, 0.0, 0.0],

@@ -51,7 +51,8 @@ def test_wrong_shapes_are_refused():
         dfl_distances(np.zeros((60, 5)))
 
 
-def test_matches_ultralytics_decoding_of_a_real_yolov5n_head():
+@pytest.mark.parametrize("input_hw", [(320, 320), (288, 384)], ids=["square", "4:3"])
+def test_matches_ultralytics_decoding_of_a_real_yolov5n_head(input_hw):
     torch = pytest.importorskip("torch")
     pytest.importorskip("ultralytics")
     from training.torch_compat import ensure_torchvision_cpu_ops
@@ -63,12 +64,15 @@ def test_matches_ultralytics_decoding_of_a_real_yolov5n_head():
 
     torch.manual_seed(0)
     model = DetectionModel("yolov5n.yaml", nc=1, verbose=False).eval()
-    images = torch.rand(1, 3, 320, 320) * 255
+    height, width = input_hw
+    images = torch.rand(1, 3, height, width) * 255
     with torch.no_grad():
-        reference = model(images / 255.0)[0].numpy()  # [1, 5, 2100]: xywh in input pixels, score
+        reference = model(images / 255.0)[0].numpy()  # [1, 5, N]: xywh in input pixels, score
         logits, scores = dfl_head_module(model)(images)
-    ours = dfl_to_predictions(logits.numpy(), scores.numpy(), (320, 320))
-    np.testing.assert_allclose(ours[0, :4] * 320, reference[0, :4], rtol=1e-4, atol=2e-3)
+    ours = dfl_to_predictions(logits.numpy(), scores.numpy(), input_hw)
+    assert ours.shape == reference.shape == (1, 5, sum((height // s) * (width // s) for s in (8, 16, 32)))
+    size = np.array([width, height, width, height], np.float32)[:, None]
+    np.testing.assert_allclose(ours[0, :4] * size, reference[0, :4], rtol=1e-4, atol=2e-3)
     np.testing.assert_allclose(ours[0, 4], reference[0, 4], atol=1e-6)
 
 
@@ -122,3 +126,19 @@ def test_the_roles_of_a_detectors_outputs_come_from_their_shapes():
     assert detector_output_roles([T(name="a", shape=(1, 2100, 64)), T(name="b", shape=(1, 2100, 1))]) == ("a", "b")
     with pytest.raises(ValueError, match="DFL logits and scores"):
         detector_output_roles([T(name="a", shape=(1, 5, 2100)), T(name="b", shape=(1, 1, 2100))])
+
+
+def test_detector_input_sizes_are_a_side_or_height_by_width():
+    from convert.export_detector import input_hw, parse_imgsz
+
+    assert input_hw(320) == (320, 320)
+    assert input_hw((288, 384)) == (288, 384)
+    assert parse_imgsz("320") == (320, 320)
+    assert parse_imgsz("288x384") == (288, 384)  # height x width, as ultralytics' imgsz=[h, w]
+    for bad in (300, (288, 380), (288,), 0):
+        with pytest.raises(ValueError, match="multiples of 32"):
+            input_hw(bad)
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="HEIGHTxWIDTH"):
+        parse_imgsz("288 by 384")
