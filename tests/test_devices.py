@@ -22,7 +22,7 @@ def test_the_five_profiles_are_shipped_inside_the_package():
 @pytest.mark.parametrize(
     ("name", "threads", "delegate", "variant", "source", "lores"),
     [
-        ("rpi4", 4, "cpu", "int8", "picamera2", (320, 240)),
+        ("rpi4", 4, "cpu", "int8", "picamera2", (384, 288)),
         ("rpi5", 4, "cpu", "int8", "picamera2", (640, 480)),
         ("rpi5-coral-usb", 2, "edgetpu", "edgetpu", "picamera2", (640, 480)),
         ("coral-devboard", 4, "edgetpu", "edgetpu", "0", (640, 480)),
@@ -62,7 +62,7 @@ def test_profile_round_trips_and_loads_from_a_file(tmp_path):
     path = tmp_path / "my-pi.json"
     path.write_text(json.dumps(data))
     mine = load_profile(path)
-    assert mine.name == "my-pi" and mine.threads == 3 and mine.lores_size == (320, 240)
+    assert mine.name == "my-pi" and mine.threads == 3 and mine.lores_size == (384, 288)
     assert DeviceProfile.from_dict(mine.to_dict()) == mine
 
 

@@ -74,13 +74,14 @@ class BareModel:
         return out
 
 
-def _letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:
     height, width = frame.shape[:2]
-    gain = min(size / height, size / width)
+    size_h, size_w = size
+    gain = min(size_h / height, size_w / width)
     new_w, new_h = round(width * gain), round(height * gain)
     resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR_EXACT)
-    pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
-    out = np.full((size, size, 3), 114, np.uint8)
+    pad_x, pad_y = (size_w - new_w) / 2, (size_h - new_h) / 2
+    out = np.full((size_h, size_w, 3), 114, np.uint8)
     top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
     out[top : top + new_h, left : left + new_w] = resized
     return out, gain, left, top
@@ -88,15 +89,17 @@ def _letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, 
 
 def bare_top_box(model: BareModel, frame: np.ndarray) -> tuple[np.ndarray, float] | None:
     """The highest-scoring box in frame pixels (xyxy) and its score, or None below the spec's confidence."""
-    size = model.spec["input"]["size"][0]
-    pixels, gain, left, top = _letterbox(frame, size)
+    size_h, size_w = model.spec["input"]["size"]  # (height, width): 4:3 detectors are not square
+    pixels, gain, left, top = _letterbox(frame, (size_h, size_w))
     outputs = model(pixels)
     if model.spec.get("layout") == "yolo_dfl":  # DFL logits [1, 64, N] and scores [1, 1, N]: decode the top anchor
         logits, scores = outputs[model.spec["outputs"]["predictions"]][0], outputs[model.spec["outputs"]["scores"]][0]
         scores = scores.max(axis=0)
         best = int(np.argmax(scores))
         # Anchor centres of the stride 8, 16 and 32 grids, row by row; each side a softmax over 16 bins.
-        grid = [(stride, y, x) for stride in (8, 16, 32) for y in range(size // stride) for x in range(size // stride)]
+        grid = [
+            (stride, y, x) for stride in (8, 16, 32) for y in range(size_h // stride) for x in range(size_w // stride)
+        ]
         stride, gy, gx = grid[best]
         bins = logits[:, best].reshape(4, 16)
         p = np.exp(bins - bins.max(axis=1, keepdims=True))
@@ -108,7 +111,8 @@ def bare_top_box(model: BareModel, frame: np.ndarray) -> tuple[np.ndarray, float
         pred = pred[0]
         scores = pred[4:].max(axis=0)
         best = int(np.argmax(scores))
-        cx, cy, w, h = pred[:4, best] * (size if model.spec["boxes"] == "xywh_normalized" else 1.0)
+        scale = [size_w, size_h, size_w, size_h] if model.spec["boxes"] == "xywh_normalized" else [1.0] * 4
+        cx, cy, w, h = pred[:4, best] * np.asarray(scale)
         x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     if scores[best] < model.spec["thresholds"]["confidence"]:
         return None
