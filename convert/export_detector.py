@@ -104,7 +104,8 @@ def input_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
 def parse_imgsz(text: str) -> tuple[int, int]:
     """``"320"`` → (320, 320); ``"288x384"`` (height x width) → (288, 384)."""
     try:
-        return input_hw([int(v) for v in text.lower().split("x")] if "x" in text.lower() else int(text))
+        sides = [int(v) for v in text.lower().split("x")]
+        return input_hw(sides if len(sides) > 1 else sides[0])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: expected SIDE or HEIGHTxWIDTH, multiples of 32 ({exc})") from None
 
@@ -231,6 +232,8 @@ def decode_yolo(
 def torch_predictor(module, imgsz: int | Sequence[int]):
     import torch
 
+    imgsz = input_hw(imgsz)  # checked once, not per image
+
     def predict(image_rgb: np.ndarray):
         x, transform = letterboxed(image_rgb, imgsz)
         tensor = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
@@ -248,13 +251,14 @@ def tflite_predictor(path: Path, imgsz: int | Sequence[int], output_name: str, s
     from edgeskin.runtime.interpreter import TFLiteModel
 
     model = TFLiteModel.from_file(path, num_threads=2)
+    imgsz = input_hw(imgsz)  # checked once, not per image
 
     def predict(image_rgb: np.ndarray):
         x, transform = letterboxed(image_rgb, imgsz)
         outputs = model.run(x.astype(np.float32))  # quantized with the input tensor's own scale/zero point
         raw = outputs[output_name]
         if scores_name is not None:
-            raw = dfl_to_predictions(raw, outputs[scores_name], input_hw(imgsz))
+            raw = dfl_to_predictions(raw, outputs[scores_name], imgsz)
         return decode_yolo(raw, imgsz, transform)
 
     return predict, model

@@ -67,29 +67,24 @@ def load_detection_model(weights: str | Path):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from convert.export_detector import parse_imgsz
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", required=True)
     parser.add_argument("--dataset", required=True, help="the detector dataset (calibration images)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--imgsz", default="320", help="input SIDE or HEIGHTxWIDTH (multiples of 32)")
+    parser.add_argument("--imgsz", type=parse_imgsz, default="320", help="input SIDE or HEIGHTxWIDTH (multiples of 32)")
     parser.add_argument("--calibration", type=int, default=200)
     parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument("--compare", help="the in-graph-decoding INT8 .tflite to report next to this one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from convert.edgetpu_report import edgetpu_report
-    from convert.export_detector import (
-        convert_tflite,
-        export_onnx,
-        parse_imgsz,
-        representative_images,
-        tflite_predictor,
-    )
+    from convert.export_detector import convert_tflite, export_onnx, representative_images, tflite_predictor
     from edgeskin.core.dfl import detector_output_roles
     from edgeskin.runtime.interpreter import TFLiteModel
     from training.train_detector import apply_offline_settings, evaluate_detector, ph2_validation_items
 
-    args.imgsz = parse_imgsz(args.imgsz)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     apply_offline_settings(out / "yolo_config")
