@@ -107,6 +107,14 @@ def test_shipped_detector_float_weights_are_committed():
     assert path.is_file() and path.is_relative_to(common.CHECKOUT / "training" / "runs")
 
 
+def test_ultralytics_baselines_get_both_sides_of_a_non_square_detector_input():
+    from edgeskin.report.common import ultralytics_imgsz
+
+    assert ultralytics_imgsz((320, 320)) == 320
+    # One side would letterbox a 288x384 model's frames to 288 pixels on their long side.
+    assert ultralytics_imgsz((288, 384)) == [288, 384]
+
+
 def _detector_spec(folder, name: str, layout: str, weights_sha: str):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.tflite").write_bytes(b"model")

@@ -39,6 +39,7 @@ from edgeskin.report.common import (
     model_input_pixels,
     models,
     ph2_validation,
+    ultralytics_imgsz,
 )
 
 OTHER_BACKBONES = {"resnet50": "ResNet50", "efficientnetb0": "EfficientNetB0"}
@@ -315,7 +316,7 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
             d = detector.detect(image)
             preds.append((d.xyxy, d.confidence))
         predictions["int8_tflite"] = preds
-        conf, iou, imgsz = detector.confidence_threshold, detector.iou_threshold, detector.input_size[0]
+        conf, iou, imgsz = detector.confidence_threshold, detector.iou_threshold, ultralytics_imgsz(detector.input_size)
     rows["int8_tflite"] = {
         **detection_report(truth, preds),
         "model": int8_path.name,

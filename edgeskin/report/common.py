@@ -249,6 +249,13 @@ def float_tflite_paths(classifier_int8: Path, detector_int8: Path) -> dict[str, 
     return found
 
 
+def ultralytics_imgsz(input_size: Sequence[int]) -> int | list[int]:
+    """A detector input ``(height, width)`` as ultralytics' ``imgsz``: one side when square, else ``[h, w]``
+    (one side alone would letterbox a 288x384 model's frames to 288 pixels on their long side)."""
+    height, width = (int(v) for v in input_size)
+    return height if height == width else [height, width]
+
+
 def set_offline_ultralytics() -> None:
     """No network for ultralytics (call before importing it), and torchvision's NMS on a CPU-only torch.
 

@@ -37,6 +37,7 @@ from edgeskin.report.common import (
     models,
     ph2_validation,
     require_extra,
+    ultralytics_imgsz,
 )
 
 JOBS = ("pipeline", "classifier-tflite", "classifier-keras", "detector-tflite", "detector-torch")
@@ -204,7 +205,7 @@ def job_detector_torch(threads: int, runs: int, model: str | None = None, images
     inputs = [np.ascontiguousarray(f[..., ::-1]) for f in _ph2_frames(images)]  # ultralytics takes BGR arrays
     thresholds = spec.thresholds
     options = dict(
-        imgsz=spec.input.size[0],
+        imgsz=ultralytics_imgsz(spec.input.size),
         conf=thresholds.get("confidence", 0.25),
         iou=thresholds.get("iou", 0.45),
         device="cpu",

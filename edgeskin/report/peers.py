@@ -43,6 +43,7 @@ from edgeskin.report.common import (
     models,
     ph2_validation,
     set_offline_ultralytics,
+    ultralytics_imgsz,
 )
 
 PEER_MODELS = BENCH_ARTIFACTS / "peers"
@@ -66,10 +67,12 @@ def peer_model(detector: Path, folder: Path = PEER_MODELS) -> Path:
         if same_weights and other.get("layout", "yolo") == "yolo" and candidate.with_suffix(".tflite").is_file():
             return candidate.with_suffix(".tflite")
     weights = provenance.get("weights", "WEIGHTS.pt")
+    height, width = ((spec.get("input") or {}).get("size") or [0, 0])[:2]
+    imgsz = f" --imgsz {height}x{width}" if height and width and height != width else ""
     raise Missing(
         f"{detector.name} ends before the box decoding (layout yolo_dfl), which ultralytics' TFLite backend cannot "
         f"decode, and {folder} holds no export of its weights ({str(sha)[:12]}) with the decoding in the graph: "
-        f"python -m convert.export_detector --weights {weights} --decode graph --out {folder} --models-dir ''"
+        f"python -m convert.export_detector --weights {weights}{imgsz} --decode graph --out {folder} --models-dir ''"
     )
 
 
@@ -103,7 +106,7 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
     bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
     ours = Detector.from_model(path, threads=threads)
     options = dict(
-        imgsz=ours.input_size[0],
+        imgsz=ultralytics_imgsz(ours.input_size),
         conf=ours.confidence_threshold,
         iou=ours.iou_threshold,
         verbose=False,
