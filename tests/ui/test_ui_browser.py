@@ -214,9 +214,10 @@ def _assert_no_lesion(page, name: str) -> None:
     import re
 
     said = re.compile("No lesion found|Unsure: retake")
-    page.get_by_text(said).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    # Visible text only: the model card's text in a collapsed expander may quote the same words.
+    page.get_by_text(said).filter(visible=True).first.wait_for(timeout=RESULT_TIMEOUT_MS)
     card = _card(page, name)
-    assert card.get_by_text(said).first.is_visible()
+    assert card.get_by_text(said).filter(visible=True).first.is_visible()
     assert card.get_by_text(DIAGNOSIS).count() == 0
     assert card.locator('[data-testid="stVegaLiteChart"]').count() == 0
 

@@ -1,11 +1,11 @@
-"""The weight soup's arithmetic (training/soup.py); choosing a mix needs TensorFlow and the data, so it is not here."""
+"""The weight soup's arithmetic (convert/soup.py); choosing a mix needs TensorFlow and the data, so it is not here."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.soup import mix_weights
+from convert.soup import mix_weights
 
 
 def test_floating_arrays_are_mixed_and_the_others_kept():

@@ -2,7 +2,7 @@
 
 Example (run 2's EMA weights and run 3b's raw weights, three mixes)::
 
-    python -m training.soup --models artifacts/classifier2/model.keras artifacts/classifier3b/checkpoint.keras \
+    python -m convert.soup --models artifacts/classifier2/model.keras artifacts/classifier3b/checkpoint.keras \
         --alphas 0.25,0.5,0.75 --run artifacts/classifier3b --out artifacts/classifier-soup
 
 For each ``alpha`` the weights are ``(1 - alpha) * first + alpha * second``, every floating array alike
