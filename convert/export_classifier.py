@@ -34,7 +34,9 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -302,6 +304,48 @@ def export_command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "convert.export_classifier", *kept])
 
 
+@dataclass(frozen=True)
+class RunData:
+    """A training run's data as its ``config.json`` and ``split.json`` give it (what the export and the soup use)."""
+
+    config: dict
+    split: dict
+    data: Any  # the multi-source table (edgeskin.datasets), for the external sets
+    train: Any
+    val: Any
+    frames: Any  # training.classifier_data.CropImages of the run's images (held-out source excluded)
+    train_index: np.ndarray  # rows of ``frames`` of the train / val images, in split order
+    val_index: np.ndarray
+    maker: Any  # training.classifier_data.SampleMaker on ``frames``
+
+
+def load_run(run: Path) -> RunData:
+    """Load ``run``'s data, split and decoded frames.
+
+    Raises:
+        SystemExit: ``split.json`` names images that the data set does not have.
+    """
+    from training.classifier_data import SampleMaker, load_frames
+    from training.train_classifier import load_data
+
+    config = json.loads((run / "config.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    data, rest, _ = load_data(config)
+    train, val = apply_split(rest, split, "train"), apply_split(rest, split, "val")
+    if len(val) != len(split["val"]) or len(train) != len(split["train"]):
+        raise SystemExit(f"{run}/split.json names images that the data set does not have")
+    frames = load_frames(rest, [REPO / d for d in config["data"]["masks"]], config["frame_height"])
+    position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
+    train_index = np.array([position[i] for i in train.image_ids])
+    val_index = np.array([position[i] for i in val.image_ids])
+    return RunData(config, split, data, train, val, frames, train_index, val_index, SampleMaker(frames, config))
+
+
+def tta_views(text: str, size: int) -> tuple[str, ...]:
+    """The ``--tta`` views, identity first, checked for a ``size`` x ``size`` input."""
+    return check_views(["identity", *[v for v in text.split(",") if v and v != "identity"]], (size, size))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(REPO / "artifacts/classifier"), help="training output directory")
@@ -350,24 +394,15 @@ def main(argv=None) -> int:
 
     import keras
 
-    from training.classifier_data import SampleMaker, load_frames, sampling_probabilities
-    from training.train_classifier import load_data
+    from training.classifier_data import sampling_probabilities
 
     started = time.time()
     run = Path(args.run)
-    config = json.loads((run / "config.json").read_text())
-    split = json.loads((run / "split.json").read_text())
+    loaded = load_run(run)
+    config, split, data, train, val = loaded.config, loaded.split, loaded.data, loaded.train, loaded.val
+    frames, train_index, val_index, maker = loaded.frames, loaded.train_index, loaded.val_index, loaded.maker
     size = config["input_size"]
-    data, rest, _ = load_data(config)
-    train, val = apply_split(rest, split, "train"), apply_split(rest, split, "val")
-    if len(val) != len(split["val"]) or len(train) != len(split["train"]):
-        raise SystemExit(f"{run}/split.json names images that the data set does not have")
     val_sources = np.array(val.image_sources)
-    frames = load_frames(rest, [REPO / d for d in config["data"]["masks"]], config["frame_height"])
-    position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
-    train_index = np.array([position[i] for i in train.image_ids])
-    val_index = np.array([position[i] for i in val.image_ids])
-    maker = SampleMaker(frames, config)
     margin = config["crop"]["val_margin"]
     rng = np.random.default_rng(0)
     rep_rows = rng.choice(len(train_index), size=min(args.representative, len(train_index)), replace=False)
@@ -377,7 +412,7 @@ def main(argv=None) -> int:
 
     model = keras.models.load_model(run / args.checkpoint, compile=False)
     deploy = deployable(model)
-    views = check_views(["identity", *[v for v in args.tta.split(",") if v and v != "identity"]], (size, size))
+    views = tta_views(args.tta, size)
     float_view_logits = float_logits_per_view(deploy, x_val, views)
     float_logits = float_view_logits.mean(axis=0)  # as deployed: logits averaged over the views
     float_probs = softmax(float_logits)

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("soup")
 
@@ -70,28 +69,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from convert.export_classifier import classification_metrics, deployable, float_logits_per_view
-    from edgeskin.core.views import check_views
-    from edgeskin.datasets import apply_split
+    from convert.export_classifier import classification_metrics, deployable, float_logits_per_view, load_run, tta_views
     from edgeskin.tasks.classifier import softmax
-    from training.classifier_data import SampleMaker, load_frames
-    from training.train_classifier import load_data
 
     started = time.time()
     run, out = Path(args.run), Path(args.out)
-    config = json.loads((run / "config.json").read_text())
-    split = json.loads((run / "split.json").read_text())
-    _, rest, _ = load_data(config)
-    val = apply_split(rest, split, "val")
-    if len(val) != len(split["val"]):
-        raise SystemExit(f"{run}/split.json names validation images that the data set does not have")
-    frames = load_frames(rest, [REPO / d for d in config["data"]["masks"]], config["frame_height"])
-    position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
-    x_val = SampleMaker(frames, config).validation(
-        np.array([position[i] for i in val.image_ids]), config["crop"]["val_margin"]
-    )
-    size = config["input_size"]
-    views = check_views(["identity", *[v for v in args.tta.split(",") if v and v != "identity"]], (size, size))
+    loaded = load_run(run)
+    val = loaded.val
+    x_val = loaded.maker.validation(loaded.val_index, loaded.config["crop"]["val_margin"])
+    views = tta_views(args.tta, loaded.config["input_size"])
 
     model = keras.models.load_model(args.models[0], compile=False)
     first = [np.asarray(w) for w in model.get_weights()]
