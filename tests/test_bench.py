@@ -76,17 +76,47 @@ def test_device_id_from_a_fake_device_tree(tmp_path: Path, board: str, coral_usb
 def test_device_id_off_arm_boards_names_the_cpu(tmp_path: Path) -> None:
     assert bench.read_device_model(tmp_path / "absent") is None
     assert (
-        bench.device_id("", machine="x86_64", cpu_model="Intel(R) Xeon(R) Processor", coral_usb=False)
+        bench.device_id("", machine="x86_64", cpu_model="Intel(R) Xeon(R) Processor", coral_usb=False, features=())
         == "x86-intel-xeon"
     )
     assert (
-        bench.device_id("", machine="x86_64", cpu_model="AMD Ryzen 7 5800X 8-Core Processor @ 3.8GHz", coral_usb=False)
+        bench.device_id(
+            "", machine="x86_64", cpu_model="AMD Ryzen 7 5800X 8-Core Processor @ 3.8GHz", coral_usb=False, features=()
+        )
         == "x86-amd-ryzen-7-5800x-8-core"
     )
     assert (
-        bench.device_id("", machine="aarch64", cpu_model="ARM CPU part 0xd0b", coral_usb=False)
+        bench.device_id("", machine="aarch64", cpu_model="ARM CPU part 0xd0b", coral_usb=False, features=())
         == "aarch64-arm-part-0xd0b"
     )
+
+
+def test_device_id_names_the_int8_extension_tier(tmp_path: Path) -> None:
+    """Two CPUs that both call themselves "AMD EPYC" but run INT8 models 4x apart get different reference names."""
+    zen2 = tmp_path / "zen2"
+    zen2.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx fma avx2 bmi2\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni avx512_bf16\n"
+    )
+    pi5 = tmp_path / "pi5"
+    pi5.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp\n")
+    assert bench.cpu_features(zen2) == ("avx2",)
+    assert bench.cpu_features(zen4) == ("avx2", "avx512f", "avx512_vnni")
+    assert bench.cpu_features(pi5) == ("asimddp",)
+    assert bench.cpu_features(tmp_path / "absent") == ()
+    ids = [
+        bench.device_id("", machine="x86_64", cpu_model="AMD EPYC", coral_usb=False, features=bench.cpu_features(f))
+        for f in (zen2, zen4)
+    ]
+    assert ids == ["x86-amd-epyc-avx2", "x86-amd-epyc-avx512vnni"]
+    assert bench.device_id(
+        "", machine="aarch64", cpu_model="ARM CPU part 0xd0b", coral_usb=False, features=("asimddp",)
+    ) == ("aarch64-arm-part-0xd0b-dotprod")
+    # A Raspberry Pi keeps its board name: the board fixes the CPU.
+    assert bench.device_id("Raspberry Pi 5 Model B Rev 1.0", coral_usb=False, features=("asimddp",)) == "rpi5"
+    assert bench.int8_isa(["avx2", "avx_vnni"]) == "avxvnni"
+    assert bench.int8_isa([]) is None
 
 
 def test_cpu_model_name_from_x86_and_pi_cpuinfo(tmp_path: Path) -> None:

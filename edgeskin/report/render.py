@@ -196,6 +196,7 @@ def _header_section(results: dict[str, Any]) -> list[str]:
         f"- **Measured**: {results['date']} (UTC), one run of `{settings['command'].strip()}`"
         f"{' (' + str(round(sum(results.get('job_seconds', {}).values()))) + ' s)' if results.get('job_seconds') else ''}.",
         f"- **Machine**: {machine.get('cpu_model')} ({machine.get('machine')}), {machine.get('cores')} cores, "
+        f"{'INT8 extensions ' + (', '.join(machine['cpu_features']) or 'none listed') + ', ' if 'cpu_features' in machine else ''}"
         f"CPU governor {machine.get('governor')}, {machine.get('system')}, Python {machine.get('python')}; "
         f"device id `{results.get('device_id')}`.",
         f"- **Edge runtime**: {machine.get('interpreter', {}).get('package')} {machine.get('interpreter', {}).get('version')}, "
