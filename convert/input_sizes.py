@@ -5,12 +5,12 @@ tensor is resized. Each size is scored on the run's internal validation (the ima
 external checks (reported only): the 675 held-out ISIC 2017 images and the 100 PH2 images, mask-box crops with the
 pipeline's margin, the spec's 4 test-time views, calibration and refer threshold.
 
-    python training/runs/classifier-test-size/measure.py --run DIR --sizes 160 176 192 224 --out results.json
-    python training/runs/classifier-test-size/measure.py --run DIR --sizes 192 --views identity identity,hflip \
-        identity,hflip,vflip,rot180 --out views.json
+    python -m convert.input_sizes --run DIR --sizes 160 176 192 224 --out results.json
+    python -m convert.input_sizes --run DIR --sizes 192 --views identity identity,hflip identity,hflip,vflip,rot180 \
+        --out views.json
 
-``DIR`` holds the shipped run's ``config.json`` (``../classifier-continued/config.json``) and ``split.json``
-(``../classifier/split.json``).
+``DIR`` holds the shipped run's ``config.json`` (``training/runs/classifier-continued/config.json``) and
+``split.json`` (``training/runs/classifier/split.json``). The record is ``training/runs/classifier-test-size/``.
 """
 
 from __future__ import annotations
@@ -18,19 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO))
-
-from convert.export_classifier import classification_metrics, external_sets, load_run, per_source  # noqa: E402
-from edgeskin.core.crop import crop_with_margin  # noqa: E402
-from edgeskin.models import default_classifier_path  # noqa: E402
-from edgeskin.runtime.interpreter import TFLiteModel  # noqa: E402
-from edgeskin.tasks.classifier import Classifier  # noqa: E402
+from convert.export_classifier import REPO, classification_metrics, external_sets, load_run, per_source
+from edgeskin.core.crop import crop_with_margin
+from edgeskin.models import default_classifier_path
+from edgeskin.runtime.interpreter import TFLiteModel
+from edgeskin.tasks.classifier import Classifier
 
 
 def classifier_at(base: Classifier, size: int, tta: tuple[str, ...]) -> Classifier:
