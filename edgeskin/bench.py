@@ -55,6 +55,7 @@ __all__ = [
     "synthetic_frame",
     "run_quick_suite",
     "profile_estimate",
+    "views_accuracy",
     "format_table",
     "format_profile_estimate",
     "validate_result",
@@ -623,6 +624,7 @@ def run_quick_suite(
         }
         delegate_used = pipeline.classifier.model.delegate
         views = len(pipeline.classifier.views)
+        accuracy = views_accuracy(pipeline.classifier.spec)
     finally:
         pipeline.close()
 
@@ -689,6 +691,7 @@ def run_quick_suite(
                     view_ms=percentiles(extra_samples["view"])["p50"],
                     batch_ms={int(k[5:]): percentiles(v)["p50"] for k, v in extra_samples.items() if k != "view"},
                     threads=threads,
+                    accuracy=accuracy,
                 )
             }
             if profile is not None
@@ -738,8 +741,13 @@ def profile_estimate(
     view_ms: float,
     batch_ms: Mapping[int, float],
     threads: int,
+    accuracy: Mapping[int, float] | None = None,
 ) -> dict[str, Any]:
     """The expected frame time on a profile's device with 1, 2, 4 ... classifier views.
+
+    ``accuracy`` maps a number of views to the classifier's internal 7-dx balanced accuracy with that many views,
+    as its spec records it (:func:`views_accuracy`); the rows carry it, so the price of fewer views shows beside
+    the time they save.
 
     Built from what was measured here, nothing else: the frame time with ``v`` views is the measured
     end-to-end p50 minus the classifier invokes it made plus a bare invoke of ``lesions x v`` views in one batch
@@ -769,6 +777,7 @@ def profile_estimate(
             "classifier_invoke_ms": round(classifier_ms, 3),
             "classifier_source": source,
             "frame_ms_here": round(here, 3),
+            "internal_balanced_accuracy_7dx": (accuracy or {}).get(v),
         }
         if slowdown is not None:
             row["frame_ms_device"] = [round(here * low, 1), round(here * high, 1)]
@@ -914,6 +923,18 @@ def format_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def views_accuracy(spec: Any) -> dict[int, float]:
+    """``{views: internal 7-dx balanced accuracy}`` that a classifier's spec records: one view and the spec's own
+    test-time views, both INT8 and uncalibrated as the export measured them (empty when the spec has neither)."""
+    metrics = getattr(spec, "metrics", None) or {}
+    out = {}
+    for views, key in ((1, "int8_single_view_uncalibrated"), (max(1, len(spec.tta or ())), "int8_uncalibrated")):
+        value = ((metrics.get(key) or {}).get("dx") or {}).get("balanced_accuracy")
+        if isinstance(value, (int, float)):
+            out[views] = float(value)
+    return out
+
+
 def format_profile_estimate(estimate: Mapping[str, Any]) -> list[str]:
     """The lines of a :func:`profile_estimate` (what ``edgeskin bench --profile NAME`` adds to the table)."""
     slowdown = estimate.get("slowdown_vs_x86")
@@ -924,18 +945,29 @@ def format_profile_estimate(estimate: Mapping[str, Any]) -> list[str]:
         f"everything but the classifier {estimate['outside_classifier_ms']:.2f} ms, "
         f"{estimate['lesions_per_frame']:g} lesion(s) per frame",
     ]
+    accuracy = any(row.get("internal_balanced_accuracy_7dx") is not None for row in estimate["rows"])
     header = f"  {'views':>5}{'classifier ms':>15}{'frame ms here':>15}"
     if slowdown:
         header += f"{'frame ms on device':>22}   budget {estimate['latency_budget_ms']:g} ms"
+    if accuracy:
+        header += f"{'7-dx BACC':>12}"
     lines.append(header)
     for row in estimate["rows"]:
         mark = "*" if row["views"] == estimate["views_in_use"] else " "
         line = f"  {row['views']:>4}{mark}{row['classifier_invoke_ms']:>15.2f}{row['frame_ms_here']:>15.2f}"
         if slowdown:
             low, high = row["frame_ms_device"]
-            line += f"{f'{low:.0f}-{high:.0f}':>22}   {'within' if row['within_budget'] else 'OVER'}"
+            line += f"{f'{low:.0f}-{high:.0f}':>22}   {'within' if row['within_budget'] else 'OVER  '}"
+        if accuracy:
+            value = row.get("internal_balanced_accuracy_7dx")
+            line += f"{'n/a' if value is None else f'{value:.3f}':>12}"
         lines.append(f"{line}   ({row['classifier_source']})")
     lines.append("  * the views this profile uses (its frame time is the end-to-end p50 measured here)")
+    if accuracy:
+        lines.append(
+            "  7-dx BACC: the classifier's internal validation, INT8 uncalibrated, as its spec records it "
+            "(n/a: not measured with that many views)"
+        )
     if slowdown:
         lines.append(
             f"  device = here x {slowdown[0]:g}-{slowdown[1]:g}: {estimate.get('slowdown_source') or 'an assumed factor'}"

@@ -48,6 +48,41 @@ def test_without_a_batch_measure_the_views_multiply_the_one_view_invoke() -> Non
     assert "one-view invoke" in row["classifier_source"]
 
 
+def test_the_rows_carry_the_accuracy_the_spec_records_for_that_many_views() -> None:
+    estimate = _estimate("rpi4", accuracy={1: 0.707, 4: 0.732})
+    rows = {row["views"]: row for row in estimate["rows"]}
+    assert rows[1]["internal_balanced_accuracy_7dx"] == 0.707
+    assert rows[4]["internal_balanced_accuracy_7dx"] == 0.732
+    assert rows[2]["internal_balanced_accuracy_7dx"] is None
+    lines = bench.format_profile_estimate(estimate)
+    assert "7-dx BACC" in lines[2]
+    by_views = {line.split()[0].rstrip("*"): line for line in lines[3:6]}
+    assert "0.707" in by_views["1"] and "n/a" in by_views["2"] and "0.732" in by_views["4"]
+    # Without recorded figures the column is left out.
+    assert "BACC" not in "\n".join(bench.format_profile_estimate(_estimate("rpi4")))
+
+
+def test_views_accuracy_reads_one_view_and_the_specs_own_views() -> None:
+    from types import SimpleNamespace
+
+    metrics = {
+        "int8_single_view_uncalibrated": {"dx": {"balanced_accuracy": 0.7}},
+        "int8_uncalibrated": {"dx": {"balanced_accuracy": 0.73}},
+    }
+    assert bench.views_accuracy(SimpleNamespace(metrics=metrics, tta=("identity", "hflip"))) == {1: 0.7, 2: 0.73}
+    assert bench.views_accuracy(SimpleNamespace(metrics={}, tta=())) == {}
+    try:
+        from edgeskin.models import default_classifier_path
+        from edgeskin.runtime.spec import load_spec
+
+        spec = load_spec(default_classifier_path().with_suffix(".json"))
+    except Exception as exc:  # noqa: BLE001 - no shipped models in this checkout
+        pytest.skip(f"no shipped classifier ({exc})")
+    recorded = bench.views_accuracy(spec)
+    assert set(recorded) == {1, len(spec.tta)}
+    assert recorded[len(spec.tta)] == spec.metrics["int8_uncalibrated"]["dx"]["balanced_accuracy"]
+
+
 def test_a_profile_without_a_factor_gets_only_this_machines_figures() -> None:
     estimate = _estimate("rpi5-coral-usb")
     assert estimate["slowdown_vs_x86"] is None
@@ -68,7 +103,7 @@ def test_bench_profile_on_the_shipped_models_prints_the_budget(tmp_path: Path, c
     code = main(["bench", "--profile", "rpi4", "--runs", "3", "--warmup", "1", "--threads", "1", "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "expected per-frame time on rpi4" in printed and "budget 350 ms" in printed
+    assert "expected per-frame time on rpi4" in printed and "budget 350 ms" in printed and "7-dx BACC" in printed
     result = json.loads(out.read_text())
     assert bench.validate_result(result) == []
     estimate = result["profile_estimate"]
