@@ -1,5 +1,8 @@
 """Pack the HAM10000 training data small enough to travel to a remote GPU machine.
 
+Out of date: this packs HAM10000 alone, for the earlier HAM10000-only recipe; the multi-source classifier
+(HAM10000 + ISIC 2017, mask boxes) needs a pack of its own (see README, "Training and conversion").
+
 Example::
 
     python -m training.pack_for_gpu --split training/runs/classifier-ham7/split.json --out .gpu/ham
