@@ -286,6 +286,49 @@ def external_sets(config: dict, split: dict, data, ph2_dir: Path, margin: float)
     return out
 
 
+def calibrate_and_triage(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    model_path: Path,
+    output: str,
+    described: str,
+    min_sensitivity: float,
+    margin: float,
+) -> tuple[dict, dict, dict]:
+    """Calibration and the refer threshold fitted on the internal validation's INT8 ``logits`` (all sources);
+    ``(calibration, triage, per-source calibrated metrics)``. ``described`` says what the logits are."""
+    from convert.refit_calibration import logits_step
+
+    calibration, calibrated = fit_calibration(logits, labels, logits_step(model_path, output))
+    calibration["fitted_on"] = (
+        f"internal validation ({len(labels)} images of {', '.join(sorted(set(sources.tolist())))}), {described}"
+    )
+    malignant = malignant_index(DX8_CLASSES)
+    triage = transfer_triage(
+        calibrated[:, malignant].sum(1), np.isin(labels, malignant), sources, min_sensitivity, margin
+    )
+    log.info("calibration: %s; triage: %s", {k: v for k, v in calibration.items() if k != "top_label"}, triage)
+    return calibration, triage, per_source(labels, calibrated, sources, triage["malignant_threshold"])
+
+
+def external_checks(
+    model_path: Path, spec: ModelSpec, sets: dict[str, tuple], views, calibration: dict, threshold: float, margin: float
+) -> dict[str, dict]:
+    """The external sets (:func:`external_sets`) through the INT8 model as deployed: views averaged, calibrated."""
+    external = {}
+    for source, (crops, labels) in sets.items():
+        view_logits, _ = run_int8(model_path, spec, crops, views)
+        probs = calibrated_probabilities(view_logits.mean(axis=0), calibration["temperature"], calibration["top_label"])
+        external[source] = {
+            **classification_metrics(labels, probs, threshold),
+            "ece": round(expected_calibration_error(probs, labels), 5),
+            "crop": f"expert mask box, margin {margin}",
+        }
+        log.info("external %s: %s", source, external[source])
+    return external
+
+
 def export_command(argv: list[str]) -> str:
     """The command line of this export, quoted, without the free text of --note and --train-command."""
     import shlex
@@ -317,6 +360,11 @@ class RunData:
     train_index: np.ndarray  # rows of ``frames`` of the train / val images, in split order
     val_index: np.ndarray
     maker: Any  # training.classifier_data.SampleMaker on ``frames``
+
+    def val_crops(self) -> list[np.ndarray]:
+        """The internal validation images as the pipeline crops them: each expert-mask box with ``val_margin``."""
+        margin = self.config["crop"]["val_margin"]
+        return [crop_with_margin(self.frames.frames[i], self.frames.boxes[i], margin)[0] for i in self.val_index]
 
 
 def load_run(run: Path) -> RunData:
@@ -400,7 +448,7 @@ def main(argv=None) -> int:
     run = Path(args.run)
     loaded = load_run(run)
     config, split, data, train, val = loaded.config, loaded.split, loaded.data, loaded.train, loaded.val
-    frames, train_index, val_index, maker = loaded.frames, loaded.train_index, loaded.val_index, loaded.maker
+    train_index, val_index, maker = loaded.train_index, loaded.val_index, loaded.maker
     size = config["input_size"]
     val_sources = np.array(val.image_sources)
     margin = config["crop"]["val_margin"]
@@ -408,7 +456,7 @@ def main(argv=None) -> int:
     rep_rows = rng.choice(len(train_index), size=min(args.representative, len(train_index)), replace=False)
     x_rep = maker.validation(train_index[rep_rows], margin)
     x_val = maker.validation(val_index, margin)
-    raw_val = [crop_with_margin(frames.frames[i], frames.boxes[i], margin)[0] for i in val_index]
+    raw_val = loaded.val_crops()
 
     model = keras.models.load_model(run / args.checkpoint, compile=False)
     deploy = deployable(model)
@@ -518,33 +566,17 @@ def main(argv=None) -> int:
     log.info("int8 vs float: %s", agreement)
 
     # Calibration and triage on the internal validation INT8 logits (all sources).
-    from convert.refit_calibration import logits_step
-
-    calibration, calibrated = fit_calibration(int8_logits, val.labels, logits_step(model_path, "logits"))
-    calibration["fitted_on"] = (
-        f"internal validation ({len(val)} images of {', '.join(sorted(set(val_sources.tolist())))}), "
-        f"INT8 logits averaged over the views {list(views)}"
-    )
-    malignant = malignant_index(DX8_CLASSES)
-    triage = transfer_triage(
-        calibrated[:, malignant].sum(1), np.isin(val.labels, malignant), val_sources, args.min_sensitivity, args.margin
-    )
+    calibration, triage, internal = calibrate_and_triage(
+        int8_logits, val.labels, val_sources, model_path, "logits",
+        f"INT8 logits averaged over the views {list(views)}", args.min_sensitivity, args.margin,
+    )  # fmt: skip
     threshold = triage["malignant_threshold"]
-    log.info("calibration: %s; triage: %s", {k: v for k, v in calibration.items() if k != "top_label"}, triage)
-    internal = per_source(val.labels, calibrated, val_sources, threshold)
 
     # External checks: after the choice and the calibration, with the shipped model as deployed.
-    external: dict[str, dict] = {}
-    spec_for_runs = ModelSpec.from_dict(base_spec)
-    for source, (crops, labels) in external_sets(config, split, data, Path(args.ph2), margin).items():
-        view_logits, _ = run_int8(model_path, spec_for_runs, crops, views)
-        probs = calibrated_probabilities(view_logits.mean(axis=0), calibration["temperature"], calibration["top_label"])
-        external[source] = {
-            **classification_metrics(labels, probs, threshold),
-            "ece": round(expected_calibration_error(probs, labels), 5),
-            "crop": f"expert mask box, margin {margin}",
-        }
-        log.info("external %s: %s", source, external[source])
+    external = external_checks(
+        model_path, ModelSpec.from_dict(base_spec), external_sets(config, split, data, Path(args.ph2), margin),
+        views, calibration, threshold, margin,
+    )  # fmt: skip
     qat = None
     if "qat" in comparison:
         qat = {"epochs": args.qat_epochs, "file": candidates["qat"]["file"], **comparison["qat"]}

@@ -25,7 +25,6 @@ import numpy as np
 from convert.export_classifier import REPO, classification_metrics, external_sets, load_run, per_source
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.models import default_classifier_path
-from edgeskin.runtime.interpreter import TFLiteModel
 from edgeskin.tasks.classifier import Classifier
 
 
@@ -33,15 +32,7 @@ def classifier_at(base: Classifier, size: int, tta: tuple[str, ...]) -> Classifi
     """``base`` with its input resized to ``size`` x ``size`` (a batch of one image's views) and ``tta`` views."""
     if (size, size) == tuple(base.spec.input.size):
         return Classifier(base.model, base.spec, tta=tta)
-    views = len(tta)
-    model = TFLiteModel.from_file(base.model.path, num_threads=2)
-    interpreter = model.interpreter
-    interpreter.resize_tensor_input(model.input.index, [views, size, size, 3], strict=False)
-    interpreter.allocate_tensors()
-    shapes = {int(d["index"]): tuple(int(v) for v in d["shape"]) for d in interpreter.get_output_details()}
-    model._runner = None  # run on the resized graph tensors, not through the signature
-    model.inputs = (dataclasses.replace(model.input, shape=(views, size, size, 3)),)
-    model.outputs = tuple(dataclasses.replace(o, shape=shapes[o.index]) for o in model.outputs)
+    model = base.model.with_input_shape((len(tta), size, size, 3))
     spec = dataclasses.replace(base.spec, input=dataclasses.replace(base.spec.input, size=(size, size)))
     return Classifier(model, spec, tta=tta)
 

@@ -13,8 +13,9 @@ What it does:
 4. **Calibration and triage.** Both are refit on the internal validation, as the export does. Then the
    external checks (the ISIC 2017 held-out third, PH2) are measured, after every choice.
 
-The float baseline cannot be rebuilt from an INT8 file, so the refit model's spec keeps no float metrics. It
-keeps the previous head's figures under ``metrics.head_refit.previous``.
+The float baseline cannot be rebuilt from an INT8 file, so the refit model's spec keeps no float metrics; the
+previous head's calibrated and external figures are under ``metrics.head_refit.previous`` (its float comparison
+stays in the previous spec).
 
     python -m convert.refit_head --run RUN --out DIR [--samples 4] [--c 0.003 0.01 0.03 0.1 0.3]
 
@@ -35,32 +36,19 @@ import numpy as np
 
 from convert.export_classifier import (
     REPO,
+    calibrate_and_triage,
     classification_metrics,
+    external_checks,
     external_sets,
     load_run,
-    per_source,
     run_int8,
-    transfer_triage,
 )
-from edgeskin.calibration import calibrated_probabilities, expected_calibration_error, fit_calibration
-from edgeskin.core.crop import crop_with_margin
-from edgeskin.labels import DX8_CLASSES, malignant_index
+from edgeskin.labels import DX8_CLASSES
 from edgeskin.runtime.interpreter import TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, sha256_file
 from edgeskin.tasks.classifier import Classifier, softmax
 
 log = logging.getLogger("refit_head")
-
-# The export's figures that describe the float model and the quantization: kept, as the previous head's.
-PREVIOUS_EXPORT_KEYS = (
-    "float",
-    "int8_uncalibrated",
-    "int8_vs_float",
-    "float_single_view",
-    "int8_single_view_uncalibrated",
-    "qat",
-    "quantization",
-)
 
 
 def pooled_features(classifier: Classifier, images, quantization: tuple[float, int] | None = None) -> np.ndarray:
@@ -217,7 +205,7 @@ def main(argv=None) -> int:
     y_train = run.train.labels[rows]
     sources = np.asarray(run.train.image_sources)[rows]
     log.info("training features %s in %.0f s", x_train.shape, time.time() - started)
-    val_images = [crop_with_margin(run.frames.frames[i], run.frames.boxes[i], margin)[0] for i in run.val_index]
+    val_images = run.val_crops()
     x_val = pooled_features(base, val_images)
     val_sources = np.asarray(run.val.image_sources)
 
@@ -258,36 +246,15 @@ def main(argv=None) -> int:
     log.info("INT8 head vs its float head on the validation: top-1 agreement %.4f", agreement)
 
     # 4. Calibration and triage on the internal validation; then the external checks.
-    from convert.refit_calibration import logits_step
-
-    calibration, calibrated = fit_calibration(
-        int8_logits, run.val.labels, logits_step(model_path, spec.outputs["probabilities"])
-    )
-    calibration["fitted_on"] = (
-        f"internal validation ({len(val_images)} images of {', '.join(sorted(set(val_sources.tolist())))}), "
-        f"INT8 logits of the refit head averaged over the views {list(spec.tta)}"
-    )
-    malignant = malignant_index(DX8_CLASSES)
-    triage = transfer_triage(
-        calibrated[:, malignant].sum(1),
-        np.isin(run.val.labels, malignant),
-        val_sources,
-        args.min_sensitivity,
-        args.margin,
-    )
-    threshold = triage["malignant_threshold"]
-    internal = per_source(run.val.labels, calibrated, val_sources, threshold)
-    external = {}
-    for name, (crops, labels) in external_sets(config, run.split, run.data, args.ph2, margin).items():
-        probs = calibrated_probabilities(
-            views_logits(model_path, new_spec, crops), calibration["temperature"], calibration["top_label"]
-        )
-        external[name] = {
-            **classification_metrics(np.asarray(labels), probs, threshold),
-            "ece": round(expected_calibration_error(probs, np.asarray(labels)), 5),
-            "crop": f"expert mask box, margin {margin}",
-        }
-        log.info("external %s: %s", name, external[name]["melanoma"])
+    calibration, triage, internal = calibrate_and_triage(
+        int8_logits, run.val.labels, val_sources, model_path, spec.outputs["probabilities"],
+        f"INT8 logits of the refit head averaged over the views {list(spec.tta)}", args.min_sensitivity, args.margin,
+    )  # fmt: skip
+    external = external_checks(
+        model_path, ModelSpec.from_dict({**new_spec, "calibration": {}}),
+        external_sets(config, run.split, run.data, args.ph2, margin), tuple(spec.tta) or ("identity",),
+        calibration, triage["malignant_threshold"], margin,
+    )  # fmt: skip
     old_metrics = spec_data.get("metrics", {})
     metrics = {
         key: old_metrics[key]
@@ -315,8 +282,6 @@ def main(argv=None) -> int:
                     "int8_calibrated": old_metrics.get("int8_calibrated"),
                     "external": old_metrics.get("external"),
                     "triage": spec_data.get("triage"),
-                    # the export's float-against-INT8 figures: the backbone with the previous head
-                    "export": {key: old_metrics.get(key) for key in PREVIOUS_EXPORT_KEYS},
                 },
             },
             "int8_invoke_ms_median_2_threads": old_metrics.get("int8_invoke_ms_median_2_threads"),

@@ -744,24 +744,50 @@ class TFLiteModel:
             raise ModelError(f"{name}: batching needs a single-input model, this one has {len(self.inputs)} inputs")
         if self.delegate == "edgetpu":
             raise ModelError(f"{name}: Edge TPU models are compiled with fixed tensor shapes (batch {self.batch_size})")
+        sibling = self._resized(
+            (batch, *self.input.shape[1:]), f"its input batch dimension cannot be resized to {batch}"
+        )
+        for out, mine in zip(sibling.outputs, self.outputs, strict=True):
+            expected = (batch, *mine.shape[1:])
+            if out.shape != expected:
+                sibling.close()
+                raise ModelError(
+                    f"{name}: output '{out.name}' has shape {list(out.shape)} for an input batch of {batch} "
+                    f"(expected {list(expected)}): the graph fixes its batch dimension"
+                )
+        if len(self._batched) >= self.MAX_BATCHED:
+            self._batched.pop(next(iter(self._batched))).close()
+        self._batched[batch] = sibling
+        logger.debug("%s: opened a batch-%d interpreter", name, batch)
+        return sibling
+
+    def with_input_shape(self, shape: Sequence[int]) -> TFLiteModel:
+        """A second interpreter of the same file whose (single) input has ``shape``, e.g. another square size for
+        a classifier that ends in global average pooling; the outputs take the shapes the graph gives them.
+
+        Unlike :meth:`batched` it is not cached: the caller closes it.
+
+        Raises:
+            ModelError: the model was not opened from a file, has several inputs, runs on the Edge TPU, or its
+                graph cannot take that shape.
+        """
+        name = self.path.name if self.path is not None else "the model"
+        if self.path is None or len(self.inputs) != 1 or self.delegate == "edgetpu":
+            raise ModelError(f"{name}: only a single-input CPU model opened from a file can take another input shape")
+        return self._resized(tuple(int(v) for v in shape), f"its input cannot be resized to {list(shape)}")
+
+    def _resized(self, shape: tuple[int, ...], failure: str) -> TFLiteModel:
+        """A sibling on the graph tensors (no signature runner) with the input resized to ``shape``; ModelError
+        ``failure`` when the graph refuses it."""
         interpreter, _ = _open_interpreter(self.path, num_threads=self.num_threads, delegate=self.delegate)
         info = self.input
         try:
-            interpreter.resize_tensor_input(info.index, [batch, *info.shape[1:]], strict=False)
+            interpreter.resize_tensor_input(info.index, list(shape), strict=False)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())
-            raise ModelError(f"{name}: its input batch dimension cannot be resized to {batch} ({detail})") from exc
+            raise ModelError(f"{self.path.name}: {failure} ({detail})") from exc
         shapes = {int(d["index"]): tuple(int(v) for v in d["shape"]) for d in interpreter.get_output_details()}
-        outputs = []
-        for out in self.outputs:
-            shape = shapes.get(out.index, ())
-            if shape != (batch, *out.shape[1:]):
-                raise ModelError(
-                    f"{name}: output '{out.name}' has shape {list(shape)} for an input batch of {batch} "
-                    f"(expected {[batch, *out.shape[1:]]}): the graph fixes its batch dimension"
-                )
-            outputs.append(dataclasses.replace(out, shape=shape))
         sibling = TFLiteModel.__new__(TFLiteModel)
         sibling.__dict__.update(
             _interpreter=interpreter,
@@ -773,13 +799,9 @@ class TFLiteModel:
             _pending={},
             _batched={},
             signature_key=self.signature_key,
-            inputs=(dataclasses.replace(info, shape=(batch, *info.shape[1:])),),
-            outputs=tuple(outputs),
+            inputs=(dataclasses.replace(info, shape=tuple(shape)),),
+            outputs=tuple(dataclasses.replace(out, shape=shapes.get(out.index, ())) for out in self.outputs),
         )
-        if len(self._batched) >= self.MAX_BATCHED:
-            self._batched.pop(next(iter(self._batched))).close()
-        self._batched[batch] = sibling
-        logger.debug("%s: opened a batch-%d interpreter", name, batch)
         return sibling
 
     def run_filled(self, fill: Callable[[np.ndarray], object], outputs: Sequence[str]) -> dict[str, np.ndarray]:

@@ -89,6 +89,27 @@ def test_a_batched_sibling_is_opened_once_per_size_and_closed_with_its_model(shi
     assert not model._batched
 
 
+def test_another_input_shape_runs_the_same_weights_at_that_size(shipped_classifier_path: Path) -> None:
+    """with_input_shape: the pooled classifier at a larger square input; its feature grid grows, its logits do not."""
+    model = TFLiteModel.from_file(shipped_classifier_path, num_threads=1)
+    height = model.input.shape[1]
+    bigger = model.with_input_shape((2, height + 32, height + 32, 3))
+    try:
+        assert bigger.input.shape == (2, height + 32, height + 32, 3)
+        logits, features = bigger.output("logits"), bigger.output("features")
+        assert logits.shape == (2, model.output("logits").shape[1])
+        assert features.shape[0] == 2 and features.shape[1] == model.output("features").shape[1] + 1
+        x = np.random.default_rng(0).integers(0, 256, bigger.input.shape).astype(np.float32)
+        out = bigger.run(x)
+        assert out["logits"].shape == logits.shape and not np.array_equal(out["logits"][0], out["logits"][1])
+        assert not model._batched  # not cached: the caller closes it
+    finally:
+        bigger.close()
+        model.close()
+    with pytest.raises(ModelError, match="cannot be resized"):
+        TFLiteModel.from_file(shipped_classifier_path, num_threads=1).with_input_shape((1, 7))
+
+
 # -- the classifier ------------------------------------------------------------------------------------
 
 
