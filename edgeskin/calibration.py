@@ -7,6 +7,8 @@ the spec has one; ``Lesion.refer`` uses the threshold).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -150,6 +152,10 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict, full_lead: float =
     probs = np.asarray(probabilities, np.float64)
     single = probs.ndim == 1
     probs = np.atleast_2d(probs)
+    if len(probs) == 1:  # one image (the runtime's case): the same arithmetic on scalars, a fraction of the calls
+        row = _top_label_row(probs[0], mapping, full_lead)
+        if row is not None:
+            return row if single else row[np.newaxis]
     top = probs.argmax(axis=1)
     rows = np.arange(len(probs))
     confidence = probs[rows, top]
@@ -176,6 +182,30 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict, full_lead: float =
         out = np.where(weight >= 1.0, out, (1.0 - weight) * probs + weight * out)
     out[tied] = probs[tied]
     return out[0] if single else out
+
+
+def _top_label_row(probs: np.ndarray, mapping: dict, full_lead: float) -> np.ndarray | None:
+    """:func:`apply_top_label` of one (n_classes,) float64 row, operation for operation on Python floats (IEEE
+    doubles, as numpy's float64), so the result is bit-identical; None for a row that is not finite."""
+    top = int(probs.argmax())
+    confidence = float(probs[top])
+    others = probs.copy()
+    others[top] = 0.0
+    rest, runner_up = float(others.sum()), float(others.max())
+    if not (math.isfinite(confidence) and math.isfinite(rest)):
+        return None
+    if confidence <= runner_up:  # tied: left as it is
+        return probs.copy()
+    mapped = float(np.interp(confidence, mapping["x"], mapping["y"]))
+    floor = runner_up / (rest + runner_up) if rest > 0 else 0.0
+    mapped = min(max(max(mapped, 0.5 * (floor + confidence)), 0.0), 1.0)
+    out = others * ((1.0 - mapped) / rest if rest > 0 else 0.0)
+    out[top] = mapped if rest > 0 else 1.0
+    if full_lead > 0:
+        weight = min(max((confidence - runner_up) / full_lead, 0.0), 1.0)
+        if weight < 1.0:
+            out = (1.0 - weight) * probs + weight * out
+    return out
 
 
 def check_top_label(mapping: object) -> None:

@@ -75,11 +75,11 @@ def clip_boxes(xyxy: ArrayLike, image_size: tuple[int, int]) -> np.ndarray:
     Returns:
         A new float32 array of the same shape.
     """
-    b = _as_boxes(xyxy, "xyxy").copy()
+    b = _as_boxes(xyxy, "xyxy")
     width, height = image_size
-    np.clip(b[..., 0::2], 0, width, out=b[..., 0::2])
-    np.clip(b[..., 1::2], 0, height, out=b[..., 1::2])
-    return b
+    # min(max(b, 0), size), which is what np.clip computes, in two ufunc calls on the whole array.
+    b = np.maximum(b, np.float32(0))
+    return np.minimum(b, np.array([width, height, width, height], np.float32), out=b)
 
 
 def box_area(xyxy: ArrayLike) -> np.ndarray:
@@ -97,18 +97,22 @@ def box_area(xyxy: ArrayLike) -> np.ndarray:
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU in float64 (used by NMS so that thresholds compare exactly)."""
+    """Pairwise IoU in float64 (used by NMS so that thresholds compare exactly).
+
+    Written with in-place ufuncs (no ``clip``/``prod``/``where`` wrappers): NMS calls it per frame on a handful
+    of boxes, where numpy's per-call overhead is the whole cost.
+    """
     a = a.astype(np.float64, copy=False)
     b = b.astype(np.float64, copy=False)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0, None)
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh -= np.maximum(a[:, None, :2], b[None, :, :2])
+    np.maximum(wh, 0.0, out=wh)
     inter = wh[..., 0] * wh[..., 1]
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+    size_a = np.maximum(a[:, 2:] - a[:, :2], 0.0)
+    size_b = np.maximum(b[:, 2:] - b[:, :2], 0.0)
+    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :]
+    union -= inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -137,6 +141,11 @@ def pair_iou(a: ArrayLike | None, b: ArrayLike | None) -> float:
     return float(
         box_iou(np.reshape(np.asarray(a, np.float32), (1, 4)), np.reshape(np.asarray(b, np.float32), (1, 4)))[0, 0]
     )
+
+
+# A detector's few candidates per frame (at most this many box pairs to compare) go through plain Python floats:
+# numpy's per-call overhead would be most of the cost there.
+_NMS_SCALAR_PAIRS = 512
 
 
 def nms(
@@ -187,6 +196,8 @@ def nms(
     limit = len(order) if max_det is None else max_det
     boxes64 = boxes.astype(np.float64)
     keep: list[int] = []
+    if len(order) * min(len(order), limit) <= _NMS_SCALAR_PAIRS:
+        return _nms_scalar(boxes64[order].tolist(), order, iou_threshold, limit, classes)
     while order.size and len(keep) < limit:
         best, rest = order[0], order[1:]
         keep.append(int(best))
@@ -197,6 +208,32 @@ def nms(
             overlap &= classes[rest] == classes[best]
         order = rest[~overlap]
     return np.asarray(keep, dtype=np.int64)
+
+
+def _nms_scalar(
+    ranked: list[list[float]], order: np.ndarray, iou_threshold: float, limit: int, classes: np.ndarray | None
+) -> np.ndarray:
+    """:func:`nms`'s greedy rule on Python floats (IEEE doubles: the IoUs of :func:`_iou_matrix` to the bit).
+
+    ``ranked`` holds the float64 boxes in visiting order, ``order`` their indices.
+    """
+    ranked_classes = None if classes is None else classes[order].tolist()
+    kept: list[int] = []  # positions in ranked
+    for i, (x0, y0, x1, y1) in enumerate(ranked):
+        area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+        for j in kept:
+            if ranked_classes is not None and ranked_classes[j] != ranked_classes[i]:
+                continue
+            k0, k1, k2, k3 = ranked[j]
+            inter = max(min(k2, x1) - max(k0, x0), 0.0) * max(min(k3, y1) - max(k1, y0), 0.0)
+            union = max(k2 - k0, 0.0) * max(k3 - k1, 0.0) + area - inter
+            if union > 0 and inter / union > iou_threshold:
+                break
+        else:
+            kept.append(i)
+            if len(kept) >= limit:
+                break
+    return order[kept].astype(np.int64)
 
 
 def mask_to_box(mask: ArrayLike) -> np.ndarray | None:

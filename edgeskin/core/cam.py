@@ -58,16 +58,20 @@ def class_activation_map(
     # axis runs in the same order on every platform; a matrix product would go through BLAS, whose
     # x86 and ARM kernels sum in different orders (different last bits, issue 13).
     column = kernel[:, int(class_index)].astype(np.float64)
-    cam = np.add.reduce(fmap.astype(np.float64) * column, axis=-1)
+    cam = np.add.reduce(np.multiply(fmap, column, dtype=np.float64), axis=-1)  # widened in the product's loop
     if bias is not None:
         bias_arr = np.asarray(bias, dtype=np.float32).reshape(-1)
         if bias_arr.shape != (num_classes,):
             raise ValueError(f"bias: expected shape ({num_classes},), got {bias_arr.shape}")
         cam = cam + float(bias_arr[int(class_index)])
-    cam = np.maximum(cam, 0.0)
+    np.maximum(cam, 0.0, out=cam)
     if normalize:
-        low, high = float(cam.min()), float(cam.max())
-        cam = (cam - low) / (high - low) if high > low else np.zeros_like(cam)
+        low, high = float(np.minimum.reduce(cam, axis=None)), float(np.maximum.reduce(cam, axis=None))
+        if high > low:
+            cam -= low
+            cam /= high - low
+        else:
+            cam[...] = 0.0
     return cam.astype(np.float32)
 
 

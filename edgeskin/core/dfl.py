@@ -55,13 +55,22 @@ def dfl_distances(logits: np.ndarray, reg_max: int = 16) -> np.ndarray:
     if logits.ndim != 2 or logits.shape[0] != 4 * reg_max:
         raise ValueError(f"DFL logits: expected shape (4 * {reg_max}, N), got {logits.shape}")
     bins = logits.reshape(4, reg_max, -1)
-    bins = np.exp(bins - bins.max(axis=1, keepdims=True))
+    bins = np.exp(bins - np.maximum.reduce(bins, axis=1, keepdims=True))
     # sum_b b * e_b / sum_b e_b with the bins added one after the other (a running sum: add.accumulate is
     # sequential), so a column decodes to the same bits whichever other columns are in the tensor (the runtime
     # decodes only the anchors whose score passes; numpy's reduce orders its additions by the tensor's shape).
     total = np.add.accumulate(bins, axis=1)[:, -1]
-    weighted = np.add.accumulate(bins * np.arange(reg_max, dtype=np.float64)[None, :, None], axis=1)[:, -1]
+    bins *= _bin_indices(reg_max)
+    weighted = np.add.accumulate(bins, axis=1)[:, -1]
     return (weighted / total).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _bin_indices(reg_max: int) -> np.ndarray:
+    """``0 .. reg_max - 1`` as float64, shaped to scale the bins of a ``(4, reg_max, N)`` tensor (read-only)."""
+    indices = np.arange(reg_max, dtype=np.float64)[None, :, None]
+    indices.setflags(write=False)
+    return indices
 
 
 def dfl_to_predictions(
@@ -88,12 +97,18 @@ def dfl_to_predictions(
     n = len(points)
     logits = _channels_first(logits, n, "DFL logits")
     scores = _channels_first(scores, n, "scores")
-    ltrb = dfl_distances(logits, reg_max) * anchor_strides[None, :]
+    ltrb = dfl_distances(logits, reg_max)
+    ltrb *= anchor_strides
     x0, y0 = points[:, 0] - ltrb[0], points[:, 1] - ltrb[1]
     x1, y1 = points[:, 0] + ltrb[2], points[:, 1] + ltrb[3]
     height, width = input_hw
-    xywh = np.stack([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])
-    return np.concatenate([xywh, scores], axis=0)[None].astype(np.float32)
+    out = np.empty((1, 4 + len(scores), n), np.float32)  # rows written in place: no stack, no concatenate
+    np.divide(np.add(x0, x1) / 2, width, out=out[0, 0])
+    np.divide(np.add(y0, y1) / 2, height, out=out[0, 1])
+    np.divide(np.subtract(x1, x0), width, out=out[0, 2])
+    np.divide(np.subtract(y1, y0), height, out=out[0, 3])
+    out[0, 4:] = scores
+    return out
 
 
 def _channels_first(tensor: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -421,9 +421,17 @@ class TensorInfo:
             quantized_dimension=int(params.get("quantized_dimension", 0) or 0),
         )
 
-    @property
+    @functools.cached_property
     def is_quantized(self) -> bool:
         return self.dtype.kind in "iu" and bool(self.scales) and all(s > 0 for s in self.scales)
+
+    @functools.cached_property
+    def _per_tensor(self) -> tuple[int, float] | None:
+        """``(zero_point, scale)`` of a tensor quantized with one scale, else None (computed once: the runtime
+        dequantizes outputs every frame, and the general per-axis path costs several numpy calls)."""
+        if self.is_quantized and len(self.scales) == 1 and len(self.zero_points) == 1:
+            return self.zero_points[0], self.scales[0]
+        return None
 
     def quantize(self, x: Any) -> np.ndarray:
         """Float values → this tensor's integers (or float32 for a float tensor)."""
@@ -435,7 +443,11 @@ class TensorInfo:
         """This tensor's values → float32."""
         if not self.is_quantized:
             return np.asarray(q, dtype=np.float32)
-        return dequantize(q, self.scales, self.zero_points, axis=self.quantized_dimension)
+        values = np.asarray(q)
+        if self._per_tensor is not None and values.dtype.kind in "iu":  # dequantize()'s arithmetic, set up once
+            zero_point, scale = self._per_tensor
+            return ((values.astype(np.int32) - np.int32(zero_point)) * scale).astype(np.float32)
+        return dequantize(values, self.scales, self.zero_points, axis=self.quantized_dimension)
 
     def dequantize_mean(self, sums: np.ndarray, count: int, dtype: Any = np.float64) -> np.ndarray:
         """The mean of ``count`` outputs of this tensor, from their sum as stored.
@@ -447,8 +459,12 @@ class TensorInfo:
         values = np.asarray(sums)
         if not self.is_quantized:
             return (values / count).astype(dtype, copy=False)
-        zero_points = np.multiply(_per_axis(self.zero_points, values.ndim, self.quantized_dimension), count)
-        scales = np.divide(_per_axis(self.scales, values.ndim, self.quantized_dimension), count)
+        if self._per_tensor is not None:
+            zero_point, scale = self._per_tensor
+            zero_points, scales = float(zero_point) * count, scale / count
+        else:
+            zero_points = np.multiply(_per_axis(self.zero_points, values.ndim, self.quantized_dimension), count)
+            scales = np.divide(_per_axis(self.scales, values.ndim, self.quantized_dimension), count)
         out = np.subtract(values, np.asarray(zero_points, dtype), dtype=dtype)
         out *= np.asarray(scales, dtype)
         return out

@@ -341,7 +341,9 @@ class Classifier(ModelTask):
         stored = raw[names[0]].reshape(count, n_views, -1)
         # Summed as stored (exact in int32), dequantized once. With GAP -> Dense the mean logits are the logits of
         # the mean aligned feature map, so the CAM built from it explains exactly this decision.
-        scores = info.dequantize_mean(stored.sum(axis=1, dtype=np.int32 if info.is_quantized else np.float64), n_views)
+        scores = info.dequantize_mean(
+            np.add.reduce(stored, axis=1, dtype=np.int32 if info.is_quantized else np.float64), n_views
+        )
         if self.spec.outputs_are == "logits":  # every image at once
             probabilities = softmax(scores, self.spec.temperature)
         else:

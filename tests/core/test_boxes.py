@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from edgeskin.core import boxes as boxes_module
 from edgeskin.core.boxes import (
     box_area,
     box_iou,
@@ -191,6 +192,19 @@ def test_nms_matches_brute_force_reference(seed, iou_threshold):
     kept = nms(boxes, scores, iou_threshold)
     assert kept.dtype == np.int64
     assert kept.tolist() == reference_nms(boxes, scores, iou_threshold)
+
+
+@pytest.mark.parametrize("class_aware", [False, True])
+def test_nms_of_many_candidates_matches_reference(class_aware):
+    # More box pairs than the scalar path takes: the vectorised row-at-a-time loop answers, with the same rule.
+    rng = np.random.default_rng(7)
+    n = boxes_module._NMS_SCALAR_PAIRS // 5 + 50
+    boxes, scores = random_boxes(rng, n, True), rng.uniform(0, 1, n).round(2)
+    classes = rng.integers(0, 3, n) if class_aware else None
+    for max_det in (None, 5):
+        kept = nms(boxes, scores, 0.45, max_det=max_det, class_ids=classes)
+        expected = reference_nms(boxes, scores, 0.45, class_ids=classes)
+        assert kept.tolist() == (expected if max_det is None else expected[:max_det])
 
 
 def test_nms_iou_exactly_at_threshold_is_kept():

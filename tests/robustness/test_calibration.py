@@ -194,6 +194,24 @@ def test_top_label_map_keeps_the_decision_and_a_distribution(row, knots_y):
         np.testing.assert_allclose(others / others.sum(), np.delete(probs, top) / (1 - probs[top]), atol=1e-9)
 
 
+def test_one_row_gives_the_same_bits_as_the_same_row_in_a_batch():
+    # The runtime calibrates one image at a time through a scalar path; it must be the batch arithmetic exactly.
+    from edgeskin.calibration import apply_top_label
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (3000, K))
+    logits[:300, 1] = logits[:300, 0]  # ties at the top
+    logits[300:400, 2] = logits[300:400].max(axis=1) + rng.uniform(0, 0.3, 100)  # small leads: the blend
+    probs = softmax(logits)
+    probs[400 : 400 + K] = np.eye(K)  # one-hot rows: nothing left for the others
+    mapping = {"x": [0.0, 0.3, 0.6, 1.0], "y": [0.05, 0.2, 0.7, 0.97]}
+    for full_lead in (0.1, 0.0):
+        batch = apply_top_label(probs, mapping, full_lead)
+        for row, expected in zip(probs, batch, strict=True):
+            np.testing.assert_array_equal(apply_top_label(row, mapping, full_lead), expected)
+            np.testing.assert_array_equal(apply_top_label(row[np.newaxis], mapping, full_lead)[0], expected)
+
+
 def test_a_one_hot_row_stays_one_hot():
     from edgeskin.calibration import apply_top_label
 

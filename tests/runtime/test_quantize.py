@@ -128,3 +128,33 @@ def test_input_encoder_reverses_channels_for_bgr_models():
     pixels[..., 0] = 200  # red
     encoded = encoder.encode(pixels)
     assert encoded[0, 0, 0, 2] == 200 - 128 and encoded[0, 0, 0, 0] == -128
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", PER_TENSOR)
+def test_a_tensors_dequantize_is_the_functions_to_the_bit(dtype, scale, zero_point):
+    # TensorInfo sets a per-tensor quantization up once; the arithmetic must stay dequantize()'s and the
+    # general per-axis path's (the mean of summed terms too).
+    info = TensorInfo("t", (1, 4), np.dtype(dtype), scale, zero_point, 0, scales=(scale,), zero_points=(zero_point,))
+    limits = np.iinfo(dtype)
+    q = np.arange(limits.min, limits.max + 1).astype(dtype).reshape(-1, 4)
+    np.testing.assert_array_equal(info.dequantize(q), dequantize(q, scale, zero_point))
+    general = TensorInfo(
+        "t",
+        (1, 4),
+        np.dtype(dtype),
+        scale,
+        zero_point,
+        0,
+        scales=(scale, scale),
+        zero_points=(zero_point, zero_point),
+        quantized_dimension=0,
+    )
+    sums = q.astype(np.int32)[: len(q) // 2 * 2].reshape(2, -1, 4).sum(axis=0, dtype=np.int32)
+    for out in (np.float32, np.float64):
+        expected = (sums - np.float64(zero_point) * 2).astype(out) * np.asarray(np.float64(scale) / 2, out)
+        np.testing.assert_array_equal(info.dequantize_mean(sums, 2, dtype=out), expected)
+        np.testing.assert_array_equal(
+            general.dequantize_mean(sums[:2], 2, dtype=out), info.dequantize_mean(sums[:2], 2, dtype=out)
+        )
+    floats = np.linspace(-3, 3, 8).reshape(2, 4)  # float values given to an integer tensor: the general path
+    np.testing.assert_array_equal(info.dequantize(floats), dequantize(floats, scale, zero_point))
