@@ -91,7 +91,11 @@ def to_groups(dx_probabilities: np.ndarray, dx_classes: Sequence[str] = DX_CLASS
         raise ValueError(f"expected {len(dx_classes)} dx probabilities in the last axis, got shape {probs.shape}")
     # Sums of the members, not a matrix product: BLAS sums in an ISA-specific order, which can change the
     # last bit between x86 and aarch64 (issue 13); numpy's sum over a few elements runs in index order.
-    return np.stack([probs[..., members].sum(axis=-1) for members in _group_members(tuple(dx_classes))], axis=-1)
+    groups = _group_members(tuple(dx_classes))
+    out = np.empty((*probs.shape[:-1], len(groups)), np.float32)
+    for g, members in enumerate(groups):  # sum == add.reduce, written straight into its column
+        out[..., g] = np.add.reduce(probs[..., members], axis=-1)
+    return out
 
 
 @functools.lru_cache(maxsize=16)

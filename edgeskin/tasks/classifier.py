@@ -357,9 +357,10 @@ class Classifier(ModelTask):
             maps = maps.reshape(count, n_views, *maps.shape[1:])
             # 8-bit maps of up to 256 views sum exactly in int16 (half the memory traffic of int32).
             exact = np.int16 if maps.dtype.itemsize == 1 and n_views <= 256 else np.int32
-            total = align_stacked(self.views[0], maps[:, 0]).astype(exact if features_info.is_quantized else np.float64)
+            wide = exact if features_info.is_quantized else np.float64
+            total = align_stacked(self.views[0], maps[:, 0]).astype(wide)
             for j, view in enumerate(self.views[1:], start=1):
-                np.add(total, align_stacked(view, maps[:, j]), out=total, casting="unsafe")
+                total += align_stacked(view, maps[:, j]).astype(wide)  # a plain cast, then an unbuffered add
             features = features_info.dequantize_mean(total, n_views, dtype=np.float32)
         return [(Classification(p, self.labels), f) for p, f in zip(probabilities, features, strict=True)]
 
