@@ -82,7 +82,7 @@ def profile(threads: int, runs: int) -> dict[str, Any]:
     result = base.predict(frame)
     det, cls = base.detector, base.classifier
     x, transform = det.preprocess(frame)
-    raw = det.model.run(x)[det._predictions_output]
+    stored = det.model.run(x, outputs=det.model.output_names, raw=True)
     box = result.lesions[0].box if result.lesions else np.array([0, 0, frame.shape[1], frame.shape[0]], np.float32)
     crop, _ = crop_with_margin(frame, box, margin=base.crop_margin, copy=False)
     rows = cls.preprocess_views(crop)
@@ -101,7 +101,7 @@ def profile(threads: int, runs: int) -> dict[str, Any]:
         "detector: Detector.detect": lambda: det.detect(frame),
         "detector: preprocess (letterbox + quantize)": lambda: det.preprocess(frame),
         "detector: TFLiteModel.run": lambda: det.model.run(x),
-        "detector: decode + NMS": lambda: det.decode(raw, transform),
+        "detector: postprocess (candidates, DFL decode, NMS)": lambda: det.postprocess(stored, transform),
         "crop_with_margin (a view)": lambda: crop_with_margin(frame, box, margin=base.crop_margin, copy=False),
         f"classifier: bare invoke, batch of {len(rows)} views": bare["classifier batch"].invoke,
         "classifier: classify_with_features (batched)": lambda: cls.classify_with_features(crop),

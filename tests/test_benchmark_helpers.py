@@ -153,3 +153,16 @@ def test_edge_task_latency_records_the_classifiers_batched_invokes():
     row = _time_edge_task(Classifier, "classify_with_features", classifier_path, [image], 1, 3, "test")
     assert row["invoke_ms"]["p50"] > 0
     assert row["invoke_ms"]["p50"] < row["latency_ms"]["p50"]
+
+
+def test_the_pipeline_profile_times_every_piece_of_the_shipped_models():
+    # benchmarks.profile_pipeline once decoded the detector's raw outputs as an in-graph layout and failed on the
+    # shipped yolo_dfl model without any test noticing: a few runs of every piece, on the shipped models.
+    from benchmarks.profile_pipeline import profile
+
+    result = profile(threads=1, runs=2)
+    pieces = result["pieces_ms_min_median"]
+    assert "detector: postprocess (candidates, DFL decode, NMS)" in pieces
+    assert all(low > 0 and median >= low for low, median in pieces.values())
+    assert result["lesions"] >= 1 and set(result["variants"]) == {"batched views", "per-view loop"}
+    assert any("Invoke" in row["function"] for row in result["cprofile_predict"])

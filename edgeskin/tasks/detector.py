@@ -367,18 +367,19 @@ class Detector(ModelTask):
         transform, ready = filled
         return outputs, transform, ready, True
 
-    def detect(self, image_rgb: np.ndarray) -> Detections:
-        """Boxes, scores and classes of the lesions in an RGB uint8 (H, W, 3) frame.
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], transform: ImageTransform, *, stored: bool = True
+    ) -> Detections:
+        """One invoke's outputs → :class:`Detections` in frame pixels: what :meth:`detect` does after the invoke.
 
-        Timings (``preprocess_ms``, ``invoke_ms``, ``postprocess_ms``) go to :attr:`last_timings_ms`.
+        Args:
+            outputs: The model's outputs by name, as stored (``stored=True``: int8/uint8 for a quantized model) or
+                already dequantized.
+            transform: The frame → input transform of the frame.
 
         Raises:
-            ImageError: the frame is not an RGB uint8 (H, W, 3) array.
+            SpecError: the spec's outputs are not among ``outputs``.
         """
-        start = time.perf_counter()
-        require_rgb_uint8(image_rgb)
-        outputs, transform, ready, stored = self._run(image_rgb)
-        invoke_ms = self.model.invoke_ms
         try:
             predictions = outputs[self._predictions_output]
             scores = outputs[self._scores_output] if self._scores_output is not None else None
@@ -393,7 +394,21 @@ class Detector(ModelTask):
             if scores is not None:
                 scores = self.model.output(self._scores_output).dequantize(scores) if stored else scores
                 raw = dfl_to_predictions(raw, scores, self.spec.input.size)
-        detections = self.decode(raw, transform)
+        return self.decode(raw, transform)
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        """Boxes, scores and classes of the lesions in an RGB uint8 (H, W, 3) frame.
+
+        Timings (``preprocess_ms``, ``invoke_ms``, ``postprocess_ms``) go to :attr:`last_timings_ms`.
+
+        Raises:
+            ImageError: the frame is not an RGB uint8 (H, W, 3) array.
+        """
+        start = time.perf_counter()
+        require_rgb_uint8(image_rgb)
+        outputs, transform, ready, stored = self._run(image_rgb)
+        invoke_ms = self.model.invoke_ms
+        detections = self.postprocess(outputs, transform, stored=stored)
         end = time.perf_counter()
         self.last_timings_ms = {
             "preprocess_ms": (ready - start) * 1000.0,
