@@ -19,6 +19,14 @@ TARGETS = {
     "cam_share_of_classify": 0.05,
 }
 DEVICES_TO_FILL = ("rpi4", "rpi5", "rpi5-coral-usb", "coral-devboard")
+# The report's groups of jobs (edgeskin.report.run.GROUPS, in its order), as the page names them.
+GROUP_TITLES = {
+    "pipeline": "pipeline rows",
+    "models": "model rows",
+    "peers": "peers",
+    "accuracy": "accuracy",
+    "cam": "CAM fidelity",
+}
 
 
 def _f(value: Any, digits: int = 3, suffix: str = "") -> str:
@@ -177,6 +185,73 @@ def _float_device(results: dict[str, Any]) -> str:
     return cls_rows.get("float_keras", {}).get("device") or det_rows.get("float_pytorch", {}).get("device") or "n/a"
 
 
+def _parts(results: dict[str, Any]) -> list[tuple[list[str], dict[str, Any]]]:
+    """The groups measured together (one date and device id), newest first, each with its provenance entry.
+
+    Empty for a report without ``provenance`` (made before it was recorded: one run measured everything).
+    """
+    parts: list[tuple[list[str], dict[str, Any]]] = []
+    for group, entry in (results.get("provenance") or {}).items():
+        same = [groups for groups, first in parts if _same_run(first, entry)]
+        if same:
+            same[0].append(group)
+        else:
+            parts.append(([group], entry))
+    return sorted(parts, key=lambda part: str(part[1].get("date")), reverse=True)
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a.get("date"), a.get("device_id")) == (b.get("date"), b.get("device_id"))
+
+
+def _titles(groups: list[str]) -> str:
+    names = [GROUP_TITLES.get(group, group) for group in groups]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _where(entry: dict[str, Any]) -> str:
+    return f"{entry.get('date')} (UTC) on `{entry.get('device_id')}` ({entry.get('cpu') or 'CPU not recorded'})"
+
+
+def _across(entries: list[dict[str, Any]]) -> str:
+    return "machines" if len({entry.get("device_id") for entry in entries}) > 1 else "runs"
+
+
+def _mixed(results: dict[str, Any], group: str, other: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The provenance entries of ``group`` and ``other`` when they come from different runs, else None."""
+    provenance = results.get("provenance") or {}
+    a, b = provenance.get(group), provenance.get(other)
+    return (a, b) if a and b and not _same_run(a, b) else None
+
+
+def _part_note(results: dict[str, Any], group: str) -> list[str]:
+    """Under a section's heading, in a report measured in parts: where and when that section was measured."""
+    entry = (results.get("provenance") or {}).get(group)
+    if entry is None or len(_parts(results)) < 2:
+        return []
+    return [f"*This section was measured {_where(entry)}* (see *Measured in parts* above).", ""]
+
+
+def _parts_lines(results: dict[str, Any]) -> list[str]:
+    """The header's *Measured in parts* bullet, one line per part, or nothing for a report measured in one run."""
+    parts = _parts(results)
+    if len(parts) < 2:
+        return []
+    lines = [
+        "- **Measured in parts**, one line per run; comparisons between rows of different parts are across "
+        f"{_across([entry for _, entry in parts])}:"
+    ]
+    for groups, entry in parts:
+        share = entry.get("other_processes_cpu") or {}
+        lines.append(
+            f"  - {_titles(groups)}: {_where(entry)}, by `{str(entry.get('command')).strip()}`; load average at the "
+            f"start {entry.get('load_average_at_start')}"
+            + (f", other processes {share['average_cores']} cores on average" if "average_cores" in share else "")
+            + "."
+        )
+    return lines
+
+
 def _header_section(results: dict[str, Any]) -> list[str]:
     """Title, date, machine, runtime and CPU state of the run."""
     machine = results.get("machine", {})
@@ -192,19 +267,24 @@ def _header_section(results: dict[str, Any]) -> list[str]:
     share = results.get("other_processes_cpu") or {}
     busy = bool(others) or share.get("average_cores", 0.0) > 0.1
     float_device = _float_device(results)
+    # Measured in parts: the lines below describe the latest run, the one that wrote this header.
+    parts_lines = _parts_lines(results)
+    latest = [groups for groups, entry in _parts(results) if _same_run(entry, results)]
+    scope = f" ({_titles(latest[0])})" if parts_lines and latest else ""
+    lines += parts_lines
     lines += [
-        f"- **Measured**: {results['date']} (UTC), one run of `{settings['command'].strip()}`"
+        f"- **Measured**{scope}: {results['date']} (UTC), one run of `{settings['command'].strip()}`"
         f"{' (' + str(round(sum(results.get('job_seconds', {}).values()))) + ' s)' if results.get('job_seconds') else ''}.",
-        f"- **Machine**: {machine.get('cpu_model')} ({machine.get('machine')}), {machine.get('cores')} cores, "
+        f"- **Machine**{scope}: {machine.get('cpu_model')} ({machine.get('machine')}), {machine.get('cores')} cores, "
         f"{'INT8 extensions ' + (', '.join(machine['cpu_features']) or 'none listed') + ', ' if 'cpu_features' in machine else ''}"
         f"CPU governor {machine.get('governor')}, {machine.get('system')}, Python {machine.get('python')}; "
         f"device id `{results.get('device_id')}`.",
-        f"- **Edge runtime**: {machine.get('interpreter', {}).get('package')} {machine.get('interpreter', {}).get('version')}, "
+        f"- **Edge runtime**{scope}: {machine.get('interpreter', {}).get('package')} {machine.get('interpreter', {}).get('version')}, "
         f"CPU (XNNPACK), {threads} threads unless stated; no Edge TPU.",
         f"- **Float baselines ran on**: {float_device}; Keras backend `{settings['keras_backend']}`"
         " (a GPU machine without TensorFlow can run the same `.keras` with `--keras-backend torch` or `jax`; "
         "this run did not use them).",
-        f"- **CPU state**: load average (1, 5, 15 min) {load_start} at the start, {load_end} at the end (this run's "
+        f"- **CPU state**{scope}: load average (1, 5, 15 min) {load_start} at the start, {load_end} at the end (this run's "
         "own jobs included)"
         + (
             f" — **other processes were running ({'; '.join(others) or 'see below'}), latencies are inflated**."
@@ -268,7 +348,7 @@ def _accuracy_section(results: dict[str, Any], plots: dict[str, Path | None]) ->
     accuracy = results.get("accuracy", {})
     cls_rows = accuracy.get("classifier", {}).get("rows", {})
     det_rows = accuracy.get("detector", {}).get("rows", {})
-    lines += ["## Accuracy: edge INT8 against the float baseline", ""]
+    lines += ["## Accuracy: edge INT8 against the float baseline", "", *_part_note(results, "accuracy")]
     cls = accuracy.get("classifier", {})
     if "rows" in cls:
         thr = cls.get("triage_threshold")
@@ -362,6 +442,19 @@ def _latency_section(results: dict[str, Any], plots: dict[str, Path | None]) -> 
     lines += [
         f"## Latency: edge INT8 against the float baselines ({threads} threads)",
         "",
+        *_part_note(results, "models"),
+    ]
+    mixed = _mixed(results, "models", "pipeline")
+    if mixed:
+        models_entry, pipeline_entry = mixed
+        lines += [
+            f"**Measured on different {_across(list(mixed))}**: the model rows here on `{models_entry.get('device_id')}` "
+            f"({models_entry.get('date')}), the pipeline rows of the next section"
+            f"{' and in the plot title' if plots.get('latency') else ''} on `{pipeline_entry.get('device_id')}` "
+            f"({pipeline_entry.get('date')}): a comparison between them is across {_across(list(mixed))}.",
+            "",
+        ]
+    lines += [
         "Each row is its own process (peak RSS = that process: interpreter, numpy, OpenCV, and for the baselines "
         "TensorFlow or PyTorch). Times are per decoded image, including the model's own pre- and post-processing; "
         "classifier rows run on HAM10000 validation images, detector rows on PH2 validation frames.",
@@ -398,6 +491,7 @@ def _pipeline_section(results: dict[str, Any], plots: dict[str, Path | None]) ->
     lines += [
         "## The INT8 pipeline end to end",
         "",
+        *_part_note(results, "pipeline"),
         "`LesionPipeline.predict` on a PH2 frame resized to the given size and held in memory (file decode excluded; "
         "decode is timed apart). Bare invoke = `interpreter.invoke()` of separate interpreters fed this frame's own "
         "tensors, interleaved with the predict calls. overhead ratio = end-to-end p50 / the summed bare invoke p50 "
@@ -453,7 +547,7 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
     threads = results["settings"]["threads"]
     main_row = results.get("latency", {}).get(f"pipeline-{threads}t", {})
     peers = results.get("peers", {})
-    lines += ["## Peers, same run", ""]
+    lines += ["## Peers, same run", "", *_part_note(results, "peers")]
     if "ours" in peers:
         lines += [
             f"Ultralytics {peers.get('ultralytics_version')} `YOLO('{peers['model']}').predict` against edgeskin's `Detector.detect` on "
@@ -484,9 +578,11 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
                 f"{_f(speed.get('preprocess'), 2)} / {_f(speed.get('inference'), 2)} / {_f(speed.get('postprocess'), 2)} |"
             )
         if "end_to_end_ms" in main_row:
+            mixed = _mixed(results, "pipeline", "peers")
             lines += [
                 "",
-                f"Our whole pipeline against its bare `invoke()` times ({threads} threads): end-to-end p50 "
+                (f"(Pipeline rows, measured {_where(mixed[0])}.) " if mixed else "")
+                + f"Our whole pipeline against its bare `invoke()` times ({threads} threads): end-to-end p50 "
                 f"{_f(main_row['end_to_end_ms']['p50'], 2)} ms vs summed invoke p50 "
                 f"{_f(main_row['end_to_end_ms']['p50'] - main_row['overhead_ms'], 2)} ms: ratio "
                 f"{_f(main_row['overhead_ratio'], 3)}, {_f(main_row['overhead_ms'], 2)} ms outside the models.",
@@ -501,7 +597,7 @@ def _cam_section(results: dict[str, Any]) -> list[str]:
     """INT8 CAM against exact Grad-CAM, and the CAM's cost."""
     lines: list[str] = []
     cam = results.get("cam", {})
-    lines += ["## CAM fidelity: INT8 CAM against exact Grad-CAM", ""]
+    lines += ["## CAM fidelity: INT8 CAM against exact Grad-CAM", "", *_part_note(results, "cam")]
     if "metrics" in cam and "cost" in cam:
         check = cam.get("reference_check_grad_cam_vs_analytic_float_cam_pearson", {})
         lines += [

@@ -22,6 +22,21 @@ the page comes from this run; whatever could not be measured is listed with the 
 * ``[eval]`` (matplotlib): the plots.
 
 A row that cannot be measured says which of these it lacked.
+
+Each step above is a group of jobs: ``pipeline`` (the pipeline rows of 1), ``models`` (the per-model rows of 1),
+``peers``, ``accuracy`` and ``cam``. ``report.json`` says under ``provenance``, for each group, when, on which
+device (id and CPU) and by which command it was measured, with the CPU load of that run.
+
+``--from-json BASE`` renders ``report.md`` and the plots from a previous ``report.json`` without measuring.
+``--from-json BASE --refresh GROUPS`` (comma-separated groups) runs only those groups' jobs again, with the same
+arguments as a whole run, keeps BASE's other sections unchanged and writes ``report.json`` too: its header
+(date, device, machine, settings, CPU state) is the new run's, BASE's is kept under ``kept_from``, and
+``provenance`` gives the kept groups BASE's entries (built from BASE's header when BASE has none). ``--threads``
+must be BASE's (the default then) and the Keras backend defaults to BASE's. When the groups come from different
+runs the page says which part was measured where, and warns where it sets rows of different machines side by
+side::
+
+    python -m edgeskin.report --from-json docs/benchmarks/report.json --refresh pipeline --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -34,6 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -111,7 +128,158 @@ class Runner:
             out.unlink(missing_ok=True)
 
 
-def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Jobs:
+    """What the jobs of one run share: the runner and the arguments every job is given."""
+
+    runner: Runner
+    threads: str
+    runs: str
+    cam_images: str
+    backend_args: tuple[str, ...]
+    classifier: Path
+    detector: Path
+
+
+def _pipeline_jobs(jobs: Jobs) -> dict[str, Any]:
+    """``pipeline``: the edge pipeline at 1, 2 and 4 threads, and at ``--threads`` on each profile's frame size."""
+    latency: dict[str, Any] = {}
+    for count in (1, 2, 4):
+        latency[f"pipeline-{count}t"] = jobs.runner(
+            f"pipeline-{count}t",
+            "edgeskin.report.latency",
+            "pipeline",
+            "--threads",
+            str(count),
+            "--runs",
+            jobs.runs,
+            timed=True,
+        )
+    for size in _profile_sizes():
+        latency[f"pipeline-{size}"] = jobs.runner(
+            f"pipeline-{size}",
+            "edgeskin.report.latency",
+            "pipeline",
+            "--threads",
+            jobs.threads,
+            "--runs",
+            jobs.runs,
+            "--size",
+            size,
+            timed=True,
+        )
+    return latency
+
+
+def _model_jobs(jobs: Jobs) -> dict[str, Any]:
+    """``models``: each model alone as INT8, float16 and float32 TFLite, the float Keras classifier and torch detector."""
+    latency: dict[str, Any] = {}
+    floats = float_tflite_paths(jobs.classifier, jobs.detector)
+    threads, runs = jobs.threads, jobs.runs
+    for task, int8 in (("classifier", jobs.classifier), ("detector", jobs.detector)):
+        for variant, path in (("int8", int8), ("float16", floats.get(f"{task}-float16")),
+                              ("float32", floats.get(f"{task}-float32"))):  # fmt: skip
+            name = f"{task}-{variant}"
+            if path is None:
+                latency[name] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
+                continue
+            latency[name] = jobs.runner(
+                name, "edgeskin.report.latency", f"{task}-tflite", "--threads", threads, "--runs", runs,
+                "--model", str(path), timed=True,
+            )  # fmt: skip
+    latency["classifier-keras"] = jobs.runner(
+        "classifier-keras",
+        "edgeskin.report.latency",
+        "classifier-keras",
+        "--threads",
+        threads,
+        "--runs",
+        runs,
+        timed=True,
+    )
+    latency["detector-torch"] = jobs.runner(
+        "detector-torch", "edgeskin.report.latency", "detector-torch", "--threads", threads, "--runs", runs, timed=True
+    )
+    return latency
+
+
+def _peers_job(jobs: Jobs) -> dict[str, Any]:
+    """``peers``: ultralytics' predict against our Detector on the same INT8 file."""
+    return jobs.runner("peers", "edgeskin.report.peers", "--threads", jobs.threads, "--runs", jobs.runs, timed=True)
+
+
+def _accuracy_job(jobs: Jobs) -> dict[str, Any]:
+    """``accuracy``: INT8 against float on the validation images."""
+    return jobs.runner("accuracy", "edgeskin.report.accuracy", *jobs.backend_args)
+
+
+def _cam_job(jobs: Jobs) -> dict[str, Any]:
+    """``cam``: the INT8 CAM against exact Grad-CAM."""
+    return jobs.runner(
+        "cam-fidelity",
+        "edgeskin.report.cam_fidelity",
+        "--images",
+        jobs.cam_images,
+        "--threads",
+        jobs.threads,
+        *jobs.backend_args,
+    )
+
+
+# The report's groups in the order a run measures them. "pipeline" and "models" fill results["latency"]
+# (the keys pipeline-* and the others); every other group fills results[<group>].
+STEPS: dict[str, Callable[[Jobs], dict[str, Any]]] = {
+    "pipeline": _pipeline_jobs,
+    "models": _model_jobs,
+    "peers": _peers_job,
+    "accuracy": _accuracy_job,
+    "cam": _cam_job,
+}
+GROUPS = tuple(STEPS)
+LATENCY_GROUPS = ("pipeline", "models")
+
+
+def group_section(results: dict[str, Any], group: str) -> dict[str, Any] | None:
+    """What ``group`` measured in ``results``: its latency keys, or its own section (None when absent)."""
+    if group in LATENCY_GROUPS:
+        latency = results.get("latency", {})
+        return {key: row for key, row in latency.items() if key.startswith("pipeline-") == (group == "pipeline")}
+    return results.get(group)
+
+
+def _place(results: dict[str, Any], group: str, section: dict[str, Any]) -> None:
+    """Put what ``group`` measured into ``results`` (the inverse of :func:`group_section`)."""
+    if group in LATENCY_GROUPS:
+        results.setdefault("latency", {}).update(section)
+    else:
+        results[group] = section
+
+
+def provenance_entry(header: dict[str, Any]) -> dict[str, Any]:
+    """Where, when and by what command a run measured, from its report header: one entry of ``provenance``.
+
+    ``cpu`` is the header's ``machine.cpu_model``; ``other_processes_cpu`` is there only when the header has it.
+    """
+    entry = {
+        "date": header.get("date"),
+        "device_id": header.get("device_id"),
+        "cpu": header.get("machine", {}).get("cpu_model"),
+        "command": header.get("settings", {}).get("command"),
+        "load_average_at_start": header.get("load_average_at_start"),
+    }
+    if header.get("other_processes_cpu") is not None:
+        entry["other_processes_cpu"] = header["other_processes_cpu"]
+    return entry
+
+
+def measure(
+    args: argparse.Namespace, groups: Sequence[str], export_float: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """This run's header, the jobs of ``groups`` (in :data:`GROUPS` order), the CPU state at the end, provenance.
+
+    ``export_float`` (the checkout's float export) is recorded when ``models`` is among the groups, the only
+    one that uses the float TFLite files.
+    """
     from edgeskin.bench import device_id, machine_info
 
     env = dict(os.environ)
@@ -121,8 +289,6 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
     # Job logs: beside the artifacts in a checkout; otherwise a temporary folder (nothing written where it runs).
     log_dir = BENCH_ARTIFACTS / "logs" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-report-logs-"))
     runner = Runner(log_dir, env, retries=args.retries)
-    threads = str(args.threads)
-    runs = str(args.runs)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "device_id": device_id(),
@@ -146,79 +312,71 @@ def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None
         return results
     results["models"] = {"classifier": str(classifier), "detector": str(detector)}
 
-    print("edgeskin benchmark report: running the jobs", file=sys.stderr)
-    results["export_float"] = export_float or {
-        "missing": "float TFLite companions are made in the source checkout by python -m benchmarks.export_float "
-        "(python -m benchmarks.report runs it first); existing ones under artifacts/bench are used"
-    }
-    floats = float_tflite_paths(classifier, detector)
-
-    latency: dict[str, Any] = {}
-    for count in (1, 2, 4):
-        latency[f"pipeline-{count}t"] = runner(
-            f"pipeline-{count}t",
-            "edgeskin.report.latency",
-            "pipeline",
-            "--threads",
-            str(count),
-            "--runs",
-            runs,
-            timed=True,
-        )
-    for size in _profile_sizes():
-        latency[f"pipeline-{size}"] = runner(
-            f"pipeline-{size}",
-            "edgeskin.report.latency",
-            "pipeline",
-            "--threads",
-            threads,
-            "--runs",
-            runs,
-            "--size",
-            size,
-            timed=True,
-        )
-    for task, int8 in (("classifier", classifier), ("detector", detector)):
-        for variant, path in (("int8", int8), ("float16", floats.get(f"{task}-float16")),
-                              ("float32", floats.get(f"{task}-float32"))):  # fmt: skip
-            name = f"{task}-{variant}"
-            if path is None:
-                latency[name] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
-                continue
-            latency[name] = runner(
-                name, "edgeskin.report.latency", f"{task}-tflite", "--threads", threads, "--runs", runs,
-                "--model", str(path), timed=True,
-            )  # fmt: skip
-    latency["classifier-keras"] = runner(
-        "classifier-keras",
-        "edgeskin.report.latency",
-        "classifier-keras",
-        "--threads",
-        threads,
-        "--runs",
-        runs,
-        timed=True,
+    print(f"edgeskin benchmark report: running the jobs of {', '.join(groups)}", file=sys.stderr)
+    if "models" in groups:
+        results["export_float"] = export_float or {
+            "missing": "float TFLite companions are made in the source checkout by python -m benchmarks.export_float "
+            "(python -m benchmarks.report runs it first); existing ones under artifacts/bench are used"
+        }
+    jobs = Jobs(
+        runner=runner,
+        threads=str(args.threads),
+        runs=str(args.runs),
+        cam_images=str(args.cam_images),
+        backend_args=("--keras-backend", args.keras_backend) if args.keras_backend else (),
+        classifier=classifier,
+        detector=detector,
     )
-    latency["detector-torch"] = runner(
-        "detector-torch", "edgeskin.report.latency", "detector-torch", "--threads", threads, "--runs", runs, timed=True
-    )
-    results["latency"] = latency
-    results["peers"] = runner("peers", "edgeskin.report.peers", "--threads", threads, "--runs", runs, timed=True)
-    backend_args = ["--keras-backend", args.keras_backend] if args.keras_backend else []
-    results["accuracy"] = runner("accuracy", "edgeskin.report.accuracy", *backend_args)
-    results["cam"] = runner(
-        "cam-fidelity",
-        "edgeskin.report.cam_fidelity",
-        "--images",
-        str(args.cam_images),
-        "--threads",
-        threads,
-        *backend_args,
-    )
+    for group in GROUPS:
+        if group in groups:
+            _place(results, group, STEPS[group](jobs))
     results["load_average_at_end"] = _load_average()
     results["other_processes_cpu"] = other_cpu_share(cpu_start, cpu_seconds())
     results["other_busy_processes_at_end"] = busy_processes()
     results["job_seconds"] = runner.timings
+    here = provenance_entry(results)
+    results["provenance"] = {group: here for group in GROUPS if group in groups}
+    return results
+
+
+def run_all(args: argparse.Namespace, export_float: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A whole report: every group's jobs, all with this run's provenance."""
+    return measure(args, GROUPS, export_float)
+
+
+def refresh(
+    base: dict[str, Any], args: argparse.Namespace, groups: Sequence[str], export_float: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``base`` (a report.json's dict) with the jobs of ``groups`` run again and every other section kept as is.
+
+    The top-level header (date, device id, machine, settings, CPU state, job seconds, models) is this run's;
+    ``base``'s top-level fields other than its sections and provenance are kept under ``kept_from``.
+    ``provenance`` gives the refreshed groups this run's entry and the kept ones ``base``'s entry, or, for a
+    ``base`` made before provenance was recorded, one built from ``base``'s header.
+
+    Raises:
+        Missing: the edge models are not there (nothing can be measured).
+    """
+    new = measure(args, groups, export_float)
+    if "missing_models" in new:
+        raise Missing(new["missing_models"])
+    sections = ("latency", *(group for group in GROUPS if group not in LATENCY_GROUPS))
+    results = {key: value for key, value in new.items() if key not in (*sections, "provenance")}
+    if "models" not in groups and "export_float" in base:
+        results["export_float"] = base["export_float"]
+    kept = base.get("provenance") or {}
+    provenance = {}
+    for group in GROUPS:
+        if group in groups:
+            provenance[group] = new["provenance"][group]
+            _place(results, group, group_section(new, group))
+            continue
+        provenance[group] = kept.get(group) or provenance_entry(base)
+        section = group_section(base, group)
+        if section is not None:
+            _place(results, group, section)
+    results["provenance"] = provenance
+    results["kept_from"] = {key: value for key, value in base.items() if key not in (*sections, "provenance")}
     return results
 
 
@@ -309,39 +467,88 @@ def write_plots(results: dict[str, Any], out: Path) -> dict[str, Path | None]:
     }
 
 
+def _refresh_groups(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The groups named by ``--refresh`` (comma-separated), in :data:`GROUPS` order; anything else is an error."""
+    named = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in named if name not in GROUPS]
+    if unknown or not named:
+        parser.error(
+            f"--refresh: expected one or more of {', '.join(GROUPS)} (comma-separated), "
+            f"got {', '.join(map(repr, unknown)) if unknown else 'none'}"
+        )
+    return [group for group in GROUPS if group in named]
+
+
 def main(
     argv: list[str] | None = None, prog: str = "python -m edgeskin.report", export_float: dict[str, Any] | None = None
 ) -> int:
-    """Measure (or ``--from-json``: re-render) and write the report; ``export_float``: the checkout's float export."""
+    """Measure (or ``--from-json``: re-render; with ``--refresh``: re-measure part of) and write the report.
+
+    ``export_float``: the checkout's float export.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
-    parser.add_argument("--threads", type=int, default=2, help="threads of the main comparisons (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads of the main comparisons (default 2; --refresh: BASE's)"
+    )
     parser.add_argument("--runs", type=int, default=None, help="timed runs per latency job (default 100; --full 300)")
     parser.add_argument("--full", action="store_true", help="more runs and every validation image for CAM fidelity")
     parser.add_argument("--cam-images", type=int, default=None, help="CAM fidelity images (default 300; --full 855)")
-    parser.add_argument("--keras-backend", choices=("tensorflow", "torch", "jax"), default=None)
-    parser.add_argument("--from-json", help="render from a previous run's report.json instead of measuring")
+    parser.add_argument(
+        "--keras-backend",
+        choices=("tensorflow", "torch", "jax"),
+        default=None,
+        help="Keras backend of the float jobs (default $KERAS_BACKEND, else tensorflow; --refresh: BASE's)",
+    )
+    parser.add_argument(
+        "--from-json", metavar="BASE", help="render from a previous run's report.json instead of measuring"
+    )
+    parser.add_argument(
+        "--refresh",
+        metavar="GROUPS",
+        help=f"with --from-json BASE: measure only these groups again ({', '.join(GROUPS)}; comma-separated), "
+        "keep BASE's other sections and write report.json",
+    )
     parser.add_argument(
         "--retries", type=int, default=2, help="re-runs of a timing job that other processes disturbed (default 2)"
     )
     args = parser.parse_args(argv)
     if args.retries < 0:
         parser.error(f"--retries: expected 0 or more, got {args.retries}")
+    if args.refresh is not None and not args.from_json:
+        parser.error("--refresh: expected --from-json BASE too (the report whose other sections are kept), got none")
+    groups = _refresh_groups(parser, args.refresh) if args.refresh is not None else []
+    base = json.loads(Path(args.from_json).read_text()) if args.from_json else {}
+    if groups:
+        if "missing_models" in base or "settings" not in base:
+            parser.error(
+                f"--refresh: expected BASE {args.from_json} to be a report with measurements, got one without "
+                f"({base.get('missing_models', 'no settings')})"
+            )
+        # The kept sections were measured at BASE's thread count, which the page's headings and main rows use.
+        if args.threads is not None and args.threads != base["settings"]["threads"]:
+            parser.error(
+                f"--refresh: expected --threads {base['settings']['threads']} (BASE's, which its kept rows used), "
+                f"got {args.threads}"
+            )
+        args.threads = base["settings"]["threads"]
+        args.keras_backend = args.keras_backend or base["settings"].get("keras_backend")
     args.prog, args.argv = prog, list(sys.argv[1:] if argv is None else argv)
+    args.threads = args.threads or 2
     args.runs = args.runs or (300 if args.full else 100)
     args.cam_images = args.cam_images or (100000 if args.full else 300)
     out = Path(args.out)
-    if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
+    if args.from_json and not groups:
+        results = base  # re-rendered only: its report.json is not rewritten
+        out.mkdir(parents=True, exist_ok=True)
     else:
         try:
             models()
+            results = refresh(base, args, groups, export_float) if groups else run_all(args, export_float)
         except Missing as exc:
             print(f"{prog}: error: nothing to measure: {exc}", file=sys.stderr)
             return 2
-        results = run_all(args, export_float)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.from_json:
+        out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
     plots = write_plots(results, out)
     (out / "report.md").write_text(render_markdown(results, plots))
