@@ -179,7 +179,7 @@ def nms(
     conf = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(conf) != len(boxes):
         raise ValueError(f"scores: expected {len(boxes)} scores (one per box), got {len(conf)}")
-    if not np.all(np.isfinite(conf)) or not np.all(np.isfinite(boxes)):
+    if not (np.isfinite(conf).all() and np.isfinite(boxes).all()):
         raise ValueError("nms: expected finite boxes and scores, got NaN or infinity")
     if not 0.0 <= iou_threshold <= 1.0:
         raise ConfigError(f"iou_threshold: expected a value in [0, 1], got {iou_threshold}")

@@ -54,10 +54,11 @@ def crop_with_margin(
     if min_size < 1:
         raise ConfigError(f"min_size: expected a positive number of pixels, got {min_size}")
     box = np.asarray(xyxy, dtype=np.float64).reshape(-1)
-    if box.shape != (4,) or not np.all(np.isfinite(box)):
+    values = box.tolist()  # Python floats: the same doubles, and scalar arithmetic without numpy's per-op cost
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise ValueError(f"box: expected 4 finite numbers [x0, y0, x1, y1], got {np.asarray(xyxy).tolist()}")
     height, width = image.shape[:2]
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = values
     cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
     cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
     if cx1 <= cx0 or cy1 <= cy0:

@@ -80,9 +80,9 @@ def align_features(name: str, features: np.ndarray) -> np.ndarray:
 _ROWS, _COLS = -3, -2
 _INVERSE_STACKED: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": lambda a: a,
-    "hflip": lambda a: np.flip(a, _COLS),
-    "vflip": lambda a: np.flip(a, _ROWS),
-    "rot180": lambda a: np.flip(a, (_ROWS, _COLS)),
+    "hflip": lambda a: a[..., ::-1, :],  # np.flip(a, _COLS) as a slice: the same view, without its axis checks
+    "vflip": lambda a: a[..., ::-1, :, :],
+    "rot180": lambda a: a[..., ::-1, ::-1, :],
     "rot90": lambda a: np.rot90(a, -1, axes=(_ROWS, _COLS)),
     "rot270": lambda a: np.rot90(a, 1, axes=(_ROWS, _COLS)),
     "transpose": lambda a: np.swapaxes(a, _ROWS, _COLS),

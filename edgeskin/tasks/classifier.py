@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Numerically stable softmax of ``logits / temperature`` over the last axis (float32)."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
+    z = z - np.maximum.reduce(z, axis=-1, keepdims=True)  # max and sum are these reductions, minus their wrappers
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return (e / np.add.reduce(e, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _renormalise(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -148,7 +148,9 @@ def decode_yolo(
         xywh = xywh * np.array([width, height, width, height], dtype=np.float32)
     half = xywh[:, 2:] / 2
     xyxy = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
-    keep = nms(xyxy, score, iou_threshold, max_det=max_det, class_ids=None if class_agnostic else class_id)
+    # One class: class-aware NMS is class-agnostic NMS.
+    per_class = not class_agnostic and class_scores.shape[0] > 1
+    keep = nms(xyxy, score, iou_threshold, max_det=max_det, class_ids=class_id if per_class else None)
     frame_boxes = transform.to_frame(xyxy[keep])
     has_area = (frame_boxes[:, 2] > frame_boxes[:, 0]) & (frame_boxes[:, 3] > frame_boxes[:, 1])
     return Detections(frame_boxes[has_area], score[keep][has_area], class_id[keep][has_area])
