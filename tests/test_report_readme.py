@@ -38,6 +38,14 @@ def test_the_row_carries_the_report_figures() -> None:
     assert "Pearson 0.976" in row
 
 
+def test_the_row_names_the_cpus_int8_extensions_when_the_report_has_them() -> None:
+    report = _report()
+    report["machine"]["cpu_features"] = ["avx2"]
+    assert readme_row(report).startswith(ROW_START + ", x86 (Intel(R) Xeon(R) Processor, AVX2), 2 threads |")
+    report["machine"]["cpu_features"] = []
+    assert "(Intel(R) Xeon(R) Processor, no INT8 extension listed)" in readme_row(report)
+
+
 def test_only_that_row_changes(tmp_path) -> None:
     updated = update_readme(README, _report(1.3))
     before, after = README.splitlines(), updated.splitlines()

@@ -252,6 +252,24 @@ def test_the_page_says_which_part_was_measured_where(fake_run, tmp_path) -> None
     assert "*This section was measured 2026-11-30T23:07:14+00:00 (UTC) on `x86-intel-xeon` (Intel Xeon)*" in page
 
 
+def test_acceptance_rows_say_where_they_were_measured_when_the_report_is_in_parts(fake_run, tmp_path) -> None:
+    report = _refresh(tmp_path, _base(), "pipeline")
+    lines = render_markdown(report, {}).splitlines()
+    table = lines.index("| what | target | measured | met | measured on |")
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[-1].rstrip(" |") for line in lines[table + 2 : table + 8]
+    }
+    day = report["date"][:10]
+    assert rows["overhead_ratio (end-to-end p50 / summed bare invoke p50)"] == f"`x86-new`, {day}"
+    assert (
+        rows["Speed-up over ultralytics predict on the same INT8 .tflite (same threads)"]
+        == "`x86-intel-xeon`, 2026-11-30"
+    )
+    assert rows["INT8 CAM vs exact Grad-CAM, median Pearson (6x6 grid, same class)"] == "`x86-intel-xeon`, 2026-11-30"
+    # One run, one machine: the table keeps its four columns.
+    assert "| what | target | measured | met |" in render_markdown(_base(), {}).splitlines()
+
+
 def test_a_report_without_provenance_renders_as_before() -> None:
     base = _base()
     page = render_markdown(base, {})

@@ -39,6 +39,8 @@ def readme_row(report: dict[str, Any]) -> str:
     pearson = report.get("cam", {}).get("metrics", {}).get("same_class", {}).get("pearson_grid", {}).get("median")
     machine = report.get("machine", {})
     cpu = re.sub(r"\s+", " ", str(machine.get("cpu_model", "unknown CPU"))).strip()
+    if "cpu_features" in machine:  # the INT8 extensions: two machines both called "AMD EPYC" ran INT8 4x apart
+        cpu += f", {'/'.join(machine['cpu_features']).upper() or 'no INT8 extension listed'}"
     arch = "x86" if str(report.get("device_id", "")).startswith("x86") else machine.get("machine", "")
     figures = (
         f"p50 {_number(pipeline['end_to_end_ms']['p50'], 1, ' ms')}; "
