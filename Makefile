@@ -46,5 +46,9 @@ lint:
 bench: setup
 	$(EDGESKIN) bench
 
+# The benchmark report in docs/benchmarks (float rows need setup-train and the float models; see benchmarks/README.md).
+report: setup-train
+	$(PYTHON) -m benchmarks.report --out docs/benchmarks --threads 2
+
 clean:
 	rm -rf .venv demo-output .pytest_cache test-artifacts
