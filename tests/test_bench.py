@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_fakes import report_header
 
 from edgeskin import bench
 from edgeskin.cli import main
@@ -287,17 +288,7 @@ def _fake_results() -> dict:
         "settings": {"threads": 2, "frame": {"size": [768, 576]}},
     }
     return {
-        "date": "2026-01-01T00:00:00+00:00",
-        "device_id": "x86-test",
-        "machine": {"cpu_model": "Test CPU", "cores": 2, "interpreter": {"package": "p", "version": "1"}},
-        "settings": {
-            "threads": 2,
-            "runs": 10,
-            "full": False,
-            "cam_images": 200,
-            "keras_backend": "tensorflow",
-            "command": "python -m benchmarks.report",
-        },
+        **report_header("2026-01-01T00:00:00+00:00", "x86-test", "Test CPU"),
         "load_average_at_start": [0.1, 0.1, 0.1],
         "load_average_at_end": [0.2, 0.1, 0.1],
         "latency": {"pipeline-2t": pipeline, "classifier-keras": {"missing": "no Keras model"}},

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_fakes import report_header
 
 import edgeskin.bench
 from edgeskin.report import run
@@ -64,17 +65,7 @@ def _base() -> dict[str, Any]:
         "detector-torch": {**_model_row(8.6), "device": "CPU (no GPU available)"},
     })  # fmt: skip
     return {
-        "date": "2026-11-30T23:07:14+00:00",
-        "device_id": "x86-intel-xeon",
-        "machine": {"cpu_model": "Intel Xeon", "cores": 2, "interpreter": {"package": "litert", "version": "2.3.0"}},
-        "settings": {
-            "threads": 2,
-            "runs": 100,
-            "full": False,
-            "cam_images": 300,
-            "keras_backend": "tensorflow",
-            "command": "python -m benchmarks.report --out docs/benchmarks --threads 2",
-        },
+        **report_header("2026-11-30T23:07:14+00:00", "x86-intel-xeon", "Intel Xeon"),
         "load_average_at_start": [0.48, 1.76, 2.56],
         "other_busy_processes_at_start": [],
         "models": {"classifier": "/old/cls.tflite", "detector": "/old/det.tflite"},
