@@ -354,6 +354,9 @@ def dequantize(
     """
     values = np.asarray(q)
     widened = values.astype(np.int32) if values.dtype.kind in "iu" else values.astype(np.float64)
+    if isinstance(zero_point, (int, np.integer)) and isinstance(scale, (int, float, np.integer, np.floating)):
+        # One scale and zero point (a per-tensor model output, every frame): the same arithmetic, no set-up.
+        return ((widened - np.int32(zero_point)) * float(scale)).astype(np.float32)
     zp = np.asarray(zero_point, dtype=np.int32)
     if zp.size > 1:
         shape = [1] * values.ndim
@@ -443,11 +446,10 @@ class TensorInfo:
         """This tensor's values → float32."""
         if not self.is_quantized:
             return np.asarray(q, dtype=np.float32)
-        values = np.asarray(q)
-        if self._per_tensor is not None and values.dtype.kind in "iu":  # dequantize()'s arithmetic, set up once
+        if self._per_tensor is not None:  # scalars: dequantize() skips its per-axis set-up
             zero_point, scale = self._per_tensor
-            return ((values.astype(np.int32) - np.int32(zero_point)) * scale).astype(np.float32)
-        return dequantize(values, self.scales, self.zero_points, axis=self.quantized_dimension)
+            return dequantize(q, scale, zero_point)
+        return dequantize(q, self.scales, self.zero_points, axis=self.quantized_dimension)
 
     def dequantize_mean(self, sums: np.ndarray, count: int, dtype: Any = np.float64) -> np.ndarray:
         """The mean of ``count`` outputs of this tensor, from their sum as stored.

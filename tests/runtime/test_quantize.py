@@ -138,6 +138,8 @@ def test_a_tensors_dequantize_is_the_functions_to_the_bit(dtype, scale, zero_poi
     limits = np.iinfo(dtype)
     q = np.arange(limits.min, limits.max + 1).astype(dtype).reshape(-1, 4)
     np.testing.assert_array_equal(info.dequantize(q), dequantize(q, scale, zero_point))
+    # Scalars take dequantize()'s short path; one-element sequences its general (per-axis) one: the same bits.
+    np.testing.assert_array_equal(dequantize(q, scale, zero_point), dequantize(q, (scale,), (zero_point,)))
     general = TensorInfo(
         "t",
         (1, 4),
@@ -158,3 +160,4 @@ def test_a_tensors_dequantize_is_the_functions_to_the_bit(dtype, scale, zero_poi
         )
     floats = np.linspace(-3, 3, 8).reshape(2, 4)  # float values given to an integer tensor: the general path
     np.testing.assert_array_equal(info.dequantize(floats), dequantize(floats, scale, zero_point))
+    np.testing.assert_array_equal(dequantize(floats, scale, zero_point), dequantize(floats, (scale,), (zero_point,)))
