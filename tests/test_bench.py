@@ -164,6 +164,43 @@ def test_no_governor_file_means_no_warning(tmp_path: Path) -> None:
     assert bench.governor_warning(None) is None
 
 
+def _invoke_stats(p50: float, fastest: float) -> dict[str, float]:
+    return {"p50": p50, "p90": p50 * 1.1, "mean": p50, "min": fastest, "max": p50 * 1.2, "n": 100}
+
+
+def test_host_noise_calls_a_run_quiet_when_every_median_stays_near_its_fastest_call() -> None:
+    quiet = bench.host_noise({"detector": _invoke_stats(13.4, 13.2), "classifier": _invoke_stats(6.1, 5.9)})
+    assert quiet["quiet"] and quiet["limit"] == bench.QUIET_INVOKE_SPREAD
+    assert quiet["invoke_p50_over_min"] == {"detector": round(13.4 / 13.2, 4), "classifier": round(6.1 / 5.9, 4)}
+    assert bench.host_noise_warning(quiet) is None
+    # One model slowed down by other work is enough: the run is not a reference figure.
+    busy = bench.host_noise({"detector": _invoke_stats(13.4, 13.2), "classifier": _invoke_stats(7.8, 6.8)})
+    assert not busy["quiet"]
+    warning = bench.host_noise_warning(busy)
+    assert warning is not None and "classifier" in warning and "15% above" in warning
+    # A stricter limit turns the first run busy too; the limit is inclusive.
+    assert not bench.host_noise({"detector": _invoke_stats(13.4, 13.2)}, limit=1.01)["quiet"]
+    assert bench.host_noise({"detector": _invoke_stats(10.5, 10.0)}, limit=1.05)["quiet"]
+
+
+def test_table_names_the_hosts_state_when_the_result_has_it(tiny_models: tuple[Path, Path]) -> None:
+    from tiny_models import frame_with_dark_square
+
+    classifier, detector = tiny_models
+    frame = frame_with_dark_square(576, 768, (192, 96, 576, 480))
+    result = bench.run_quick_suite(classifier, detector, frame=frame, threads=1, runs=3, warmup=1)
+    noise = result["host_noise"]
+    assert noise == bench.host_noise({name: result["invoke_ms"][name] for name in noise["invoke_p50_over_min"]})
+    assert set(noise["invoke_p50_over_min"]) == set(result["invoke_ms"])
+    assert (bench.host_noise_warning(noise) in result["warnings"]) is (not noise["quiet"])
+    result["host_noise"] = bench.host_noise({"detector": _invoke_stats(15.6, 14.2)})
+    assert "host BUSY: bare invoke p50 / fastest detector 1.099" in bench.format_table(result)
+    result["host_noise"] = bench.host_noise({"detector": _invoke_stats(13.4, 13.2)})
+    assert "host quiet: bare invoke p50 / fastest detector 1.015" in bench.format_table(result)
+    del result["host_noise"]  # a result written before the check: no line
+    assert not [line for line in bench.format_table(result).splitlines() if line.startswith("  host ")]
+
+
 # -- the suite on tiny real models ------------------------------------------------------------------
 
 
