@@ -286,3 +286,38 @@ def test_a_report_without_provenance_renders_as_before() -> None:
     # A full run's provenance (every group from one run) changes nothing on the page.
     one_run = {**base, "provenance": dict.fromkeys(run.GROUPS, run.provenance_entry(base))}
     assert render_markdown(one_run, {}) == page
+
+
+def test_runner_runs_a_timing_job_again_when_its_host_was_busy(tmp_path: Path, monkeypatch) -> None:
+    """A busy host (the job's own invokes say so) counts as contention even when no process here used the CPU."""
+    answers = [
+        {
+            "overhead_ratio": 1.17,
+            "host_noise": {"invoke_p50_over_min": {"detector": 1.2}, "limit": 1.05, "quiet": False},
+        },
+        {
+            "overhead_ratio": 1.12,
+            "host_noise": {"invoke_p50_over_min": {"detector": 1.02}, "limit": 1.05, "quiet": True},
+        },
+        {"overhead_ratio": 1.5},
+    ]
+    calls = []
+
+    def once(self, name, module, args, env, attempt):
+        calls.append(attempt)
+        return dict(answers[attempt])
+
+    monkeypatch.setattr(run.Runner, "_once", once)
+    monkeypatch.setattr(run, "cpu_seconds", lambda: None)  # no CPU counters: only the host check can retry
+    result = run.Runner(tmp_path, {}, retries=2)("pipeline", "edgeskin.report.latency", timed=True)
+    assert calls == [0, 1] and result["overhead_ratio"] == 1.12
+    assert result["host_quiet_attempts"] == [False, True]
+    # Busy every time: the retries run out and the last attempt is kept, saying so.
+    answers[1] = answers[0]
+    calls.clear()
+    result = run.Runner(tmp_path, {}, retries=1)("pipeline", "edgeskin.report.latency", timed=True)
+    assert calls == [0, 1] and result["host_quiet_attempts"] == [False, False]
+    # An untimed job runs once whatever its result says.
+    calls.clear()
+    run.Runner(tmp_path, {}, retries=2)("accuracy", "edgeskin.report.accuracy")
+    assert calls == [0]
