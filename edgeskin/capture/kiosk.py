@@ -310,6 +310,9 @@ class KioskApp:
         self.loop.stop()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
+        # Release the window's images here, on the Tk thread: left to the garbage collector, an image may be
+        # deleted later from another thread, which Tk refuses ("main thread is not in main loop").
+        self._photos.clear()
         try:
             self.root.destroy()
         except self.tk.TclError:

@@ -4,6 +4,7 @@ screenshot in test-artifacts/kiosk.png that must show the window's content."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import select
 import shutil
@@ -170,6 +171,10 @@ def test_kiosk_shows_live_preview_captures_a_still_and_the_notice(xvfb, image_fo
         app.close()
         source.close()
     assert loop.stopped
+    # Its images went with the window, on this (the Tk) thread: none is left for the garbage collector to delete
+    # later from another thread, where Tk would refuse ("main thread is not in main loop").
+    gc.collect()
+    assert not [obj for obj in gc.get_objects() if isinstance(obj, tk.PhotoImage)]
 
 
 def test_run_kiosk_closes_when_the_loop_ends(xvfb, image_folder):
