@@ -253,10 +253,10 @@ def governor_warning(governor: str | None) -> str | None:
     )
 
 
-# An idle machine keeps a model's median invoke within a few percent of its fastest call. Over 38 runs on a 2-core
-# AMD EPYC VM the detector's p50 / min ranged from 1.01 to 1.5; the runs at or below 1.05 were those with the
-# fastest invokes (13.4-13.8 ms against up to 20.7 ms) and the least time outside the models (2.4-2.7 ms, busy
-# runs up to 3.8 ms).
+# An idle machine keeps a model's median invoke within a few percent of its fastest call. Over 46 runs on a 2-core
+# AMD EPYC VM (2026-12-01) the larger of the two models' p50 / min ranged from 1.02 to 1.69; the 7 runs at or below
+# 1.05 had detector invokes of 13.4-13.9 ms (the others 13.7-20.7 ms) and 2.2-2.6 ms outside the models (the
+# others 2.3-3.9 ms), and none of them an overhead ratio above 1.15 (8 of the other 39 had).
 QUIET_INVOKE_SPREAD = 1.05
 
 
