@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from convert.export_classifier import REPO, classification_metrics, external_sets, load_run, per_source
-from edgeskin.core.crop import crop_with_margin
 from edgeskin.models import default_classifier_path
 from edgeskin.tasks.classifier import Classifier
 
@@ -50,8 +49,7 @@ def main() -> int:
 
     run = load_run(args.run)
     margin = run.config["crop"]["val_margin"]
-    frames = run.frames
-    internal = [crop_with_margin(frames.frames[i], frames.boxes[i], margin)[0] for i in run.val_index]
+    internal = run.val_crops()
     sources = np.array(run.val.image_sources)
     externals = external_sets(run.config, run.split, run.data, args.ph2, margin)
     base = Classifier.from_model(default_classifier_path(), threads=2)

@@ -185,8 +185,9 @@ def apply_top_label(probabilities: np.ndarray, mapping: dict, full_lead: float =
 
 
 def _top_label_row(probs: np.ndarray, mapping: dict, full_lead: float) -> np.ndarray | None:
-    """:func:`apply_top_label` of one (n_classes,) float64 row, operation for operation on Python floats (IEEE
-    doubles, as numpy's float64), so the result is bit-identical; None for a row that is not finite."""
+    """:func:`apply_top_label` of one (n_classes,) float64 row, operation for operation: its scalars on Python
+    floats (IEEE doubles, as numpy's float64), its few row-wide steps on the row itself, so the result is
+    bit-identical to the batch form; None for a row that is not finite."""
     top = int(probs.argmax())
     confidence = float(probs[top])
     others = probs.copy()

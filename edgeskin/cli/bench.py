@@ -68,7 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--retries",
         type=int,
         default=None,
-        help="report: re-runs of a timing job disturbed by other processes (default 2)",
+        help="report: re-runs of a timing job disturbed by other processes or run on a busy host (default 2)",
     )
     return parser
 

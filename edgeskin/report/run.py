@@ -523,7 +523,10 @@ def main(
         "keep BASE's other sections and write report.json",
     )
     parser.add_argument(
-        "--retries", type=int, default=2, help="re-runs of a timing job that other processes disturbed (default 2)"
+        "--retries",
+        type=int,
+        default=2,
+        help="re-runs of a timing job that other processes disturbed or that found its host busy (default 2)",
     )
     args = parser.parse_args(argv)
     if args.retries < 0:
