@@ -12,6 +12,18 @@ import math
 import numpy as np
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax of ``logits / temperature`` over the last axis (float32).
+
+    The one softmax of the project: the runtime's (``edgeskin.tasks.classifier`` re-exports it), the
+    calibration fits' and the export's.
+    """
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - np.maximum.reduce(z, axis=-1, keepdims=True)  # max and sum are these reductions, minus their wrappers
+    e = np.exp(z)
+    return (e / np.add.reduce(e, axis=-1, keepdims=True)).astype(np.float32)
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -254,10 +266,7 @@ def calibrated_probabilities(
     full_lead: float = TOP_LABEL_FULL_LEAD,
 ) -> np.ndarray:
     """What the runtime reports for (N, n_classes) logits: softmax(logits / T), then the top-label map."""
-    z = np.asarray(logits, np.float64) / float(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    probs = e / e.sum(axis=-1, keepdims=True)
+    probs = softmax(logits, temperature)
     return probs if top_label is None else apply_top_label(probs, top_label, full_lead)
 
 

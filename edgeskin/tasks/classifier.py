@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeskin.calibration import apply_top_label
+from edgeskin.calibration import apply_top_label, softmax
 from edgeskin.core.geometry import resize_to_input
 from edgeskin.core.views import align_stacked, apply_view, check_views, view_into
 from edgeskin.errors import ConfigError, ModelError
@@ -28,14 +28,6 @@ from edgeskin.tasks.base import BaseOptions, ModelTask
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
 logger = logging.getLogger(__name__)
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Numerically stable softmax of ``logits / temperature`` over the last axis (float32)."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - np.maximum.reduce(z, axis=-1, keepdims=True)  # max and sum are these reductions, minus their wrappers
-    e = np.exp(z)
-    return (e / np.add.reduce(e, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _renormalise(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:

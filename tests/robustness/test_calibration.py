@@ -312,6 +312,18 @@ def test_small_logit_moves_give_small_probability_moves(row, k, sign):
     assert change < 1e-4 / 0.8 * 12
 
 
+def test_calibrated_probabilities_are_the_runtime_softmax_then_the_map():
+    """One softmax: the export's calibrated probabilities are the runtime's, to the last bit."""
+    from edgeskin.calibration import apply_top_label, calibrated_probabilities
+
+    logits = np.random.default_rng(5).normal(0, 3, (50, K))
+    mapping = {"x": [0.2, 0.5, 0.9], "y": [0.1, 0.7, 0.95], "max_slope": 2.0}
+    np.testing.assert_array_equal(calibrated_probabilities(logits, 0.8), softmax(logits, 0.8))
+    np.testing.assert_array_equal(
+        calibrated_probabilities(logits, 0.8, mapping), apply_top_label(softmax(logits, 0.8), mapping)
+    )
+
+
 def test_logit_step_sensitivity_matches_a_brute_force_search():
     from edgeskin.calibration import calibrated_probabilities, logit_step_sensitivity
 
