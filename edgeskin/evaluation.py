@@ -281,14 +281,33 @@ def average_precision(scores: np.ndarray, is_true_positive: np.ndarray, n_ground
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-def top_box_ious(gt_box: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """(IoU of the highest-scoring box, highest IoU of any box) with the ground truth; (0, 0) without boxes."""
+def top_box_ious(gt_boxes: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(IoU of the highest-scoring box, highest IoU of any box) with the nearest ground-truth box; (0, 0) without
+    boxes. ``gt_boxes``: one (4,) box or (M, 4) boxes, xyxy."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    if len(boxes) == 0:
+    truths = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, 4)
+    if len(boxes) == 0 or len(truths) == 0:
         return 0.0, 0.0
-    ious = box_iou(np.asarray(gt_box, np.float32).reshape(1, 4), boxes)[0]
+    ious = box_iou(truths, boxes)
     top = int(np.argmax(np.asarray(scores, dtype=np.float64)))  # first of equal scores
-    return float(ious[top]), float(ious.max())
+    return float(ious[:, top].max()), float(ious.max())
+
+
+def _matches(truths: np.ndarray, boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Which boxes are true positives: in ``order`` (best score first), each takes the unmatched ground-truth box
+    it overlaps most if that IoU is >= ``iou_threshold``; later boxes on a taken one are duplicates."""
+    hits = np.zeros(len(boxes), bool)
+    if len(truths) == 0 or len(boxes) == 0:
+        return hits
+    ious = box_iou(truths, boxes)
+    free = np.ones(len(truths), bool)
+    for index in order:
+        candidates = np.where(free, ious[:, index], -1.0)
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou_threshold:
+            free[best] = False
+            hits[index] = True
+    return hits
 
 
 def iou_summary(ious: Sequence[float], digits: int = 6) -> dict[str, Any]:
@@ -312,75 +331,90 @@ def detection_report(
     ground_truth: Sequence[np.ndarray | None],
     predictions: Sequence[tuple[np.ndarray, np.ndarray]],
     iou_threshold: float = 0.5,
+    *,
+    image_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Localisation metrics with one ground-truth lesion box per image.
+    """Localisation metrics: the one detection evaluator (``edgeskin evaluate detect``, the benchmark report, the
+    detector's training and export records).
 
     Args:
-        ground_truth: Per image, the (4,) ground-truth xyxy box, or None when the mask is empty (such
-            images are left out of the IoU statistics; their predictions count as false positives in AP).
+        ground_truth: Per image, the ground-truth xyxy box (4,) or boxes (M, 4), or None / (0, 4) when the image
+            has no lesion (an empty mask, a hard negative: left out of the IoU statistics, its predictions count
+            as false positives in AP).
         predictions: Per image, ``(boxes (k, 4), scores (k,))`` in the same pixels.
         iou_threshold: IoU for a correct box (0.5).
+        image_ids: With one id per image, the report adds ``per_image``: ``{id: {iou, box, truth, n_boxes}}``
+            (the top box's IoU and the boxes rounded to 0.1 px).
 
     Returns:
         ``n`` (images with a ground-truth box), ``mean_iou`` / ``median_iou`` / ``iou50_rate`` of the
-        **highest-scoring box** of each image (no box: IoU 0), ``map50`` (all-point interpolated AP at
-        ``iou_threshold`` over all predictions of all images ranked by score; a prediction is a true
-        positive when it is the highest-scoring box of its image with IoU >= the threshold with the
-        ground truth, later ones are duplicates), ``best_box_iou`` (the same statistics for the
-        highest-IoU box of each image, an upper bound), ``no_box`` and ``empty_masks`` counts.
+        **highest-scoring box** of each image with its nearest ground-truth box (no box: IoU 0), ``map50``
+        (all-point interpolated AP at ``iou_threshold`` over all predictions of all images ranked by score; in
+        score order each box takes the unmatched ground-truth box it overlaps most when their IoU reaches the
+        threshold, later ones are duplicates), ``best_box_iou`` (the same statistics for the highest-IoU box of
+        each image, an upper bound), ``no_box`` and ``empty_masks`` counts, and ``definitions``.
     """
     if len(ground_truth) != len(predictions):
         raise ValueError(
             f"expected one prediction per image, got {len(ground_truth)} images and {len(predictions)} predictions"
         )
+    if image_ids is not None and len(image_ids) != len(predictions):
+        raise ValueError(f"expected one image id per image, got {len(image_ids)} ids and {len(predictions)} images")
     top_ious, best_ious = [], []
     all_scores, all_hits = [], []
-    no_box = empty = 0
-    for gt, (boxes, scores) in zip(ground_truth, predictions, strict=True):
+    per_image: dict[str, dict[str, Any]] = {}
+    no_box = empty = n_truths = 0
+    for index, (gt, (boxes, scores)) in enumerate(zip(ground_truth, predictions, strict=True)):
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(boxes):
             raise ValueError(f"expected one score per box, got {len(boxes)} boxes and {len(scores)} scores")
+        truths = np.zeros((0, 4), np.float32) if gt is None else np.asarray(gt, np.float32).reshape(-1, 4)
         order = np.argsort(-scores, kind="stable")
-        hits = np.zeros(len(boxes), bool)
-        if gt is None:
+        if len(truths) == 0:
             empty += 1
+            top = None
         else:
-            if len(boxes) == 0:
-                no_box += 1
-            top, best = top_box_ious(gt, boxes, scores)
+            n_truths += len(truths)
+            no_box += len(boxes) == 0
+            top, best = top_box_ious(truths, boxes, scores)
             top_ious.append(top)
             best_ious.append(best)
-            if len(boxes):
-                ious = box_iou(np.asarray(gt, np.float32).reshape(1, 4), boxes[order])[0]
-                matched = np.flatnonzero(ious >= iou_threshold)
-                if matched.size:
-                    hits[order[matched[0]]] = True  # one ground truth: the best-ranked match takes it
         all_scores.append(scores)
-        all_hits.append(hits)
-    n = len(top_ious)
-    top_arr, best_arr = np.asarray(top_ious, np.float64), np.asarray(best_ious, np.float64)
-    top_stats = iou_summary(top_arr)
+        all_hits.append(_matches(truths, boxes, order, iou_threshold))
+        if image_ids is not None:
+            per_image[str(image_ids[index])] = {
+                "iou": _round(top),
+                "box": [round(float(v), 1) for v in boxes[order[0]]] if len(boxes) else None,
+                "truth": [[round(float(v), 1) for v in t] for t in truths],
+                "n_boxes": int(len(boxes)),
+            }
+    top_stats = iou_summary(top_ious)
     map50 = None
-    if n:
-        map50 = _round(average_precision(np.concatenate(all_scores), np.concatenate(all_hits), n))
-    return {
-        "n": n,
+    if n_truths:
+        map50 = _round(average_precision(np.concatenate(all_scores), np.concatenate(all_hits), n_truths))
+    report = {
+        "n": top_stats["n"],
         "mean_iou": top_stats["mean_iou"],
         "median_iou": top_stats["median_iou"],
         "iou50_rate": top_stats["iou50_rate"],
         "map50": map50,
-        "best_box_iou": iou_summary(best_arr),
+        "best_box_iou": iou_summary(best_ious),
         "no_box": no_box,
         "empty_masks": empty,
         "definitions": {
-            "mean_iou/median_iou/iou50_rate": "IoU of the highest-scoring box of each image with the ground-truth "
-            "box (tight box of the mask); an image without a box counts as IoU 0; iou50_rate = share with IoU >= 0.5",
+            "mean_iou/median_iou/iou50_rate": "IoU of the highest-scoring box of each image with its nearest "
+            "ground-truth box (the tight box of a mask); an image without a box counts as IoU 0; iou50_rate = share "
+            "with IoU >= 0.5",
             "map50": f"all-point interpolated average precision (PASCAL VOC 2010+) at IoU {iou_threshold}, all "
-            "predicted boxes of all images ranked by score, one ground-truth box per image, duplicates are false positives",
+            "predicted boxes of all images ranked by score, each taking the unmatched ground-truth box it overlaps "
+            "most; duplicates and boxes on images without a lesion are false positives",
             "best_box_iou": "the same statistics for the box with the highest IoU in each image (an upper bound)",
         },
     }
+    if image_ids is not None:
+        report["per_image"] = per_image
+    return report
 
 
 # -- plots -------------------------------------------------------------------------------------------------

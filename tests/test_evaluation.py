@@ -133,6 +133,39 @@ def test_detection_report_definitions():
     assert report["map50"] == pytest.approx(1 / 6 + 2 / 15)
 
 
+def _box(x: float, y: float, size: float = 10.0) -> np.ndarray:
+    return np.array([x, y, x + size, y + size], np.float32)
+
+
+def test_detection_report_matches_several_boxes_per_image():
+    # Ranked: 0.9 hit (image 1), 0.8 miss (image 1, far away), 0.7 hit (image 2, IoU 0.67 >= 0.5).
+    # Precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1: the envelope gives AP = 1/2 * 1 + 1/2 * 2/3.
+    gt = [_box(0, 0)[None], _box(0, 0)[None]]
+    predictions = [(np.stack([_box(0, 0), _box(50, 50)]), np.array([0.9, 0.8])), (_box(2, 0)[None], np.array([0.7]))]
+    assert detection_report(gt, predictions)["map50"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # Two lesions in one scene: each box takes the free ground truth it overlaps most, so both count.
+    scene = np.stack([_box(0, 0), _box(40, 40)])
+    report = detection_report([scene], [(np.stack([_box(40, 40), _box(1, 0)]), np.array([0.9, 0.6]))])
+    assert report["map50"] == pytest.approx(1.0)
+    assert report["mean_iou"] == pytest.approx(1.0)  # the top box with its nearest ground truth
+    # A second box on a taken ground truth is a duplicate; no ground truth at all: no AP.
+    one = _box(0, 0)[None]
+    assert detection_report([one], [(np.stack([_box(0, 0), _box(1, 0)]), np.array([0.9, 0.8]))])["map50"] == 1.0
+    assert detection_report([one], [(np.zeros((0, 4)), np.zeros(0))])["map50"] == 0.0  # no predictions
+    assert detection_report([np.zeros((0, 4))], [(one, np.array([0.5]))])["map50"] is None
+
+
+def test_detection_report_per_image_records():
+    one = _box(0, 0)[None]
+    predictions = [(np.stack([_box(2, 0), _box(0, 0)]), np.array([0.4, 0.9])), (one, np.array([0.3]))]
+    report = detection_report([_box(0, 0), None], predictions, image_ids=["lesion", "empty"])
+    assert report["per_image"]["lesion"] == {"iou": 1.0, "box": [0, 0, 10, 10], "truth": [[0, 0, 10, 10]], "n_boxes": 2}
+    assert report["per_image"]["empty"] == {"iou": None, "box": [0, 0, 10, 10], "truth": [], "n_boxes": 1}
+    assert "per_image" not in detection_report([_box(0, 0)], predictions[1:])
+    with pytest.raises(ValueError, match="one image id per image"):
+        detection_report([_box(0, 0)], predictions[1:], image_ids=["a", "b"])
+
+
 def test_top_box_iou_is_the_highest_scoring_box():
     top, best = top_box_ious(np.array([0, 0, 10, 10]), np.array([[0, 0, 10, 10], [0, 0, 5, 5]]), np.array([0.2, 0.9]))
     assert top == pytest.approx(0.25) and best == pytest.approx(1.0)

@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.core.boxes import xywh_to_xyxy
-from edgeskin.evaluation import average_precision
+from edgeskin.evaluation import detection_report
 from training.detector_data import (
-    box_iou_single,
     build_dataset,
-    iou_summary,
     load_dataset_config,
     load_ph2,
     mask_to_box,
@@ -90,73 +88,22 @@ def apply_offline_settings(config_dir: str | Path = DEFAULT_OUT / "yolo_config")
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def average_precision_50(per_image: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """AP at IoU 0.5 (all-point interpolation, VOC 2010+/COCO-style) for one class.
-
-    Args:
-        per_image: For each image ``(pred_boxes (N, 4), pred_scores (N,), true_boxes (M, 4))``.
-    """
-    records: list[tuple[float, int]] = []
-    n_true = 0
-    for boxes, scores, truths in per_image:
-        n_true += len(truths)
-        matched = np.zeros(len(truths), bool)
-        for index in np.argsort(-np.asarray(scores), kind="stable"):
-            ious = np.array([box_iou_single(boxes[index], t) for t in truths]) if len(truths) else np.zeros(0)
-            hit = 0
-            if ious.size:
-                best = int(np.argmax(np.where(matched, -1.0, ious)))
-                if not matched[best] and ious[best] >= 0.5:
-                    matched[best] = True
-                    hit = 1
-            records.append((float(scores[index]), hit))
-    if n_true == 0 or not records:
-        return 0.0
-    all_scores, all_hits = zip(*records, strict=True)
-    return average_precision(np.array(all_scores), np.array(all_hits, bool), n_true)
-
-
 def evaluate_detector(
     predict: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     items: Sequence,
 ) -> dict:
-    """Box metrics of a predictor on images with masks (the ``edgeskin evaluate detect`` definitions).
+    """Box metrics of a predictor on images with masks or boxes: :func:`edgeskin.evaluation.detection_report`.
 
     Args:
         predict: ``image_rgb -> (boxes xyxy (N, 4) in frame pixels, scores (N,))`` after NMS.
-        items: objects with ``image_id``, ``image_path`` and ``mask_path``.
-
-    Returns:
-        ``n, mean_iou, median_iou, iou50_rate`` of the top-scoring box (no box = IoU 0), ``map50``, the
-        same summary for the best-overlapping box (``oracle``), and per-image IoUs and boxes.
+        items: objects with ``image_id``, ``image_path`` and ``mask_path`` (or :class:`LabelledImage`).
     """
-    top_ious, any_ious, records, per_image = [], [], [], {}
+    ids, truths, predictions = [], [], []
     for item in items:
-        image = read_rgb(item.image_path)
-        truths = _truth_boxes(item)
-        boxes, scores = predict(image)
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        scores = np.asarray(scores, np.float32).reshape(-1)
-        if len(scores):
-            top = boxes[int(np.argmax(scores))]
-            top_iou = max(box_iou_single(t, top) for t in truths)
-            any_iou = max(box_iou_single(t, b) for t in truths for b in boxes)
-        else:
-            top, top_iou, any_iou = None, 0.0, 0.0
-        top_ious.append(top_iou)
-        any_ious.append(any_iou)
-        records.append((boxes, scores, truths))
-        per_image[item.image_id] = {
-            "iou": round(top_iou, 4),
-            "box": None if top is None else [round(float(v), 1) for v in top],
-            "truth": [[round(float(v), 1) for v in t] for t in truths],
-            "n_boxes": int(len(scores)),
-        }
-    summary = iou_summary(top_ious)
-    summary["map50"] = round(average_precision_50(records), 4)
-    summary["oracle_best_box"] = iou_summary(any_ious)
-    summary["per_image"] = per_image
-    return summary
+        ids.append(item.image_id)
+        truths.append(_truth_boxes(item))
+        predictions.append(predict(read_rgb(item.image_path)))
+    return detection_report(truths, predictions, image_ids=ids)
 
 
 @dataclass(frozen=True)

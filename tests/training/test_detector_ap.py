@@ -1,33 +1,47 @@
-"""training.train_detector.average_precision_50 matches boxes per image and scores them with edgeskin's one AP."""
+"""training.train_detector: its evaluator is edgeskin's one detection evaluator; YOLO label files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.train_detector import average_precision_50
+from edgeskin.evaluation import detection_report
 
 
 def _box(x: float, y: float, size: float = 10.0) -> np.ndarray:
     return np.array([x, y, x + size, y + size], np.float32)
 
 
-def test_average_precision_50_by_hand() -> None:
-    # Ranked: 0.9 hit (image 1), 0.8 miss (image 1, far away), 0.7 hit (image 2, IoU 0.67 >= 0.5).
-    # Precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1: the envelope gives AP = 1/2 * 1 + 1/2 * 2/3.
-    per_image = [
-        (np.stack([_box(0, 0), _box(50, 50)]), np.array([0.9, 0.8]), np.stack([_box(0, 0)])),
-        (np.stack([_box(2, 0)]), np.array([0.7]), np.stack([_box(0, 0)])),
+def test_evaluate_detector_is_edgeskins_detection_report(tmp_path) -> None:
+    """The training records come from the one evaluator: same keys, same figures, per image on top."""
+    import cv2
+
+    from training.train_detector import LabelledImage, evaluate_detector
+
+    path = tmp_path / "scene.jpg"
+    cv2.imwrite(str(path), np.zeros((64, 64, 3), np.uint8))
+    items = [
+        LabelledImage("a", str(path), (tuple(_box(0, 0)), tuple(_box(40, 40)))),
+        LabelledImage("b", str(path), (tuple(_box(0, 0)),)),
+        LabelledImage("negative", str(path), ()),
     ]
-    assert average_precision_50(per_image) == pytest.approx(0.5 + 0.5 * 2 / 3)
-
-
-def test_average_precision_50_duplicates_and_empty_cases() -> None:
-    one = np.stack([_box(0, 0)])
-    # A second box on the same truth is a duplicate (false positive) after the first one matched.
-    assert average_precision_50([(np.stack([_box(0, 0), _box(1, 0)]), np.array([0.9, 0.8]), one)]) == pytest.approx(1.0)
-    assert average_precision_50([(np.zeros((0, 4)), np.zeros(0), one)]) == 0.0  # no predictions
-    assert average_precision_50([(one, np.array([0.5]), np.zeros((0, 4)))]) == 0.0  # no ground truth
+    answers = {
+        "a": (np.stack([_box(40, 40), _box(1, 0)]), np.array([0.9, 0.6])),
+        "b": (np.stack([_box(5, 0)]), np.array([0.7])),
+        "negative": (np.stack([_box(20, 20)]), np.array([0.8])),
+    }
+    calls = iter(["a", "b", "negative"])
+    report = evaluate_detector(lambda image: answers[next(calls)], items)
+    expected = detection_report(
+        [np.stack([_box(0, 0), _box(40, 40)]), _box(0, 0)[None], None],
+        list(answers.values()),
+        image_ids=list(answers),
+    )
+    assert report == expected
+    assert report["n"] == 2 and report["empty_masks"] == 1
+    assert report["per_image"]["a"] == {
+        "iou": 1.0, "box": [40.0, 40.0, 50.0, 50.0], "truth": [[0, 0, 10, 10], [40, 40, 50, 50]], "n_boxes": 2
+    }  # fmt: skip
 
 
 def test_read_yolo_boxes_to_pixels(tmp_path) -> None:
