@@ -4,7 +4,7 @@ Nothing here touches an interpreter, a camera or a file.
 """
 
 from edgeskin.core.boxes import box_area, box_iou, clip_boxes, mask_to_box, nms, xywh_to_xyxy, xyxy_to_xywh
-from edgeskin.core.cam import cam_to_heatmap, class_activation_map, upsample_cam
+from edgeskin.core.cam import class_activation_map, upsample_cam
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.core.geometry import ImageTransform, letterbox, resize_stretch, resize_to_input
 from edgeskin.core.preprocess import (
@@ -29,7 +29,6 @@ __all__ = [
     "PreprocessingProfile",
     "box_area",
     "box_iou",
-    "cam_to_heatmap",
     "clahe_lightness",
     "class_activation_map",
     "clip_boxes",

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from edgeskin.errors import ConfigError
 
-__all__ = ["class_activation_map", "upsample_cam", "cam_to_heatmap"]
+__all__ = ["class_activation_map", "upsample_cam"]
 
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR_EXACT, "cubic": cv2.INTER_CUBIC}
 _CAM_LEVELS = 65535  # upsample_cam's fixed-point resolution
@@ -104,19 +104,3 @@ def upsample_cam(cam: ArrayLike, size: tuple[int, int], interpolation: str = "li
     levels = np.rint(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * _CAM_LEVELS).astype(np.uint16)
     out = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR_EXACT).reshape(height, width)
     return out.astype(np.float32) / np.float32(_CAM_LEVELS)
-
-
-def cam_to_heatmap(cam: ArrayLike) -> np.ndarray:
-    """Colour a [0, 1] map with the JET colour map (0: dark blue, 1: dark red).
-
-    Args:
-        cam: (h, w) map; values outside [0, 1] are clipped, NaN counts as 0.
-
-    Returns:
-        (h, w, 3) RGB uint8 heatmap.
-    """
-    arr = np.asarray(cam, dtype=np.float32)
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"cam: expected a non-empty (h, w) map, got shape {arr.shape}")
-    levels = np.rint(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

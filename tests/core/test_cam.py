@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeskin.core.cam import cam_to_heatmap, class_activation_map, upsample_cam
+from edgeskin.core.cam import class_activation_map, upsample_cam
 from edgeskin.errors import ConfigError
 
 
@@ -119,14 +119,3 @@ def test_upsample_cam(interpolation, size):
 def test_upsample_cam_bad_interpolation():
     with pytest.raises(ConfigError, match="linear, cubic"):
         upsample_cam(np.zeros((2, 2)), (4, 4), "nearest")
-
-
-def test_heatmap_colours():
-    cam = np.array([[0.0, 0.5, 1.0, 7.0, -1.0, np.nan]], np.float32)
-    heat = cam_to_heatmap(cam)
-    assert heat.shape == (1, 6, 3) and heat.dtype == np.uint8
-    low, mid, high, over, under, nan = heat[0].astype(int)
-    assert low[2] > 100 and low[0] < 10 and low[1] < 10  # dark blue
-    assert high[0] > 100 and high[1] < 10 and high[2] < 10  # dark red
-    assert mid[1] > 200  # green-ish in the middle
-    assert (over == high).all() and (under == low).all() and (nan == low).all()
