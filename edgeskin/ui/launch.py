@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeskin.capture.quality import QualityReport
+from edgeskin.capture.quality import assess_quality as assess
 from edgeskin.errors import ConfigError, EdgeskinError
 from edgeskin.labels import DX_NAMES
 from edgeskin.results import Lesion, PipelineResult
@@ -271,19 +273,15 @@ QUALITY_EXPLANATIONS: Mapping[str, str] = {
 }
 
 
-def assess_quality(frame: np.ndarray, result: PipelineResult | None) -> Any:
-    """The quality gate's report on a frame (with the main lesion's box when there is one), or None when
-    :mod:`edgeskin.capture.quality` is not installed."""
-    try:
-        from edgeskin.capture.quality import assess_quality as assess
-    except ImportError:
-        return None
+def assess_quality(frame: np.ndarray, result: PipelineResult | None) -> QualityReport:
+    """The quality gate's report on a frame (with the main lesion's box when there is one)."""
     box = result.lesions[0].box if result is not None and result.lesions else None
     return assess(frame, box)
 
 
-def quality_messages(report: Any) -> list[str]:
-    """One line per quality issue, e.g. "hold still: the image looks blurred"; empty when all passed."""
+def quality_messages(report: QualityReport | None) -> list[str]:
+    """One line per quality issue, e.g. "hold still: the image looks blurred"; empty when all passed or when
+    there is no report (an upload that could not be read)."""
     if report is None:
         return []
     return [
@@ -300,7 +298,7 @@ class Analysis:
     frame: np.ndarray | None = None
     result: PipelineResult | None = None
     error: str | None = None
-    quality: Any = None  # edgeskin.capture.quality.QualityReport, or None without the quality gate
+    quality: QualityReport | None = None  # None when the upload could not be read
 
 
 def analyse(pipeline: Callable[[np.ndarray], PipelineResult], data: bytes, source: str) -> Analysis:

@@ -145,7 +145,6 @@ def test_no_refer_flag_below_the_threshold(lesion_bytes):
 
 
 def test_a_blurred_image_gets_a_quality_warning(lesion_bytes):
-    pytest.importorskip("edgeskin.capture.quality")
     import cv2
     import numpy as np
 
