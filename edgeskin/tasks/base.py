@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from edgeskin.runtime.interpreter import TFLiteModel, check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec, load_model
@@ -43,6 +45,23 @@ class BaseOptions:
         return load_model(
             self.model_path, self.spec, expected_task=task, num_threads=self.num_threads, delegate=self.delegate
         )
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextmanager
+def closed_on_error(*resources: _Closeable | None) -> Iterator[None]:
+    """Close ``resources`` (None skipped) if the block raises, then re-raise: a task that fails while it is
+    being built leaves no interpreter open. On success they stay open: the built task owns them."""
+    try:
+        yield
+    except BaseException:
+        for resource in resources:
+            if resource is not None:
+                resource.close()
+        raise
 
 
 _Task = TypeVar("_Task", bound="ModelTask")

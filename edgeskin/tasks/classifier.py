@@ -23,7 +23,7 @@ from edgeskin.runtime.spec import (
     ModelSpec,
     load_third_party_classifier,
 )
-from edgeskin.tasks.base import BaseOptions, ModelTask
+from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
 
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
@@ -157,13 +157,10 @@ class Classifier(ModelTask):
             )
         else:
             model, spec = options.load_model("classification")
-        try:
+        with closed_on_error(model):
             return cls(
                 model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta, batch=options.batch
             )
-        except BaseException:
-            model.close()
-            raise
 
     @classmethod
     def from_model(

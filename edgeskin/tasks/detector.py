@@ -23,7 +23,7 @@ from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec
-from edgeskin.tasks.base import BaseOptions, ModelTask
+from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
 
 __all__ = [
     "ClassicalDetector",
@@ -235,7 +235,7 @@ class Detector(ModelTask):
                 that disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
         """
         model, spec = options.load_model("detection")
-        try:
+        with closed_on_error(model):
             return cls(
                 model,
                 spec,
@@ -244,9 +244,6 @@ class Detector(ModelTask):
                 max_det=options.max_det,
                 class_agnostic=options.class_agnostic,
             )
-        except BaseException:
-            model.close()
-            raise
 
     @classmethod
     def from_model(

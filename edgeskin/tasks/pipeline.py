@@ -33,6 +33,7 @@ from edgeskin.results import Classification, Lesion, PipelineResult
 from edgeskin.roles import ClassifierRole, DetectorRole
 from edgeskin.runtime.interpreter import check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec
+from edgeskin.tasks.base import closed_on_error
 from edgeskin.tasks.cam import CamExplainer
 
 __all__ = [
@@ -217,7 +218,7 @@ class LesionPipeline:
             )
         )
         detector: Any = None
-        try:
+        with closed_on_error(classifier):
             if options.detector is not None and str(options.detector) == CLASSICAL:
                 detector = ClassicalDetector()
             elif options.detector is not None:
@@ -236,6 +237,7 @@ class LesionPipeline:
                 unsure = detector.spec.thresholds.get("unsure") if unsure is None else unsure
                 if unsure is not None and detector.confidence_threshold > unsure:
                     detector.confidence_threshold = float(unsure)  # keep the unsure band's candidates
+        with closed_on_error(classifier, detector):
             return cls(
                 classifier,
                 detector,
@@ -246,11 +248,6 @@ class LesionPipeline:
                 refer_threshold=options.refer_threshold,
                 unsure_confidence=options.unsure_confidence,
             )
-        except BaseException:
-            classifier.close()
-            if detector is not None:
-                detector.close()
-            raise
 
     @classmethod
     def from_defaults(cls, **overrides: Any) -> LesionPipeline:
