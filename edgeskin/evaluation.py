@@ -18,8 +18,11 @@ import numpy as np
 from edgeskin.core.boxes import box_iou
 from edgeskin.errors import require
 from edgeskin.labels import (
+    DX8_CLASSES,
     DX_CLASSES,
     GROUPS,
+    ISIC2018_COLUMNS,
+    ISIC2019_COLUMNS,
     dx7_matrix,
     dx_index_to_group_index,
     malignant_index,
@@ -34,10 +37,12 @@ __all__ = [
     "classify_report",
     "detection_report",
     "iou_summary",
+    "isic_csv",
     "malignant_metrics",
     "plot_confusion_matrix",
     "plot_roc_curves",
     "save_classification_plots",
+    "stratified_sample",
     "top_box_ious",
 ]
 
@@ -246,6 +251,53 @@ def scc_vs_ak(dx8: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
         "confusion_true_ak_scc_vs_predicted_ak_scc": matrix[np.ix_([a, s], [a, s])].tolist(),
         "note": "rows: true ak, scc; columns: predicted ak, scc (other predictions not shown)",
     }
+
+
+def stratified_sample(labels: Sequence[int] | np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``limit`` of ``labels``, each class in proportion to its count.
+
+    A quick check on the first rows of a file measures little (the first thousand rows of HAM10000's
+    metadata are bkl but one): this draws across the whole file instead (scikit-learn's ``resample(stratify=...)``, which gives
+    a class with less than one ``limit``-th of the rows one image or none). All indices when ``limit`` is
+    at least the number of labels.
+    """
+    y = np.asarray(labels).reshape(-1)
+    if limit < 1:
+        raise ValueError(f"limit: expected a positive number, got {limit}")
+    if limit >= len(y):
+        return np.arange(len(y))
+    resample = require("sklearn.utils", "eval", _PURPOSE).resample
+    chosen = resample(np.arange(len(y)), replace=False, n_samples=limit, stratify=y, random_state=seed)
+    return np.sort(chosen)
+
+
+def isic_csv(image_ids: Sequence[str], probabilities: np.ndarray, dx_labels: Sequence[str]) -> str:
+    """The ISIC challenge CSV of ``probabilities`` (n, K) in ``dx_labels`` order: a submission, or with one-hot
+    rows the matching ground truth, for the official scorer (``isic-challenge-scoring``).
+
+    7 dx (``DX_CLASSES``): ISIC 2018 Task 3, ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``. 8 dx (``DX8_CLASSES``):
+    the ISIC 2019 columns without UNK, ``image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC`` (the scorer takes its classes
+    from the truth file and fails on a class without positives, as UNK is in the ISIC 2019 training ground
+    truth: score against that file without its UNK column, or against ``--truth``). Values are
+    clipped to [0, 1] and written as the shortest decimals that read back as the same float32 (always with a
+    point: the scorer rejects integer columns), so the scorer ranks and picks the classes as
+    :func:`classification_metrics` does.
+    """
+    labels = tuple(dx_labels)
+    columns = {DX_CLASSES: ISIC2018_COLUMNS, DX8_CLASSES: ISIC2019_COLUMNS[:-1]}.get(labels)
+    if columns is None:
+        raise ValueError(f"dx_labels: expected {list(DX_CLASSES)} or {list(DX8_CLASSES)}, got {list(labels)}")
+    p = np.asarray(probabilities, np.float32)
+    if p.ndim != 2 or p.shape != (len(image_ids), len(labels)):
+        raise ValueError(f"probabilities: expected shape ({len(image_ids)}, {len(labels)}), got {p.shape}")
+    table = np.clip(p[:, [labels.index(column.lower()) for column in columns]], 0.0, 1.0)
+    lines = [",".join(("image", *columns))]
+    lines += [",".join((str(i), *map(_float32_text, row))) for i, row in zip(image_ids, table, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _float32_text(value: float) -> str:
+    return np.format_float_positional(np.float32(value), unique=True, trim="0")
 
 
 # -- localisation ------------------------------------------------------------------------------------------

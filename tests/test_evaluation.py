@@ -10,11 +10,13 @@ from edgeskin.evaluation import (
     classification_metrics,
     classify_report,
     detection_report,
+    isic_csv,
     malignant_metrics,
     save_classification_plots,
+    stratified_sample,
     top_box_ious,
 )
-from edgeskin.labels import DX_CLASSES, GROUPS
+from edgeskin.labels import DX8_CLASSES, DX_CLASSES, GROUPS
 
 metrics = pytest.importorskip("sklearn.metrics", reason="needs scikit-learn (pip install 'edgeskin[eval]')")
 
@@ -197,3 +199,44 @@ def test_plots_are_written_as_png_files(tmp_path):
         "roc_malignant.png",
     ]
     assert all(x.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and x.stat().st_size > 5000 for x in paths)
+
+
+# -- quick checks and the ISIC format --------------------------------------------------------------------------
+
+
+def test_a_stratified_sample_keeps_the_class_shares_not_the_first_rows():
+    labels = np.repeat([0, 1, 2], [500, 300, 200])  # sorted by class, as HAM10000's metadata nearly is
+    chosen = stratified_sample(labels, 20)
+    assert np.bincount(labels[chosen], minlength=3).tolist() == [10, 6, 4]  # the first 20 rows: [20, 0, 0]
+    assert (np.diff(chosen) > 0).all()  # file order, no repeats
+    np.testing.assert_array_equal(chosen, stratified_sample(labels, 20))  # seeded
+    assert not np.array_equal(chosen, stratified_sample(labels, 20, seed=1))
+    np.testing.assert_array_equal(stratified_sample(labels[:5], 9), np.arange(5))
+    with pytest.raises(ValueError, match="positive"):
+        stratified_sample(labels, 0)
+
+
+@pytest.mark.parametrize(
+    ("dx_labels", "header"),
+    [
+        (DX_CLASSES, "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"),  # ISIC 2018 Task 3
+        (DX8_CLASSES, "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC"),  # ISIC 2019 without UNK
+    ],
+)
+def test_isic_csv_writes_the_challenge_columns(dx_labels, header):
+    k = len(dx_labels)
+    probabilities = np.full((2, k), 0.0, np.float32)
+    probabilities[0, dx_labels.index("mel")] = 0.7
+    probabilities[0, dx_labels.index("nv")] = np.float32(0.3) + np.float32(1e-7)
+    probabilities[1, dx_labels.index("bcc")] = 1.0000001  # a float32 sum just over 1: clipped
+    lines = isic_csv(["ISIC_1", "ISIC_2"], probabilities, dx_labels).splitlines()
+    assert lines[0] == header
+    columns = header.split(",")
+    first = dict(zip(columns, lines[1].split(","), strict=True))
+    assert first["image"] == "ISIC_1" and first["MEL"] == "0.7" and first["BCC"] == "0.0"
+    assert np.float32(first["NV"]) == probabilities[0, dx_labels.index("nv")]  # reads back as the same float32
+    assert dict(zip(columns, lines[2].split(","), strict=True))["BCC"] == "1.0"
+    with pytest.raises(ValueError, match="dx_labels"):
+        isic_csv(["a"], np.ones((1, 3)), ("a", "b", "c"))
+    with pytest.raises(ValueError, match="expected shape"):
+        isic_csv(["a", "b"], probabilities[:1], dx_labels)

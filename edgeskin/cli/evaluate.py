@@ -15,7 +15,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,7 +65,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     classify.add_argument("--detector", metavar="M",
                           help="with --detect: detector .tflite or 'classical' (default: the shipped detector)")  # fmt: skip
     classify.add_argument("--threads", type=int, default=None, help="interpreter CPU threads")
-    classify.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    classify.add_argument("--limit", type=int, default=None, metavar="N",
+                          help="a quick check on N images: a seeded sample stratified by dx (each diagnosis in "
+                          "proportion, so a rare one may get none), not the first N rows")  # fmt: skip
+    classify.add_argument("--predictions", metavar="CSV",
+                          help="write the probabilities in the ISIC challenge format (7 dx: image,MEL,NV,BCC,AKIEC,"
+                          "BKL,DF,VASC; 8 dx: image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC) for the official "
+                          "isic-challenge-scoring package")  # fmt: skip
+    classify.add_argument("--truth", metavar="CSV",
+                          help="write the scored images' ground truth in the same format (the official scorer wants "
+                          "the same rows in both files)")  # fmt: skip
     _common_flags(classify)
 
     detect = commands.add_parser(
@@ -87,7 +96,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     detect.add_argument("--json", metavar="OUT", help="write the JSON report here ('-': stdout)")
     detect.add_argument("--threads", type=int, default=None, help="interpreter CPU threads")
-    detect.add_argument("--limit", type=int, default=None, help="evaluate only the first N masks (sorted by id)")
+    detect.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="a quick check on a seeded random sample of N masks, not the first N")  # fmt: skip
     _common_flags(detect)
     return parser
 
@@ -114,10 +124,7 @@ def _emit(report: dict[str, Any], destination: str | None) -> None:
     if destination == "-":
         print(text)
     elif destination:
-        target = Path(destination)
-        if target.parent != Path(""):
-            target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text + "\n", encoding="utf-8")
+        _write_text(destination, text + "\n")
 
 
 def _check_common(args: argparse.Namespace) -> None:
@@ -136,20 +143,12 @@ def _fmt(value: float | None) -> str:
 # -- classify ----------------------------------------------------------------------------------------------
 
 
-def _run_classify(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _load_labelled(args: argparse.Namespace) -> tuple[Any, int]:
+    """The labelled images of ``--labels`` found in ``--images`` (a stratified sample with ``--limit``), and how
+    many rows had no image."""
     from edgeskin.datasets import load_labelled_images
-    from edgeskin.evaluation import classify_report, save_classification_plots
-    from edgeskin.image import read_image
-    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix, is_dx_labels
-    from edgeskin.models import default_classifier_path, default_detector_path
-    from edgeskin.tasks.classifier import Classifier, ClassifierOptions
-    from edgeskin.tasks.pipeline import CLASSICAL, UNSURE_RETAKE, LesionPipeline, PipelineOptions
+    from edgeskin.evaluation import stratified_sample
 
-    _check_common(args)
-    if args.detector is not None and not args.detect:
-        raise ConfigError("--detector is used with --detect only")
     if not Path(args.labels).is_file():
         raise ConfigError(f"--labels: {args.labels} is not a file")
     try:
@@ -157,49 +156,79 @@ def _run_classify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--labels: {exc}") from None
     missing = int(data.missing)
-    if args.limit is not None:
-        data = data.subset(range(min(args.limit, len(data))))
     if len(data) == 0:
         raise ConfigError(
             f"no labelled image found: none of the ids in {args.labels} has an image in {args.images} "
             f"({missing} missing)"
         )
+    if args.limit is not None:
+        data = data.subset(stratified_sample(data.labels, args.limit))
+    return data, missing
+
+
+def _open_classifier(args: argparse.Namespace, model_path: Path) -> tuple[Any, Any, Any]:
+    """``(pipeline or None, classifier, detector or None)``: the full pipeline with ``--detect``, else the classifier."""
+    from edgeskin.models import default_detector_path
+    from edgeskin.tasks.classifier import Classifier, ClassifierOptions
+    from edgeskin.tasks.pipeline import CLASSICAL, LesionPipeline, PipelineOptions
+
+    if not args.detect:
+        return None, Classifier.create(ClassifierOptions(model_path, num_threads=args.threads)), None
+    detector = args.detector if args.detector is not None else default_detector_path()
+    detector = CLASSICAL if str(detector).lower() == CLASSICAL else detector
+    pipeline = LesionPipeline.create(
+        PipelineOptions(model_path, detector=detector, num_threads=args.threads, cam=False, max_lesions=1)
+    )
+    return pipeline, pipeline.classifier, detector
+
+
+def _report_view(model_labels: Sequence[str], truth_classes: Sequence[str]) -> tuple[tuple[str, ...], Any]:
+    """The labels a report scores and the (model classes, report classes) matrix that maps probabilities to them:
+    the 8 ISIC 2019 diagnoses when both the model and the ground truth have them, else the 7-dx view."""
+    import numpy as np
+
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix
+
+    model_labels = list(model_labels)
+    if set(model_labels) == set(DX8_CLASSES) and tuple(truth_classes) == DX8_CLASSES:
+        columns = [model_labels.index(dx) for dx in DX8_CLASSES]
+        return DX8_CLASSES, np.eye(len(model_labels), dtype=np.float32)[:, columns]
+    return DX_CLASSES, dx7_matrix(model_labels)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgeskin.evaluation import classify_report, isic_csv, save_classification_plots
+    from edgeskin.image import read_image
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix, is_dx_labels
+    from edgeskin.models import default_classifier_path
+    from edgeskin.tasks.pipeline import CLASSICAL, UNSURE_RETAKE
+
+    _check_common(args)
+    if args.detector is not None and not args.detect:
+        raise ConfigError("--detector is used with --detect only")
+    data, missing = _load_labelled(args)
     model_path = Path(args.model) if args.model else default_classifier_path()
 
-    pipeline = None
-    if args.detect:
-        detector = args.detector if args.detector is not None else default_detector_path()
-        detector = CLASSICAL if str(detector).lower() == CLASSICAL else detector
-        pipeline = LesionPipeline.create(
-            PipelineOptions(model_path, detector=detector, num_threads=args.threads, cam=False, max_lesions=1)
-        )
-        classifier = pipeline.classifier
-    else:
-        classifier = Classifier.create(ClassifierOptions(model_path, num_threads=args.threads))
-    if not is_dx_labels(classifier.labels):
-        classifier.close()
-        raise ConfigError(
-            f"{model_path}: expected a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
-            f"HAM10000 diagnoses {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
-        )
-    # Scored on the 8 diagnoses when both the model and the ground truth have them, else on the 7-dx view.
-    eight = set(classifier.labels) == set(DX8_CLASSES) and data.classes == DX8_CLASSES
-    report_labels = DX8_CLASSES if eight else DX_CLASSES
-    to_report = (
-        np.eye(len(classifier.labels), dtype=np.float32)[:, [list(classifier.labels).index(dx) for dx in DX8_CLASSES]]
-        if eight
-        else dx7_matrix(classifier.labels)
-    )
-    truth = data.labels if eight else data.dx7_labels()
-
+    pipeline, classifier, detector = _open_classifier(args, model_path)
     rows: list[np.ndarray] = []
     labels: list[int] = []
+    scored: list[str] = []
     unreadable: list[str] = []
     # With --detect, what the pipeline said about each scored image: (true dx, source, outcome).
     outcomes: list[tuple[str, str, str]] = []
-    images = zip(data.paths, truth, data.image_sources, strict=True)
     try:
-        for path, label, source in _progress(images, len(data), "classify"):
+        if not is_dx_labels(classifier.labels):
+            raise ConfigError(
+                f"{model_path}: expected a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
+                f"HAM10000 diagnoses {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
+            )
+        report_labels, to_report = _report_view(classifier.labels, data.classes)
+        eight = report_labels == DX8_CLASSES
+        truth = data.labels if eight else data.dx7_labels()
+        images = zip(data.image_ids, data.paths, truth, data.image_sources, strict=True)
+        for image_id, path, label, source in _progress(images, len(data), "classify"):
             try:
                 frame = read_image(path)
                 if pipeline is not None:
@@ -219,6 +248,7 @@ def _run_classify(args: argparse.Namespace) -> int:
                 continue
             rows.append(np.asarray(probabilities, np.float32) @ to_report)
             labels.append(int(label))
+            scored.append(image_id)
     finally:
         (pipeline or classifier).close()
     if not rows:
@@ -235,6 +265,12 @@ def _run_classify(args: argparse.Namespace) -> int:
     report["images_dir"] = str(args.images)
     report["label_format"] = data.source
     report["mode"] = "pipeline" if pipeline is not None else "whole-image"
+    if args.limit is not None:
+        report["sample"] = {
+            "limit": args.limit,
+            "counts": {dx: int((y == k).sum()) for k, dx in enumerate(report_labels)},
+            "definition": "a seeded sample stratified by dx (edgeskin.evaluation.stratified_sample, seed 0)",
+        }
     if pipeline is not None:
         report["detect"] = {
             "detector": CLASSICAL if detector == CLASSICAL else _model_info(detector),
@@ -251,10 +287,23 @@ def _run_classify(args: argparse.Namespace) -> int:
             (np.argmax(dx7_matrix(DX8_CLASSES)[y], axis=1), probs @ dx7_matrix(DX8_CLASSES)) if eight else (y, probs)
         )
         report["plots"] = [str(p) for p in save_classification_plots(y7, p7, report, args.plots)]
+    if args.predictions:
+        report["predictions_csv"] = _write_text(args.predictions, isic_csv(scored, probs, report_labels))
+    if args.truth:
+        onehot = np.eye(len(report_labels), dtype=np.float32)[y]
+        report["truth_csv"] = _write_text(args.truth, isic_csv(scored, onehot, report_labels))
     _emit(report, args.json)
     if args.json != "-":
         _print_classify_summary(report)
     return 0
+
+
+def _write_text(destination: str, text: str) -> str:
+    target = Path(destination)
+    if target.parent != Path(""):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return str(target)
 
 
 OUTCOMES = ("lesion", "unsure_retake", "no_lesion_found")
@@ -316,7 +365,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgeskin.core.boxes import mask_to_box
-    from edgeskin.evaluation import detection_report
+    from edgeskin.evaluation import detection_report, stratified_sample
     from edgeskin.image import read_image
     from edgeskin.models import default_detector_path
     from edgeskin.tasks.detector import ClassicalDetector, Detector, DetectorOptions
@@ -327,7 +376,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         raise ConfigError(f"--masks: {args.masks} is not a folder")
     masks = sorted(masks_dir.glob(f"*{MASK_SUFFIX}"))
     if args.limit is not None:
-        masks = masks[: args.limit]
+        masks = [masks[i] for i in stratified_sample(np.zeros(len(masks)), args.limit)]  # one class: at random
     if not masks:
         raise ConfigError(f"--masks: no <id>{MASK_SUFFIX} file in {masks_dir}")
     model = args.model if args.model is not None else default_detector_path()

@@ -90,6 +90,26 @@ def test_without_a_default_model_evaluate_says_so(tmp_path, monkeypatch, capsys)
     assert err.startswith("edgeskin: error: no default model is installed") and err.count("\n") == 1
 
 
+def test_a_classifier_without_dx_labels_closes_the_detector_too(tmp_path, monkeypatch, capsys):
+    """The error path of ``classify --detect`` closes both models of the pipeline."""
+    import cv2
+    import numpy as np
+
+    from edgeskin.runtime.interpreter import TFLiteModel
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "IMD002.jpg"), np.full((64, 64, 3), 128, np.uint8))
+    (tmp_path / "labels.csv").write_text("image_id,diagnosis\nIMD002,melanoma\n")
+    closed: list[str] = []
+    original = TFLiteModel.close
+    monkeypatch.setattr(TFLiteModel, "close", lambda self: (closed.append(self.path.name), original(self))[1])
+    monkeypatch.setattr("edgeskin.labels.is_dx_labels", lambda labels: False)
+    arguments = ["--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels.csv"), "--detect"]
+    assert main(["evaluate", "classify", *arguments]) == 2
+    assert "expected a classifier over the 8 ISIC 2019 diagnoses" in capsys.readouterr().err
+    assert {"edgeskin-mnv2-cls.tflite", "edgeskin-yolov5n-det.tflite"} <= set(closed)
+
+
 def test_an_unrecognised_csv_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("name,label\na,b\n")
     assert (
@@ -253,3 +273,5 @@ def test_classify_scores_the_shipped_8_dx_model_on_isic2019_ground_truth(shared_
                  str(shared_file("data/ph2/labels.csv")), "--limit", "12", "--json", str(ph2), "--threads", "1"]) == 0  # fmt: skip
     report = json.loads(ph2.read_text())
     assert report["label_format"] == "ph2" and report["n"] == 12 and "dx8" in report
+    # Stratified: PH2's first 12 rows hold no melanoma, a fifth of the file is one.
+    assert report["sample"]["counts"]["mel"] in (2, 3) and report["melanoma"]["n_melanoma"] in (2, 3)
