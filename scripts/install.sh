@@ -37,6 +37,9 @@ install_runtime() {
 
 install_dev() {
   "${PIP[@]}" -e ".[dev]"
+  # The official ISIC scorer (tests/test_isic_scoring.py). Its 5.6 calls DataFrame.applymap, which pandas 3 removed:
+  # the test aliases it to DataFrame.map rather than pinning pandas < 3 here (a pandas < 2.2 pulls numpy 1.x back).
+  "${PIP[@]}" "isic-challenge-scoring==5.6.0"
 }
 
 install_ui() {
