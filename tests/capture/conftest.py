@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from capture_fakes import FakePipeline, pan_and_zoom, write_video
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from capture_fakes import FakePipeline, pan_and_zoom, write_video  # noqa: E402
-
-from edgeskin.image import read_image  # noqa: E402
+from edgeskin.image import read_image
 
 PH2_IMAGES = ("IMD002.jpg", "IMD003.jpg", "IMD006.jpg")
 

@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from capture_fakes import FakePipeline, pan_and_zoom, write_video  # tests/capture is on pytest's pythonpath
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "capture"))
-
-from capture_fakes import FakePipeline, pan_and_zoom, write_video  # noqa: E402
-
-from edgeskin.cli import main  # noqa: E402
-from edgeskin.image import read_image  # noqa: E402
+from edgeskin.cli import main
+from edgeskin.image import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PH2 = ("IMD002.jpg", "IMD003.jpg", "IMD006.jpg")

@@ -8,20 +8,17 @@ one of them fails here (and in ``scripts/check-aarch64.sh`` on emulated aarch64)
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
+import exact_reference as ref
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import exact_reference as ref  # noqa: E402
-
-from edgeskin.core.cam import class_activation_map, upsample_cam  # noqa: E402
-from edgeskin.core.geometry import letterbox, resize_stretch, resize_to_input  # noqa: E402
-from edgeskin.core.preprocess import shades_of_gray  # noqa: E402
-from edgeskin.core.views import VIEWS, align_features, apply_view  # noqa: E402
+from edgeskin.core.cam import class_activation_map, upsample_cam
+from edgeskin.core.geometry import letterbox, resize_stretch, resize_to_input
+from edgeskin.core.preprocess import shades_of_gray
+from edgeskin.core.views import VIEWS, align_features, apply_view
 
 RNG = np.random.default_rng(13)
 
