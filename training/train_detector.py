@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.core.boxes import xywh_to_xyxy
-from edgeskin.evaluation import detection_report
+from edgeskin.evaluation import detection_report, stratified_sample
 from training.detector_data import (
     build_dataset,
     load_dataset_config,
@@ -245,7 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--time-hours", type=float, help="override train.time_hours (wall-clock budget)")
     parser.add_argument("--init", help="continue from these ultralytics weights (.pt) instead of train.model")
+    # A quick check of the whole chain: e.g. --fraction 0.05 --epochs 1 --limit 10 (with --skip-dataset when built).
+    parser.add_argument("--fraction", type=float,
+                        help="train on this share of the training images (ultralytics' 'fraction'; a quick run)")  # fmt: skip
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="evaluate on a seeded random sample of N held-out PH2 images, not all (a quick run)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        parser.error(f"--fraction: expected a share in (0, 1], got {args.fraction}")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit: expected a positive number, got {args.limit}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options["time_hours"] = args.time_hours
     if args.init:
         options["model"] = args.init
+    if args.fraction is not None:
+        options["fraction"] = args.fraction
     dataset_dir = out / "dataset"
     timings: dict[str, float] = {}
     if not args.skip_dataset:
@@ -273,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings["train_s"] = round(time.time() - started, 1)
         LOG.info("training took %.1f min; best weights %s", timings["train_s"] / 60, best)
     items = ph2_validation_items(dataset_dir, data_config)
+    if args.limit is not None:
+        items = [items[i] for i in stratified_sample(np.zeros(len(items)), args.limit)]
     LOG.info("evaluating on %d held-out PH2 images", len(items))
     metrics = {
         "float": evaluate_detector(ultralytics_predictor(best, options["imgsz"]), items),

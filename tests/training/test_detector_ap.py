@@ -56,3 +56,37 @@ def test_read_yolo_boxes_to_pixels(tmp_path) -> None:
     label.write_text("0 0.5 0.5 0.2\n")
     with pytest.raises(ValueError, match="class cx cy w h"):
         read_yolo_boxes(label, 10, 10)
+
+
+def test_a_quick_run_trains_on_a_fraction_and_evaluates_a_sample(tmp_path, monkeypatch) -> None:
+    """--fraction reaches ultralytics' options, --limit evaluates a seeded sample of the held-out images."""
+    import json
+
+    import training.train_detector as script
+
+    held_out = [LabelledImageStub(f"IMD{i:03d}") for i in range(20)]
+    evaluated: list[list[str]] = []
+    monkeypatch.setattr(script, "apply_offline_settings", lambda folder: folder)
+    monkeypatch.setattr(script, "load_data_config", lambda path: (None, None))
+    monkeypatch.setattr(script, "ph2_validation_items", lambda folder, config: held_out)
+    monkeypatch.setattr(script, "ultralytics_predictor", lambda weights, imgsz: None)
+
+    def evaluate(predict, items) -> dict:
+        evaluated.append([item.image_id for item in items])
+        return {"n": len(items)}
+
+    monkeypatch.setattr(script, "evaluate_detector", evaluate)
+    arguments = ["--out", str(tmp_path), "--skip-dataset", "--skip-train", "--fraction", "0.25", "--limit", "5"]
+    assert script.main(arguments) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train_options"]["fraction"] == 0.25 and metrics["float"] == {"n": 5}
+    assert len(evaluated) == 2 and evaluated[0] == evaluated[1] and len(evaluated[0]) == 5
+    assert evaluated[0] != [item.image_id for item in held_out[:5]]  # a sample, not the first five
+    for wrong in (["--fraction", "0"], ["--fraction", "1.5"], ["--limit", "0"]):
+        with pytest.raises(SystemExit):
+            script.main(["--out", str(tmp_path), *wrong])
+
+
+class LabelledImageStub:
+    def __init__(self, image_id: str) -> None:
+        self.image_id = image_id
