@@ -7,9 +7,12 @@ the spec has one; ``Lesion.refer`` uses the threshold).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -37,7 +40,10 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """Temperature T minimising the validation NLL of softmax(logits / T) (Guo et al., 2017).
 
-    The NLL is unimodal in log T, so a golden-section search on log T converges to the optimum.
+    The NLL is unimodal in log T, so a golden-section search on log T converges to the optimum. A fit that
+    ends at a bound (:func:`temperature_at_bound`) is logged as a warning: it is no calibration but a sign
+    that the logits and labels do not go together (labels in another order, logits of another model or
+    already softmaxed, a model no better than chance).
     """
     from scipy.optimize import minimize_scalar
 
@@ -47,7 +53,20 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
         method="bounded",
         options={"xatol": 1e-4},
     )
-    return float(np.exp(result.x))
+    temperature = float(np.exp(result.x))
+    if temperature_at_bound(temperature, bounds):
+        logger.warning(
+            "the fitted temperature %.5g sits at its bound (%g, %g): the logits barely predict the labels, so it "
+            "calibrates nothing; check that the labels and logits belong together",
+            temperature, *bounds,
+        )  # fmt: skip
+    return temperature
+
+
+def temperature_at_bound(temperature: float, bounds: tuple[float, float] = (0.05, 20.0)) -> bool:
+    """Whether a fitted temperature ended within 0.1 % of a bound of its search (e.g. 19.999 of 20)."""
+    low, high = bounds
+    return temperature <= low * 1.001 or temperature >= high / 1.001
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
@@ -384,6 +403,7 @@ def fit_calibration(
     }
     calibration = {
         "temperature": round(temperature, 5),
+        "temperature_at_bound": temperature_at_bound(temperature),
         "top_label": top_label,
         "ece_before": round(expected_calibration_error(calibrated_probabilities(logits), labels, n_bins), 5),
         "ece_after_temperature": round(expected_calibration_error(scaled, labels, n_bins), 5),

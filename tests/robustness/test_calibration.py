@@ -11,6 +11,7 @@ from edgeskin.calibration import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    temperature_at_bound,
     triage_threshold,
 )
 from edgeskin.tasks.classifier import softmax  # the runtime's (float32), the one softmax of the project
@@ -45,13 +46,22 @@ def test_fit_temperature_recovers_a_known_temperature(true_temperature):
         assert nll <= negative_log_likelihood(logits, labels, other) + 1e-9
 
 
-def test_fit_temperature_stays_inside_its_bounds():
+def test_fit_temperature_stays_inside_its_bounds_and_flags_them(caplog):
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 1, (500, K))
     labels = logits.argmax(axis=1)  # perfectly separable: the NLL keeps falling as T -> 0
     assert fit_temperature(logits, labels, bounds=(0.05, 20.0)) == pytest.approx(0.05, rel=0.01)
     labels = rng.integers(0, K, 500)  # labels unrelated to the logits: best is T -> infinity
-    assert fit_temperature(logits, labels, bounds=(0.05, 20.0)) == pytest.approx(20.0, rel=0.01)
+    with caplog.at_level("WARNING", logger="edgeskin.calibration"):
+        stuck = fit_temperature(logits, labels, bounds=(0.05, 20.0))
+    assert stuck == pytest.approx(20.0, rel=0.01) and temperature_at_bound(stuck)
+    assert "sits at its bound" in caplog.text
+    caplog.clear()
+    logits, labels = synthetic(2000, 1.5)
+    with caplog.at_level("WARNING", logger="edgeskin.calibration"):
+        assert not temperature_at_bound(fit_temperature(logits, labels))
+    assert caplog.text == ""
+    assert temperature_at_bound(19.999) and temperature_at_bound(0.05) and not temperature_at_bound(19.9)
 
 
 # -- expected calibration error ----------------------------------------------------------------------------------
