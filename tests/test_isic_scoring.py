@@ -68,21 +68,6 @@ def test_the_official_scorer_agrees_with_classification_metrics(dx_labels):
     _assert_same(_official(isic_csv(ids, np.eye(k)[y], dx_labels), isic_csv(ids, probabilities, dx_labels)), ours)
 
 
-def _isic2019_rows(shared_file, per_class: int) -> list[dict[str, str]]:
-    """``per_class`` HAM10000 images of each of the 8 dx, as ISIC 2019 ground-truth rows."""
-    truth = shared_file("data/isic_ground_truth/ISIC_2019_Training_GroundTruth.csv")
-    images = shared_file("data/ham10000/images")
-    wanted = {column: per_class for column in ISIC2019_COLUMNS[:-1]}
-    rows = []
-    with truth.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            dx = next(c for c in ISIC2019_COLUMNS if float(row[c]) == 1.0)
-            if wanted.get(dx, 0) > 0 and (images / f"{row['image']}.jpg").is_file():
-                wanted[dx] -= 1
-                rows.append({k: row[k] for k in ["image", *ISIC2019_COLUMNS]})
-    return rows
-
-
 def _write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -93,13 +78,13 @@ def _write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> Path:
 
 @pytest.mark.shared
 @pytest.mark.parametrize("label_format", ["isic2019", "isic2018"])
-def test_evaluate_predictions_score_the_same_with_the_official_scorer(shared_file, tmp_path, label_format):
+def test_evaluate_predictions_score_the_same_with_the_official_scorer(
+    shared_file, isic2019_subset, tmp_path, label_format
+):
     """The shipped classifier on 3 images of each dx: 8 dx against ISIC 2019 ground truth, or the 7-dx view
     (ak + scc = akiec) against the same images in the ISIC 2018 Task 3 layout."""
-    rows = _isic2019_rows(shared_file, per_class=3)
-    if label_format == "isic2019":
-        labels = _write(tmp_path / "isic2019.csv", ["image", *ISIC2019_COLUMNS], rows)
-    else:
+    labels, rows = isic2019_subset(dict.fromkeys(ISIC2019_COLUMNS[:-1], 3))
+    if label_format == "isic2018":
         for row in rows:
             row["AKIEC"] = str(float(row["AK"]) + float(row["SCC"]))
         labels = _write(tmp_path / "isic2018.csv", ["image", *ISIC2018_COLUMNS], rows)
