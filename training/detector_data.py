@@ -37,6 +37,7 @@ from edgeskin.core.boxes import mask_to_box
 from edgeskin.core.boxes import pair_iou as box_iou_single  # IoU of two optional boxes (both None: 1.0)
 from edgeskin.core.localize import classical_box, field_of_view, lesion_box, segment_lesion
 from edgeskin.evaluation import iou_summary as _iou_summary
+from edgeskin.progress import progress
 
 LOG = logging.getLogger("edgeskin.detector_data")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -375,12 +376,7 @@ def composite_scene(
 
 # ------------------------------------------------------------------------------------------ YOLO export
 def _progress(iterable: Iterable, desc: str, enabled: bool = True):
-    try:
-        from tqdm import tqdm
-
-        return tqdm(iterable, desc=desc, disable=not enabled, mininterval=5.0)
-    except ImportError:  # pragma: no cover
-        return iterable
+    return progress(iterable, desc, enabled=enabled, min_interval=5.0)  # into the log too, every 5 s
 
 
 def yolo_line(box: np.ndarray, width: int, height: int, class_id: int = 0) -> str:

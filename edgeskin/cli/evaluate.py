@@ -15,11 +15,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from edgeskin.errors import ConfigError, EdgeskinError
+from edgeskin.progress import progress
 
 NAME = "evaluate"
 MASK_SUFFIX = "_segmentation.png"
@@ -28,7 +29,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CLASSICAL_MODELS = {"classical": "segment", "classical-otsu": "otsu"}
 
 logger = logging.getLogger("edgeskin")
-T = TypeVar("T")
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -100,16 +100,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="a quick check on a seeded random sample of N masks, not the first N")  # fmt: skip
     _common_flags(detect)
     return parser
-
-
-def _progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """A tqdm bar on stderr when tqdm is installed and stderr is a terminal; plain iteration otherwise."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        yield from items
-        return
-    yield from tqdm(items, total=total, desc=description, unit="img", file=sys.stderr, disable=None, leave=False)
 
 
 def _model_info(path: Path | str) -> dict[str, Any]:
@@ -228,7 +218,7 @@ def _run_classify(args: argparse.Namespace) -> int:
         eight = report_labels == DX8_CLASSES
         truth = data.labels if eight else data.dx7_labels()
         images = zip(data.image_ids, data.paths, truth, data.image_sources, strict=True)
-        for image_id, path, label, source in _progress(images, len(data), "classify"):
+        for image_id, path, label, source in progress(images, "classify", total=len(data), unit="img"):
             try:
                 frame = read_image(path)
                 if pipeline is not None:
@@ -401,7 +391,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     missing: list[str] = []
     unreadable: list[str] = []
     with detector:
-        for mask_path in _progress(masks, len(masks), "detect"):
+        for mask_path in progress(masks, "detect", unit="img"):
             image_id = mask_path.name[: -len(MASK_SUFFIX)]
             image_path = _find_image(images_dir, image_id)
             if image_path is None:
