@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import platform
 import sys
@@ -97,10 +98,11 @@ def _reference_check() -> list[str] | None:
     this script or in the repository)."""
     here = Path(__file__).resolve().parent
     for folder in (here, here.parent / "tests" / "core"):
-        if (folder / "exact_reference.py").is_file():
-            sys.path.insert(0, str(folder))
-            import exact_reference
-
+        path = folder / "exact_reference.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("exact_reference", path)
+            exact_reference = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(exact_reference)
             return exact_reference.check()
     return None
 

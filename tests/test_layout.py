@@ -57,18 +57,17 @@ def _sys_path_edits(path: Path) -> list[int]:
     return sorted(lines)
 
 
-@pytest.mark.parametrize("package", [*sorted(MAY_NOT_IMPORT), "tests"])
+@pytest.mark.parametrize("package", [*sorted(MAY_NOT_IMPORT), "tests", "scripts"])
 def test_nobody_edits_sys_path(package: str) -> None:
     wrong = [
         f"{path.relative_to(REPO_ROOT)}:{line}"
         for path in sorted((REPO_ROOT / package).rglob("*.py"))
         for line in _sys_path_edits(path)
     ]
-    hint = (
-        "tests: reach a helper module through pytest's pythonpath (pyproject.toml [tool.pytest.ini_options])"
-        if package == "tests"
-        else "run as python -m <package>.<module> from the repository root instead"
-    )
+    hint = {
+        "tests": "tests: reach a helper module through pytest's pythonpath (pyproject.toml [tool.pytest.ini_options])",
+        "scripts": "scripts: load a module from a file with importlib.util.spec_from_file_location",
+    }.get(package, "run as python -m <package>.<module> from the repository root instead")
     assert not wrong, f"{hint}: " + ", ".join(wrong)
 
 
