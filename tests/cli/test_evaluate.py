@@ -57,6 +57,11 @@ def test_detect_on_five_ph2_images_with_the_classical_detector(shared_file, tmp_
     assert report["best_box_iou"]["mean_iou"] >= report["mean_iou"]  # one box per image: equal
     assert report["model"]["path"] == model and report["no_box"] == 0
     assert "mean IoU" in capsys.readouterr().out
+    # --limit: a seeded sample of the masks (the one without an image may or may not be drawn)
+    arguments = ["--images", str(images), "--masks", str(masks), "--model", model, "--json", str(out)]
+    assert main(["evaluate", "detect", *arguments, "--limit", "3"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] + report["missing_images"] == 3
 
 
 def test_detect_without_masks_is_a_one_line_error(tmp_path, capsys):
