@@ -313,7 +313,11 @@ def _outcomes_by(outcomes: list[tuple[str, str, str]], key: int) -> dict[str, di
 
 
 def _print_classify_summary(report: dict[str, Any]) -> None:
-    print(f"{report['model']['name']}: {report['n']} images ({report['mode']}), {report['missing_images']} missing, "
+    mode = report["mode"]
+    if "sample" in report:
+        counts = ", ".join(f"{dx} {n}" for dx, n in report["sample"]["counts"].items() if n)
+        mode += f"; a stratified sample: {counts}"
+    print(f"{report['model']['name']}: {report['n']} images ({mode}), {report['missing_images']} missing, "
           f"{report['unreadable_images']} unreadable")  # fmt: skip
     if "detect" in report:
         found = report["detect"]

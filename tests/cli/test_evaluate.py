@@ -242,7 +242,9 @@ def test_the_shipped_detector_beats_half_iou_on_ph2(shared_file, tmp_path):
 
 
 @pytest.mark.shared
-def test_classify_scores_the_shipped_8_dx_model_on_isic2019_ground_truth(shared_file, isic2019_subset, tmp_path):
+def test_classify_scores_the_shipped_8_dx_model_on_isic2019_ground_truth(
+    shared_file, isic2019_subset, tmp_path, capsys
+):
     """ISIC 2019 ground truth (AK and SCC apart) on the shipped 8-dx classifier: the 8 classes, the 7-dx view
     (ak + scc = akiec), SCC vs AK and the melanoma section; PH2 labels are read too."""
     from edgeskin.labels import DX8_CLASSES
@@ -267,3 +269,4 @@ def test_classify_scores_the_shipped_8_dx_model_on_isic2019_ground_truth(shared_
     assert report["label_format"] == "ph2" and report["n"] == 12 and "dx8" in report
     # Stratified: PH2's first 12 rows hold no melanoma, a fifth of the file is one.
     assert report["sample"]["counts"]["mel"] in (2, 3) and report["melanoma"]["n_melanoma"] in (2, 3)
+    assert "a stratified sample: mel " in capsys.readouterr().out
