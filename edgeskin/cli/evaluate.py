@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgeskin.errors import ConfigError, EdgeskinError
 from edgeskin.progress import progress
@@ -186,71 +186,87 @@ def _report_view(model_labels: Sequence[str], truth_classes: Sequence[str]) -> t
     return DX_CLASSES, dx7_matrix(model_labels)
 
 
-def _run_classify(args: argparse.Namespace) -> int:
+class _Scored(NamedTuple):
+    """The images ``classify`` scored: ids, true labels and probabilities (both in ``labels``), the images it
+    could not read and, with ``--detect``, what the pipeline said about each: (true dx, source, outcome)."""
+
+    ids: list[str]
+    y: Any  # (n,) int64
+    probabilities: Any  # (n, len(labels)) float32
+    labels: tuple[str, ...]
+    unreadable: list[str]
+    outcomes: list[tuple[str, str, str]]
+
+
+def _score_images(data: Any, classifier: Any, pipeline: Any, model_path: Path) -> _Scored:
+    """Classify every labelled image (the pipeline's best lesion with ``--detect``); unreadable ones are skipped."""
     import numpy as np
 
-    from edgeskin.evaluation import classify_report, isic_csv, save_classification_plots
     from edgeskin.image import read_image
-    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, dx7_matrix, is_dx_labels
+    from edgeskin.labels import DX8_CLASSES, DX_CLASSES, is_dx_labels
+    from edgeskin.tasks.pipeline import UNSURE_RETAKE
+
+    if not is_dx_labels(classifier.labels):
+        raise ConfigError(
+            f"{model_path}: expected a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
+            f"HAM10000 diagnoses {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
+        )
+    report_labels, to_report = _report_view(classifier.labels, data.classes)
+    truth = data.labels if report_labels == DX8_CLASSES else data.dx7_labels()
+    ids: list[str] = []
+    y: list[int] = []
+    rows: list[np.ndarray] = []
+    unreadable: list[str] = []
+    outcomes: list[tuple[str, str, str]] = []
+    images = zip(data.image_ids, data.paths, truth, data.image_sources, strict=True)
+    for image_id, path, label, source in progress(images, "classify", total=len(data), unit="img"):
+        try:
+            frame = read_image(path)
+            if pipeline is not None:
+                result = pipeline.predict(frame, source=str(path))
+                if result.lesions:
+                    outcome = "lesion"
+                    probabilities = result.lesions[0].dx.probabilities  # the highest-scoring box
+                else:
+                    outcome = "unsure_retake" if UNSURE_RETAKE in result.messages else "no_lesion_found"
+                    probabilities = classifier.classify(frame).probabilities
+                outcomes.append((report_labels[int(label)], source, outcome))
+            else:
+                probabilities = classifier.classify(frame).probabilities
+        except EdgeskinError as exc:
+            unreadable.append(str(path))
+            print(f"edgeskin: warning: skipped {' '.join(str(exc).split())}", file=sys.stderr)
+            continue
+        rows.append(np.asarray(probabilities, np.float32) @ to_report)
+        y.append(int(label))
+        ids.append(image_id)
+    if not ids:
+        raise ConfigError(f"none of the {len(data)} labelled images could be read")
+    return _Scored(ids, np.asarray(y, np.int64), np.stack(rows), report_labels, unreadable, outcomes)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from edgeskin.evaluation import classify_report
     from edgeskin.models import default_classifier_path
-    from edgeskin.tasks.pipeline import CLASSICAL, UNSURE_RETAKE
+    from edgeskin.tasks.pipeline import CLASSICAL
 
     _check_common(args)
     if args.detector is not None and not args.detect:
         raise ConfigError("--detector is used with --detect only")
     data, missing = _load_labelled(args)
     model_path = Path(args.model) if args.model else default_classifier_path()
-
     pipeline, classifier, detector = _open_classifier(args, model_path)
-    rows: list[np.ndarray] = []
-    labels: list[int] = []
-    scored: list[str] = []
-    unreadable: list[str] = []
-    # With --detect, what the pipeline said about each scored image: (true dx, source, outcome).
-    outcomes: list[tuple[str, str, str]] = []
     try:
-        if not is_dx_labels(classifier.labels):
-            raise ConfigError(
-                f"{model_path}: expected a classifier over the 8 ISIC 2019 diagnoses {list(DX8_CLASSES)} or the 7 "
-                f"HAM10000 diagnoses {list(DX_CLASSES)}, got {list(classifier.labels)[:10]}"
-            )
-        report_labels, to_report = _report_view(classifier.labels, data.classes)
-        eight = report_labels == DX8_CLASSES
-        truth = data.labels if eight else data.dx7_labels()
-        images = zip(data.image_ids, data.paths, truth, data.image_sources, strict=True)
-        for image_id, path, label, source in progress(images, "classify", total=len(data), unit="img"):
-            try:
-                frame = read_image(path)
-                if pipeline is not None:
-                    result = pipeline.predict(frame, source=str(path))
-                    if result.lesions:
-                        outcome = "lesion"
-                        probabilities = result.lesions[0].dx.probabilities  # the highest-scoring box
-                    else:
-                        outcome = "unsure_retake" if UNSURE_RETAKE in result.messages else "no_lesion_found"
-                        probabilities = classifier.classify(frame).probabilities
-                    outcomes.append((report_labels[int(label)], source, outcome))
-                else:
-                    probabilities = classifier.classify(frame).probabilities
-            except EdgeskinError as exc:
-                unreadable.append(str(path))
-                print(f"edgeskin: warning: skipped {' '.join(str(exc).split())}", file=sys.stderr)
-                continue
-            rows.append(np.asarray(probabilities, np.float32) @ to_report)
-            labels.append(int(label))
-            scored.append(image_id)
+        scored = _score_images(data, classifier, pipeline, model_path)
     finally:
         (pipeline or classifier).close()
-    if not rows:
-        raise ConfigError(f"none of the {len(data)} labelled images could be read")
 
-    probs = np.stack(rows)
-    y = np.asarray(labels, np.int64)
+    y, labels = scored.y, scored.labels
     threshold = classifier.spec.malignant_threshold
-    report: dict[str, Any] = classify_report(y, probs, malignant_threshold=threshold, dx_labels=report_labels)
+    report: dict[str, Any] = classify_report(y, scored.probabilities, malignant_threshold=threshold, dx_labels=labels)
     report["model"] = _model_info(model_path)
     report["missing_images"] = missing
-    report["unreadable_images"] = len(unreadable)
+    report["unreadable_images"] = len(scored.unreadable)
     report["labels_csv"] = str(args.labels)
     report["images_dir"] = str(args.images)
     report["label_format"] = data.source
@@ -258,10 +274,11 @@ def _run_classify(args: argparse.Namespace) -> int:
     if args.limit is not None:
         report["sample"] = {
             "limit": args.limit,
-            "counts": {dx: int((y == k).sum()) for k, dx in enumerate(report_labels)},
+            "counts": {dx: int((y == k).sum()) for k, dx in enumerate(labels)},
             "definition": "a seeded sample stratified by dx (edgeskin.evaluation.stratified_sample, seed 0)",
         }
     if pipeline is not None:
+        outcomes = scored.outcomes
         report["detect"] = {
             "detector": CLASSICAL if detector == CLASSICAL else _model_info(detector),
             **_outcome_counts([o for _, _, o in outcomes]),
@@ -271,21 +288,33 @@ def _run_classify(args: argparse.Namespace) -> int:
             "classified as a whole",
             "lesion_used": "the highest-scoring detected box",
         }
-    if args.plots:
-        # The plots show the 7-dx view (the report's "dx" section), whichever labels were scored.
-        y7, p7 = (
-            (np.argmax(dx7_matrix(DX8_CLASSES)[y], axis=1), probs @ dx7_matrix(DX8_CLASSES)) if eight else (y, probs)
-        )
-        report["plots"] = [str(p) for p in save_classification_plots(y7, p7, report, args.plots)]
-    if args.predictions:
-        report["predictions_csv"] = _write_text(args.predictions, isic_csv(scored, probs, report_labels))
-    if args.truth:
-        onehot = np.eye(len(report_labels), dtype=np.float32)[y]
-        report["truth_csv"] = _write_text(args.truth, isic_csv(scored, onehot, report_labels))
+    report.update(_write_classify_files(args, scored, report))
     _emit(report, args.json)
     if args.json != "-":
         _print_classify_summary(report)
     return 0
+
+
+def _write_classify_files(args: argparse.Namespace, scored: _Scored, report: dict[str, Any]) -> dict[str, Any]:
+    """``--plots`` (the 7-dx view, whichever labels were scored), ``--predictions`` and ``--truth`` (the ISIC
+    challenge format): what was written where."""
+    import numpy as np
+
+    from edgeskin.evaluation import isic_csv, save_classification_plots
+    from edgeskin.labels import DX8_CLASSES, dx7_matrix
+
+    written: dict[str, Any] = {}
+    y, probabilities, labels = scored.y, scored.probabilities, scored.labels
+    if args.plots:
+        if labels == DX8_CLASSES:
+            y, probabilities = np.argmax(dx7_matrix(labels)[y], axis=1), probabilities @ dx7_matrix(labels)
+        written["plots"] = [str(p) for p in save_classification_plots(y, probabilities, report, args.plots)]
+    if args.predictions:
+        written["predictions_csv"] = _write_text(args.predictions, isic_csv(scored.ids, scored.probabilities, labels))
+    if args.truth:
+        onehot = np.eye(len(labels), dtype=np.float32)[scored.y]
+        written["truth_csv"] = _write_text(args.truth, isic_csv(scored.ids, onehot, labels))
+    return written
 
 
 def _write_text(destination: str, text: str) -> str:
