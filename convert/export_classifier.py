@@ -2,7 +2,8 @@
 
 Example (the shipped model)::
 
-    python -m convert.export_classifier --run artifacts/classifier --qat-epochs 1 --ship qat --out edgeskin/models
+    python -m convert.export_classifier --run artifacts/classifier --qat-epochs 1 --choose qat \
+        --out artifacts/export/classifier [--ship]
 
 Steps:
 1. Deployable graph with two named outputs: ``logits`` (1, K) and ``features`` (1, h, w, C), the last
@@ -12,7 +13,7 @@ Steps:
    ``--qat-epochs N`` also runs quantization-aware training (tensorflow-model-optimization on a tf_keras
    copy of the model, on source-balanced augmented training crops) and reports PTQ against QAT.
 3. Check INT8 against float on the internal validation split (lesion-grouped, all sources) through the
-   edgeskin runtime itself. The shipped candidate (``--ship``) is chosen on these internal figures only.
+   edgeskin runtime itself. The candidate written (``--choose``) is chosen on these internal figures only.
 4. Calibration on the internal validation INT8 logits (:func:`edgeskin.calibration.fit_calibration`:
    temperature, then a smooth top-label map); malignant triage threshold fitted on the same images with a
    margin (sensitivity ≥ ``--min-sensitivity`` + ``--margin`` overall and ≥ ``--min-sensitivity`` in each
@@ -22,7 +23,9 @@ Steps:
    box with the pipeline's margin, reported per source (melanoma AUC, referral, sensitivity at 80/90 %
    specificity, ECE).
 6. Writes ``<name>.tflite``, its spec ``<name>.json`` (SHA-256, CAM head weights, calibration, triage,
-   metrics per source) and the float ONNX export (``--onnx-dir``).
+   metrics per source) into ``--out`` (never the shipped ``edgeskin/models``), the float ONNX export into
+   ``--onnx-dir`` (default ``--out``). ``--ship`` then replaces the shipped model with them and says what
+   it replaced (:mod:`convert.ship`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
+from convert.ship import ShipError, refuse_shipped_folder, ship  # noqa: E402
 from edgeskin.calibration import (  # noqa: E402
     calibrated_probabilities,
     expected_calibration_error,
@@ -398,7 +402,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(REPO / "artifacts/classifier"), help="training output directory")
     parser.add_argument("--checkpoint", default="model.keras", help="file in --run (model.keras: the trained model)")
-    parser.add_argument("--out", default=str(REPO / "edgeskin/models"), help="where the .tflite and spec go")
+    parser.add_argument(
+        "--out", required=True, help="folder of your own for the .tflite and its spec (not edgeskin/models: see --ship)"
+    )
     parser.add_argument("--name", default="edgeskin-mnv2-cls")
     parser.add_argument("--representative", type=int, default=300, help="training crops for PTQ calibration")
     parser.add_argument(
@@ -414,16 +420,21 @@ def main(argv=None) -> int:
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
     parser.add_argument("--qat-images", type=int, default=5000, help="source-balanced training crops QAT fine-tunes on")
     parser.add_argument(
-        "--ship",
+        "--choose",
         choices=("ptq", "qat", "best"),
         default="ptq",
         help="which INT8 model to write; best: the higher 7-dx balanced accuracy on the internal validation",
     )
     parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="then replace the shipped model in edgeskin/models with the one written to --out (says what it replaced)",
+    )
+    parser.add_argument(
         "--qat-model",
         help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one",
     )
-    parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
+    parser.add_argument("--onnx-dir", help="where the float ONNX export goes (default: --out)")
     parser.add_argument(
         "--tta",
         default="identity,hflip,vflip,rot180",
@@ -438,6 +449,13 @@ def main(argv=None) -> int:
         help="how the run was trained (recorded in the spec)",
     )
     args = parser.parse_args(argv)
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
+    if args.choose == "qat" and not (args.qat_epochs > 0 or args.qat_model):
+        parser.error("--choose qat: expected --qat-epochs N or --qat-model FILE too (no QAT model is made without)")
+    args.onnx_dir = args.onnx_dir or args.out
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import keras
@@ -501,8 +519,6 @@ def main(argv=None) -> int:
             save_signature_model(deploy, size, tmp)
             tflite = convert_int8(tmp, x_rep)
     candidates["ptq"] = {"bytes": tflite, "kernel": kernel, "bias": bias + (0 if shift is None else shift)}
-    if args.ship != "best" and args.ship not in candidates:
-        raise SystemExit(f"--ship {args.ship}: no {args.ship.upper()} model was made (QAT needs --qat-epochs N)")
 
     def base_spec_for(candidate: dict, path: Path) -> dict:
         spec = {
@@ -526,7 +542,7 @@ def main(argv=None) -> int:
         return spec
 
     # Each INT8 candidate through the runtime on the internal validation, as deployed (views averaged) and
-    # with one view: the only figures the choice of --ship may use.
+    # with one view: the only figures the choice of --choose may use.
     comparison: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, candidate in candidates.items():
@@ -545,10 +561,10 @@ def main(argv=None) -> int:
                 "size_bytes": len(candidate["bytes"]),
             }
             log.info("%s: %s", kind.upper(), comparison[kind])
-    if args.ship == "best":  # internal validation only: the external checks are measured after this
-        args.ship = max(comparison, key=lambda kind: comparison[kind]["dx"]["balanced_accuracy"])
-        log.info("shipping %s: the higher internal 7-dx balanced accuracy", args.ship.upper())
-    shipped = candidates[args.ship]
+    if args.choose == "best":  # internal validation only: the external checks are measured after this
+        args.choose = max(comparison, key=lambda kind: comparison[kind]["dx"]["balanced_accuracy"])
+        log.info("writing %s: the higher internal 7-dx balanced accuracy", args.choose.upper())
+    shipped = candidates[args.choose]
     model_path.write_bytes(shipped["bytes"])
     base_spec = base_spec_for(shipped, model_path)
     int8_logits, invoke_ms = shipped["logits"], shipped["invoke_ms"]
@@ -562,7 +578,7 @@ def main(argv=None) -> int:
         - float_metrics["dx"]["balanced_accuracy"],
         "auc_7dx_delta": int8_metrics["dx"]["auc"] - float_metrics["dx"]["auc"],
     }
-    log.info("int8 (%s, shipped): %s", args.ship, int8_metrics)
+    log.info("int8 (%s, written): %s", args.choose, int8_metrics)
     log.info("int8 vs float: %s", agreement)
 
     # Calibration and triage on the internal validation INT8 logits (all sources).
@@ -617,7 +633,7 @@ def main(argv=None) -> int:
                 "float_single_view": float_single,
                 "int8_single_view_uncalibrated": shipped["single"],
                 "qat": qat,
-                "quantization": {"shipped": args.ship, **comparison},
+                "quantization": {"shipped": args.choose, **comparison},
                 "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
                 "int8_invoke_ms_note": "one view, measured during the export (machine possibly busy)",
                 "training_seconds": summary.get("train_seconds"),
@@ -655,6 +671,8 @@ def main(argv=None) -> int:
     log.info(
         "wrote %s (%.1f MB) and its spec in %.0f s", model_path, model_path.stat().st_size / 1e6, time.time() - started
     )
+    if args.ship:
+        print("\n".join(ship([model_path])))
     return 0
 
 

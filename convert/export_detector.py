@@ -19,7 +19,9 @@
    Nothing is downloaded: onnx2tf's sample-data file is written locally from the same real images.
 4. Float (PyTorch, same pre/post-processing) vs INT8 (through ``edgeskin.runtime.TFLiteModel``) vs the
    classical baseline on the held-out PH2 images; box agreement float vs INT8.
-5. Spec JSON (``docs/ARCHITECTURE.md``), copies into ``edgeskin/models/``, and the Edge TPU report.
+5. Spec JSON (``docs/ARCHITECTURE.md``) and the Edge TPU report, all in ``--out`` (default ``WORK/export``,
+   never the shipped ``edgeskin/models``); ``--ship`` then replaces the shipped detector with the exported
+   ``.tflite`` and spec and says what it replaced (:mod:`convert.ship`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.ship import ShipError, refuse_shipped_folder, ship
 from edgeskin.core.boxes import nms, xywh_to_xyxy
 from edgeskin.core.geometry import letterbox
 
@@ -295,14 +298,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--weights", default=str(WORK / "run" / "weights" / "best.pt"))
-    parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json)")
+    parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json, run/)")
+    parser.add_argument("--weights", help="trained weights (default: WORK/run/weights/best.pt)")
     parser.add_argument("--config", default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"))
-    parser.add_argument("--out", default=str(WORK / "export"), help="where ONNX/TFLite/reports go")
     parser.add_argument(
-        "--models-dir",
-        default=str(REPO_ROOT / "edgeskin" / "models"),
-        help="where the shipped .tflite + .json are copied ('' to skip)",
+        "--out", help="folder of your own for ONNX/TFLite/reports (default: WORK/export; not edgeskin/models)"
+    )
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="then replace the shipped detector in edgeskin/models with the exported one (says what it replaced)",
     )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
     parser.add_argument(
@@ -337,6 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON of benchmarks/detector_presence.py on this model: its curve summary and rates go into the spec",
     )
     args = parser.parse_args(argv)
+    args.weights = args.weights or str(Path(args.work) / "run" / "weights" / "best.pt")
+    args.out = args.out or str(Path(args.work) / "export")
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
+    if not Path(args.weights).is_file():
+        parser.error(f"--weights: expected the trained detector's best.pt, found no file at {args.weights}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     from training.train_detector import (
@@ -527,11 +540,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "evaluation.json").write_text(
         json.dumps({**evaluations, "float_vs_int8": agree, "composite_scenes": composites}, indent=1)
     )
-    if args.models_dir:
-        models_dir = Path(args.models_dir)
-        models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tflite_path, models_dir / tflite_path.name)
-        shutil.copyfile(spec_path, models_dir / spec_path.name)
     for name, evaluation in evaluations.items():
         print(f"{name}: {json.dumps(_strip(evaluation))}")
     print(f"float vs int8: {json.dumps(agree)}")
@@ -540,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"tensors: {json.dumps(spec_dict['provenance']['tensors'])}")
     print(f"edge tpu: {json.dumps(report['summary'])}")
     print(f"export took {time.time() - started:.0f} s; {tflite_path} ({tflite_path.stat().st_size / 1e6:.2f} MB)")
+    if args.ship:
+        print("\n".join(ship([tflite_path])))
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Render ``edgeskin/models/MODEL_CARD.md`` from the shipped specs, so every figure in it is measured.
+"""Render ``MODEL_CARD.md`` from the models' specs, so every figure in it is measured.
 
-    python -m convert.model_card [--models edgeskin/models]
+    python -m convert.model_card --out artifacts/model-card [--models edgeskin/models] [--ship]
 
-Reads ``<name>.json`` of the classifier and detector (metrics, calibration, triage, provenance) and the
-detector helper's notes (``DETECTOR_CARD.md``, appended as written).
+Reads ``<name>.json`` of the classifier and detector in ``--models`` (metrics, calibration, triage, provenance)
+and the detector helper's notes (``DETECTOR_CARD.md``, appended as written), and writes the card into ``--out``
+(not the shipped ``edgeskin/models``); ``--ship`` then replaces the shipped card with it and says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from convert.ship import ShipError, refuse_shipped_folder, ship
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,17 +22,25 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+CHOICES = ("ptq", "qat", "best")  # export_classifier --choose
+
+
 def _reproducible(command: str) -> str:
     """The export command as one runs it from scratch: ``--qat-model FILE`` (reusing a QAT model made by
-    the same command earlier) becomes the QAT run itself."""
+    the same command earlier) becomes the QAT run itself, and an old ``--ship ptq|qat|best`` is ``--choose``."""
     import shlex
 
     parts = shlex.split(command)
+    renamed = "--ship" in parts and parts[parts.index("--ship") + 1 : parts.index("--ship") + 2] in [
+        [c] for c in CHOICES
+    ]
+    if renamed:  # before --ship came to mean "replace the shipped model", it named the candidate (now --choose)
+        parts[parts.index("--ship")] = "--choose"
     if "--qat-model" in parts:
         i = parts.index("--qat-model")
         del parts[i : i + 2]
         return shlex.join(parts) + "  # runs QAT (this export reused the QAT model of such a run: --qat-model)"
-    return command
+    return shlex.join(parts) if renamed else command
 
 
 def _row(name: str, m: dict, keys) -> str:
@@ -257,13 +268,21 @@ def ph2_section(check: dict, spec: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=str(REPO / "edgeskin/models"))
+    parser.add_argument("--models", default=str(REPO / "edgeskin/models"), help="folder of the specs to describe")
+    parser.add_argument("--out", required=True, help="folder of your own for MODEL_CARD.md (not edgeskin/models)")
+    parser.add_argument(
+        "--ship", action="store_true", help="then replace the shipped MODEL_CARD.md with it (says what it replaced)"
+    )
     parser.add_argument(
         "--ph2-check",
         default=str(REPO / "training/runs/classifier/ph2_check.json"),
         help="JSON of benchmarks.ph2_classification for the shipped classifier (section left out if absent)",
     )
     args = parser.parse_args(argv)
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
     models = Path(args.models)
     parts = [
         "# edgeskin model card\n",
@@ -289,8 +308,12 @@ def main(argv=None) -> int:
     det_card = models / "DETECTOR_CARD.md"
     if det_card.is_file():
         parts.append(det_card.read_text())
-    (models / "MODEL_CARD.md").write_text("\n".join(parts))
-    print(f"wrote {models / 'MODEL_CARD.md'}")
+    card = Path(args.out) / "MODEL_CARD.md"
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text("\n".join(parts))
+    print(f"wrote {card}")
+    if args.ship:
+        print("\n".join(ship([card])))
     return 0
 
 

@@ -43,6 +43,7 @@ from convert.export_classifier import (
     load_run,
     run_int8,
 )
+from convert.ship import ShipError, refuse_shipped_folder
 from edgeskin.labels import DX8_CLASSES
 from edgeskin.runtime.interpreter import TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, sha256_file
@@ -182,6 +183,10 @@ def main(argv=None) -> int:
     parser.add_argument("--min-sensitivity", type=float, default=0.85)
     parser.add_argument("--margin", type=float, default=0.05)
     args = parser.parse_args(argv)
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.time()
 
