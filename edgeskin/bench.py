@@ -289,9 +289,15 @@ def host_noise_warning(noise: Mapping[str, Any]) -> str | None:
     if noise["quiet"]:
         return None
     name, spread = max(noise["invoke_p50_over_min"].items(), key=lambda item: item[1])
+    within = (
+        f"this host's quietest job stayed within {100 * (noise['host_level'] - 1):.0f}%, and this one may add "
+        f"up to {100 * (noise['limit'] / noise['host_level'] - 1):.0f}% to that"
+        if "host_level" in noise
+        else f"an idle machine stays within {100 * (noise['limit'] - 1):.0f}%"
+    )
     return (
         f"the host was busy: the bare {name} invoke's median was {100 * (spread - 1):.0f}% above its fastest call "
-        f"(an idle machine stays within {100 * (noise['limit'] - 1):.0f}%); the work around the models slows more "
+        f"({within}); the work around the models slows more "
         "than the models on a busy host, so this run's overhead ratio is higher and noisier than an idle "
         "machine's: for reference figures rerun when nothing else runs"
     )

@@ -310,33 +310,49 @@ def _header_section(results: dict[str, Any]) -> list[str]:
 
 
 def _contention_line(results: dict[str, Any]) -> list[str]:
-    """One bullet: which timing jobs were re-run because other processes used the CPU."""
-    lines: list[str] = []
+    """One bullet: which timing jobs were re-run, why (other processes, or a busy host), and which stayed so."""
     timed_jobs = {**results.get("latency", {}), "peers": results.get("peers", {})}
-    reruns = {
-        k: len(v["contention_attempts"]) - 1
-        for k, v in timed_jobs.items()
-        if len(v.get("contention_attempts") or []) > 1
-    }
+    reruns = {k: _rerun_counts(v) for k, v in timed_jobs.items() if len(v.get("contention_attempts") or []) > 1}
     still = {
-        k: v["other_processes_cpu"]["average_cores"]
+        k: f"{v['other_processes_cpu']['average_cores']} cores used by others"
         for k, v in timed_jobs.items()
         if (v.get("other_processes_cpu") or {}).get("average_cores", 0.0) > CONTENDED_CORES
     }
-    checked = any("contention_attempts" in v for v in timed_jobs.values())
-    lines.append(
-        "- **Contention check**: not recorded in this run."
-        if not checked
-        else f"- **Contention check**: a timing job during which other processes used more than {CONTENDED_CORES} "
-        "of a core on average is run again (at most twice; all attempts in report.json). "
-        + (f"Re-run: {', '.join(f'{k} ({n}x)' for k, n in reruns.items())}. " if reruns else "No job needed a re-run. ")
-        + (
-            f"**Still contended after the re-runs** (cores used by others): {', '.join(f'{k} {c}' for k, c in still.items())}."
-            if still
-            else "Every timing job used here ran without contention above that level."
-        ),
+    for k, v in timed_jobs.items():
+        if (v.get("host_quiet_attempts") or [None])[-1] is False and k not in still:
+            spread = max((v.get("host_noise") or {}).get("invoke_p50_over_min", {}).values(), default=None)
+            still[k] = f"host busy (invoke spread {spread})"
+    if not any("contention_attempts" in v for v in timed_jobs.values()):
+        return ["- **Contention check**: not recorded in this run."]
+    # The host's level only falls as the run goes on: the last job's verdict used the lowest.
+    judged = min(
+        (v["host_noise"] for v in timed_jobs.values() if "host_level" in (v.get("host_noise") or {})),
+        key=lambda noise: noise["host_level"],
+        default=None,
     )
-    return lines
+    host = (
+        f"or whose bare invokes' p50 / fastest call exceeded this host's quiet level ({judged['host_level']}, the "
+        f"lowest of this run's jobs) by more than {round(100 * (judged['limit'] / judged['host_level'] - 1))}% "
+        if judged
+        else ""
+    )
+    return [
+        f"- **Contention check**: a timing job during which other processes used more than {CONTENDED_CORES} "
+        f"of a core on average {host}is run again (at most twice; all attempts in report.json). "
+        + (f"Re-run: {', '.join(f'{k} ({n})' for k, n in reruns.items())}. " if reruns else "No job needed a re-run. ")
+        + (
+            f"**Still disturbed after the re-runs**: {', '.join(f'{k} ({why})' for k, why in still.items())}."
+            if still
+            else "Every timing job used here ran undisturbed by that measure."
+        )
+    ]
+
+
+def _rerun_counts(job: dict[str, Any]) -> str:
+    """``2x: busy, contended``: how often a job was re-run, and why each time (reasons recorded since 2026-12-07)."""
+    count = len(job["contention_attempts"]) - 1
+    reasons = job.get("rerun_reasons")
+    return f"{count}x" + (f": {', '.join(reasons)}" if reasons else "")
 
 
 def _acceptance_section(results: dict[str, Any]) -> list[str]:
