@@ -15,7 +15,7 @@ What it measures, on one 768x576 frame held in memory (file decoding is timed ap
   interpreter package and version).
 
 The result is one JSON-ready dict (:data:`SCHEMA_VERSION`); :func:`format_table` prints it. Per-device
-reference files (``benchmarks/reference/<device>.json``) are this JSON, named by :func:`device_id`.
+reference files (``<device>.json``, kept by the source checkout) are this JSON, named by :func:`device_id`.
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ USB_DEVICES = Path("/sys/bus/usb/devices")
 # The Coral USB Accelerator enumerates as 1a6e:089a (Global Unichip) until its firmware is loaded by the
 # runtime, then as 18d1:9302 (Google).
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
-DEFAULT_FRAME_NAME = "IMD002.jpg"
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Keys every result has; tests/test_bench.py and edgeskin/report (the benchmark report) rely on them.
 REQUIRED_KEYS = (
@@ -332,7 +330,7 @@ def device_id(
     coral_usb: bool | None = None,
     features: Sequence[str] | None = None,
 ) -> str:
-    """A short name for this device, used for ``benchmarks/reference/<device>.json``.
+    """A short name for this device, the name of its reference file (``<device>.json``).
 
     ``rpi4``, ``rpi5`` (``rpi5-coral-usb`` with a Coral USB Accelerator plugged in), ``coral-devboard``
     (from ``/proc/device-tree/model``); elsewhere ``x86-<cpu model>-<int8 tier>`` or ``<arch>-<cpu model>-<tier>``.
@@ -430,16 +428,11 @@ def synthetic_frame(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.nda
     return cv2.GaussianBlur(frame, (0, 0), 3)
 
 
-def _default_frame_candidates() -> list[Path]:
-    relative = Path("shared") / "data" / "ph2" / "images" / DEFAULT_FRAME_NAME
-    return [Path.cwd().parent / relative, _REPO_ROOT.parent / relative, Path.cwd() / relative]
-
-
 def load_bench_frame(image: str | Path | None = None, size: tuple[int, int] = FRAME_SIZE) -> tuple[np.ndarray, dict]:
     """The benchmark frame, resized to ``size`` = (height, width), and where it came from.
 
-    ``image`` None: PH2's ``IMD002.jpg`` from ``../shared/data/ph2/images`` when present, else
-    :func:`synthetic_frame`. Returns ``(frame, {"source", "path", "original_size", "size"})``.
+    ``image`` None: :func:`synthetic_frame` (the reference results used PH2's ``IMD002.jpg``: pass it).
+    Returns ``(frame, {"source", "path", "original_size", "size"})``.
 
     Raises:
         ImageError: ``image`` is given but cannot be read.
@@ -449,8 +442,6 @@ def load_bench_frame(image: str | Path | None = None, size: tuple[int, int] = FR
     from edgeskin.image import read_image
 
     path: Path | None = Path(image) if image is not None else None
-    if path is None:
-        path = next((p for p in _default_frame_candidates() if p.is_file()), None)
     if path is None:
         frame = synthetic_frame(size)
         return frame, {
@@ -544,7 +535,7 @@ def run_quick_suite(
     Args:
         classifier_path: The classifier ``.tflite`` (default: the shipped one, ``EDGESKIN_MODELS_DIR`` honoured).
         detector_path: The detector ``.tflite`` (default: the shipped one).
-        image: The frame's file (default: PH2 IMD002 from ``../shared`` when present, else a synthetic frame).
+        image: The frame's file (default: a synthetic frame; the reference results used PH2's IMD002.jpg).
         frame: An RGB uint8 frame to use instead of ``image`` (decode is then not timed).
         size: ``(height, width)`` the image is resized to (default 576x768, the PH2 frame size).
         threads: Interpreter threads of every model.
@@ -588,8 +579,8 @@ def run_quick_suite(
         }
     if frame_info["source"] == "synthetic":
         warnings.append(
-            "no PH2 frame found (../shared/data/ph2/images/IMD002.jpg): a synthetic frame was used; pass --image "
-            "with a real 768x576 dermoscopy photo for representative figures"
+            "no --image given: a synthetic frame was used; pass --image with a real 768x576 dermoscopy photo for "
+            "representative figures (the reference results used PH2's IMD002.jpg)"
         )
 
     tta = None

@@ -86,7 +86,7 @@ class FakeRunner:
 
     calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2, job_args: Any = ()) -> None:
         self.timings: dict[str, float] = {}
 
     def __call__(self, name: str, module: str, *args: str, env: Any = None, timed: bool = False) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]
     FakeRunner.calls = []
     monkeypatch.setattr(run, "Runner", FakeRunner)
     monkeypatch.setattr(run, "models", lambda: (Path("/new/cls.tflite"), Path("/new/det.tflite")))
-    monkeypatch.setattr(run, "float_tflite_paths", lambda classifier, detector: {})
+    monkeypatch.setattr(run, "float_tflite_paths", lambda inputs, classifier, detector: {})
     monkeypatch.setattr(run, "busy_processes", lambda: [])
     monkeypatch.setattr(run, "write_plots", lambda results, out: {})
     monkeypatch.setattr(run, "_profile_sizes", lambda: list(SIZES))
@@ -131,7 +131,7 @@ def test_groups_are_the_steps_the_page_names() -> None:
 
 def test_refresh_needs_from_json(fake_run, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run.main(["--refresh", "pipeline"])
+        run.main(["--refresh", "pipeline", "--out", "unused"])
     assert exit_info.value.code == 2
     assert "--refresh: expected --from-json BASE too" in capsys.readouterr().err
     assert fake_run == []
@@ -141,7 +141,7 @@ def test_an_unknown_group_is_refused_with_the_valid_ones(fake_run, tmp_path, cap
     (tmp_path / "base.json").write_text(json.dumps(_base()))
     for groups, got in (("pipeline,latency", "got 'latency'"), (",", "got none")):
         with pytest.raises(SystemExit):
-            run.main(["--from-json", str(tmp_path / "base.json"), "--refresh", groups])
+            run.main(["--from-json", str(tmp_path / "base.json"), "--refresh", groups, "--out", str(tmp_path)])
         err = capsys.readouterr().err
         assert "expected one or more of pipeline, models, peers, accuracy, cam" in err and got in err
     assert fake_run == []
@@ -150,7 +150,9 @@ def test_an_unknown_group_is_refused_with_the_valid_ones(fake_run, tmp_path, cap
 def test_a_different_thread_count_from_base_is_refused(fake_run, tmp_path, capsys) -> None:
     (tmp_path / "base.json").write_text(json.dumps(_base()))
     with pytest.raises(SystemExit):
-        run.main(["--from-json", str(tmp_path / "base.json"), "--refresh", "pipeline", "--threads", "4"])
+        run.main(
+            ["--from-json", str(tmp_path / "base.json"), "--refresh", "pipeline", "--threads", "4", "--out", "x"]
+        )
     assert "expected --threads 2 (BASE's, which its kept rows used), got 4" in capsys.readouterr().err
 
 

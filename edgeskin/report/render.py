@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeskin.report.common import CONTENDED_CORES, REPO_ROOT
+from edgeskin.report.common import CONTENDED_CORES, display_path
 
 TARGETS = {
     "end_to_end_p50_ms": 15.0,
@@ -670,29 +670,35 @@ def _cam_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _closing_sections(results: dict[str, Any]) -> list[str]:
-    """Per-device references, what is missing and why, and how to reproduce."""
-    lines: list[str] = []
-    accuracy = results.get("accuracy", {})
-    float_device = _float_device(results)
-    reference_dir = REPO_ROOT / "benchmarks" / "reference"
+def _reference_lines(reference_dir: Path | None) -> tuple[list[str], list[str]]:
+    """The per-device reference section, and the devices whose results are absent."""
+    if reference_dir is None:
+        return ["## Per-device reference results", "", "No reference folder was given (--reference-dir).", ""], []
+    shown = display_path(reference_dir)
     present = sorted(p.stem for p in reference_dir.glob("*.json"))
-    lines += [
+    absent = [d for d in DEVICES_TO_FILL if d not in present]
+    return [
         "## Per-device reference results",
         "",
-        f"`benchmarks/reference/<device>.json` (the JSON of `edgeskin bench`): present here: {', '.join(present) or 'none'}. "
-        f"Not measured (no such device here): {', '.join(d for d in DEVICES_TO_FILL if d not in present)}. On the device:",
+        f"`{shown}/<device>.json` (the JSON of `edgeskin bench`): present here: {', '.join(present) or 'none'}. "
+        f"Not measured (no such device here): {', '.join(absent)}. On the device, with PH2's `IMD002.jpg` (the "
+        "frame of every reference file):",
         "",
         "```sh",
         "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
-        "edgeskin bench --threads 4 --json benchmarks/reference/$(edgeskin bench --device-id).json",
+        f"edgeskin bench --threads 4 --image IMD002.jpg --json {shown}/$(edgeskin bench --device-id).json",
         "```",
         "",
-        "## What is missing, and why",
-        "",
-    ]
+    ], absent
+
+
+def _closing_sections(results: dict[str, Any], reference_dir: Path | None) -> list[str]:
+    """Per-device references, what is missing and why, and how to reproduce."""
+    accuracy = results.get("accuracy", {})
+    float_device = _float_device(results)
+    lines, absent = _reference_lines(reference_dir)
+    lines += ["## What is missing, and why", ""]
     missing = missing_items(results)
-    absent = [d for d in DEVICES_TO_FILL if d not in present]
     if absent:
         missing.append(
             f"reference results for {', '.join(absent)}: no such device here; the command above fills them in on the device"
@@ -710,9 +716,9 @@ def _closing_sections(results: dict[str, Any]) -> list[str]:
         "## Reproduce",
         "",
         "```sh",
-        "edgeskin bench report --out docs/benchmarks          # this page (python -m benchmarks.report)",
-        "edgeskin bench --json out.json                       # the quick suite alone",
-        "pytest benchmarks [--full]                           # pytest-benchmark suites, JSON in artifacts/bench/",
+        f"{results['settings']['command'].strip()}   # this page",
+        "edgeskin bench --json out.json   # the quick suite alone",
+        "pytest benchmarks [--full]       # pytest-benchmark suites (in a source checkout)",
         "```",
         "",
         "Raw numbers of this run: [report.json](report.json).",
@@ -721,8 +727,9 @@ def _closing_sections(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> str:
-    """The report page from the raw ``results`` (report.json) and the plots written beside it."""
+def render_markdown(results: dict[str, Any], plots: dict[str, Path | None], reference_dir: Path | None = None) -> str:
+    """The report page from the raw ``results`` (report.json), the plots written beside it and the folder of the
+    per-device reference results (None: not given, the page says so)."""
     lines = _header_section(results)
     if "missing_models" in results:
         return "\n".join(lines + [f"**Nothing measured**: {results['missing_models']}", ""])
@@ -734,7 +741,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> s
         _pipeline_section(results, plots),
         _peers_section(results),
         _cam_section(results),
-        _closing_sections(results),
+        _closing_sections(results, reference_dir),
     ):
         lines += section
     return "\n".join(lines)

@@ -15,11 +15,16 @@ then writes ``report.md``, ``report.json`` (every number, raw) and PNG plots int
 the page comes from this run; whatever could not be measured is listed with the reason. What each row needs:
 
 * the runtime alone (any install): the INT8 pipeline rows;
-* an edgeskin source checkout with ``../shared/data``: the per-model rows on real images and the accuracy;
-* ``[train]`` (TensorFlow/Keras, torch, ultralytics) and the float models under ``artifacts/``: the float rows,
-  the peers and the CAM fidelity; the float TFLite rows need ``python -m benchmarks.export_float`` first
-  (``python -m benchmarks.report`` in the checkout runs it, then this report);
+* the data folder and the validation splits (``--data``, ``--classifier-split``, ``--detector-split``): the
+  per-model rows on real images and the accuracy;
+* ``[train]`` (TensorFlow/Keras, torch, ultralytics) and the float models (``--float-classifier``,
+  ``--float-detector``): the float rows, the peers and the CAM fidelity; the float TFLite rows need their files
+  (``--float-dir``, made by ``python -m benchmarks.export_float`` in a source checkout);
 * ``[eval]`` (matplotlib): the plots.
+
+Every input is an option (:func:`edgeskin.report.common.add_input_arguments`); the package knows no checkout.
+``python -m benchmarks.report`` in a source checkout passes the checkout's paths and makes the float TFLite files
+first.
 
 A row that cannot be measured says which of these it lacked.
 
@@ -36,7 +41,7 @@ must be BASE's (the default then) and the Keras backend defaults to BASE's. When
 runs the page says which part was measured where, and warns where it sets rows of different machines side by
 side::
 
-    python -m edgeskin.report --from-json docs/benchmarks/report.json --refresh pipeline --out docs/benchmarks
+    python -m edgeskin.report --from-json REPORT/report.json --refresh pipeline --out REPORT
 """
 
 from __future__ import annotations
@@ -55,7 +60,15 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from edgeskin.report.common import BENCH_ARTIFACTS, CHECKOUT, CONTENDED_CORES, Missing, float_tflite_paths, models
+from edgeskin.report.common import (
+    CONTENDED_CORES,
+    Missing,
+    ReportInputs,
+    add_input_arguments,
+    display_path,
+    float_tflite_paths,
+    models,
+)
 from edgeskin.report.render import _ok, acceptance, render_markdown
 
 # --------------------------------------------------------------------------------------------------
@@ -81,10 +94,11 @@ class Runner:
 
     CONTENDED_CORES = CONTENDED_CORES
 
-    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2, job_args: Sequence[str] = ()) -> None:
         self.log_dir = log_dir
         self.env = env
         self.retries = retries
+        self.job_args = tuple(job_args)  # given to every job (the report's inputs)
         self.timings: dict[str, float] = {}
         self.host = HostCheck()
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -137,8 +151,7 @@ class Runner:
         try:
             with log.open("w") as handle:
                 code = subprocess.call(
-                    [sys.executable, "-m", module, *args, "--out", str(out)],
-                    cwd=CHECKOUT or self.log_dir,
+                    [sys.executable, "-m", module, *args, *self.job_args, "--out", str(out)],
                     env={**self.env, **(env or {})},
                     stdout=handle,
                     stderr=subprocess.STDOUT,
@@ -211,6 +224,7 @@ class Jobs:
     backend_args: tuple[str, ...]
     classifier: Path
     detector: Path
+    inputs: ReportInputs
 
 
 def _pipeline_jobs(jobs: Jobs) -> dict[str, Any]:
@@ -246,14 +260,15 @@ def _pipeline_jobs(jobs: Jobs) -> dict[str, Any]:
 def _model_jobs(jobs: Jobs) -> dict[str, Any]:
     """``models``: each model alone as INT8, float16 and float32 TFLite, the float Keras classifier and torch detector."""
     latency: dict[str, Any] = {}
-    floats = float_tflite_paths(jobs.classifier, jobs.detector)
+    floats = float_tflite_paths(jobs.inputs, jobs.classifier, jobs.detector)
     threads, runs = jobs.threads, jobs.runs
     for task, int8 in (("classifier", jobs.classifier), ("detector", jobs.detector)):
         for variant, path in (("int8", int8), ("float16", floats.get(f"{task}-float16")),
                               ("float32", floats.get(f"{task}-float32"))):  # fmt: skip
             name = f"{task}-{variant}"
             if path is None:
-                latency[name] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
+                where = "--float-dir not given" if jobs.inputs.float_dir is None else "see export_float"
+                latency[name] = {"missing": f"no {variant} TFLite {task} ({where})"}
                 continue
             latency[name] = jobs.runner(
                 name, "edgeskin.report.latency", f"{task}-tflite", "--threads", threads, "--runs", runs,
@@ -358,9 +373,9 @@ def measure(
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.keras_backend:
         env["KERAS_BACKEND"] = args.keras_backend
-    # Job logs: beside the artifacts in a checkout; otherwise a temporary folder (nothing written where it runs).
-    log_dir = BENCH_ARTIFACTS / "logs" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-report-logs-"))
-    runner = Runner(log_dir, env, retries=args.retries)
+    given = ReportInputs.from_args(args)
+    # Job logs: in the work folder when one was given, else a temporary folder (nothing written where it runs).
+    runner = Runner(given.work_dir("logs"), env, retries=args.retries, job_args=given.argv())
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "device_id": device_id(),
@@ -372,6 +387,7 @@ def measure(
             "cam_images": args.cam_images,
             "keras_backend": args.keras_backend or env.get("KERAS_BACKEND", "tensorflow"),
             "command": " ".join([args.prog, *args.argv]),
+            "inputs": {key: display_path(value) for key, value in vars(given).items() if value is not None},
         },
     }
     results["load_average_at_start"] = _load_average()
@@ -388,7 +404,7 @@ def measure(
     if "models" in groups:
         results["export_float"] = export_float or {
             "missing": "float TFLite companions are made in the source checkout by python -m benchmarks.export_float "
-            "(python -m benchmarks.report runs it first); existing ones under artifacts/bench are used"
+            "(python -m benchmarks.report runs it first); existing ones in --float-dir are used"
         }
     jobs = Jobs(
         runner=runner,
@@ -398,6 +414,7 @@ def measure(
         backend_args=("--keras-backend", args.keras_backend) if args.keras_backend else (),
         classifier=classifier,
         detector=detector,
+        inputs=given,
     )
     for group in GROUPS:
         if group in groups:
@@ -552,14 +569,18 @@ def _refresh_groups(parser: argparse.ArgumentParser, text: str) -> list[str]:
 
 
 def main(
-    argv: list[str] | None = None, prog: str = "python -m edgeskin.report", export_float: dict[str, Any] | None = None
+    argv: list[str] | None = None,
+    prog: str = "python -m edgeskin.report",
+    export_float: dict[str, Any] | None = None,
+    shown_argv: list[str] | None = None,
 ) -> int:
     """Measure (or ``--from-json``: re-render; with ``--refresh``: re-measure part of) and write the report.
 
-    ``export_float``: the checkout's float export.
+    ``export_float``: the checkout's float export. ``shown_argv``: the arguments the report records as its
+    command (default ``argv``; a wrapper that adds its defaults records what was typed).
     """
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
+    parser.add_argument("--out", required=True, help="report folder (report.md, report.json, plots)")
     parser.add_argument(
         "--threads", type=int, default=None, help="threads of the main comparisons (default 2; --refresh: BASE's)"
     )
@@ -587,6 +608,7 @@ def main(
         default=2,
         help="re-runs of a timing job that other processes disturbed or that found its host busy (default 2)",
     )
+    add_input_arguments(parser.add_argument_group("inputs (each optional: the rows that need one say so)"))
     args = parser.parse_args(argv)
     if args.retries < 0:
         parser.error(f"--retries: expected 0 or more, got {args.retries}")
@@ -608,7 +630,7 @@ def main(
             )
         args.threads = base["settings"]["threads"]
         args.keras_backend = args.keras_backend or base["settings"].get("keras_backend")
-    args.prog, args.argv = prog, list(sys.argv[1:] if argv is None else argv)
+    args.prog, args.argv = prog, list(shown_argv if shown_argv is not None else sys.argv[1:] if argv is None else argv)
     args.threads = args.threads or 2
     args.runs = args.runs or (300 if args.full else 100)
     args.cam_images = args.cam_images or (100000 if args.full else 300)
@@ -626,7 +648,7 @@ def main(
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
     plots = write_plots(results, out)
-    (out / "report.md").write_text(render_markdown(results, plots))
+    (out / "report.md").write_text(render_markdown(results, plots, ReportInputs.from_args(args).reference_dir))
     print(
         f"wrote {out / 'report.md'}, report.json and {sum(p is not None for p in plots.values())} plots",
         file=sys.stderr,
