@@ -124,3 +124,12 @@ def test_the_checkout_path_check_finds_what_it_should(tmp_path: Path, source: st
     path = tmp_path / "module.py"
     path.write_text(source)
     assert bool(checkout_paths_in(path)) is found
+
+
+@pytest.mark.parametrize("script", ["scripts/install.sh", "Makefile"])
+def test_the_install_steps_name_only_files_that_exist(script: str) -> None:
+    """A path of the repository named in the install script or the Makefile (``dir/name.ext``) is there."""
+    text = (REPO_ROOT / script).read_text()
+    named = set(re.findall(r"(?<![\w$./-])((?:[\w-]+/)+[\w.-]+\.(?:py|sh|toml|txt|json|yaml|md))\b", text))
+    absent = sorted(name for name in named if not (REPO_ROOT / name).exists())
+    assert named and not absent, f"{script} names files that do not exist: {absent}"
