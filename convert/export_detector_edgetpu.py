@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 import types
 from collections.abc import Sequence
@@ -134,4 +133,6 @@ def _mapping(report: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.export_detector_edgetpu")
