@@ -30,6 +30,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -551,23 +552,69 @@ def run_quick_suite(
     Raises:
         NoDefaultModelError: a default model is not installed. ImageError: ``image`` cannot be read.
     """
-    from edgeskin.annotate import annotate
-    from edgeskin.image import read_image
-    from edgeskin.models import default_classifier_path, default_detector_path
-    from edgeskin.tasks.pipeline import LesionPipeline, PipelineOptions
-
-    say = progress or (lambda _line: None)
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    classifier_path = (
-        Path(classifier_path) if classifier_path is not None else _default(default_classifier_path(), delegate)
+    say = progress or (lambda _line: None)
+    suite = _suite_inputs(classifier_path, detector_path, image, frame, size, delegate, profile)
+    from edgeskin.tasks.pipeline import LesionPipeline, PipelineOptions
+
+    say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
+    pipeline = LesionPipeline.create(
+        PipelineOptions(
+            suite.classifier_path, detector=suite.detector_path, num_threads=threads, delegate=delegate, tta=suite.tta
+        )
     )
-    detector_path = Path(detector_path) if detector_path is not None else _default(default_detector_path(), delegate)
+    try:
+        timers = _bare_timers(pipeline, suite, threads, delegate)
+        say(f"timing predict on the {suite.frame.shape[1]}x{suite.frame.shape[0]} frame ({runs} runs)")
+        samples = _time_predict(pipeline, suite.frame, timers, runs, warmup)
+        say("timing decode and annotate")
+        _time_decode_and_annotate(samples, suite, runs)
+        models = {
+            "classifier": _model_entry(suite.classifier_path, pipeline.classifier.spec),
+            "detector": _model_entry(suite.detector_path, pipeline.detector.spec),
+        }
+        used = _UsedPipeline(
+            pipeline.classifier.model.delegate, len(pipeline.classifier.views), views_accuracy(pipeline.classifier.spec)
+        )
+    finally:
+        pipeline.close()
+    return _suite_result(suite, timers, samples, used, models, threads=threads, runs=runs, warmup=warmup)
+
+
+# -- the stages of the quick suite ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SuiteInputs:
+    """What the suite times: the two models, the frame (and where it came from), the profile's views."""
+
+    classifier_path: Path
+    detector_path: Path
+    frame: np.ndarray
+    frame_info: dict[str, Any]
+    profile: Any  # DeviceProfile or None
+    tta: Any  # the profile's classifier views, or None (the spec's)
+    warnings: list[str]
+
+
+def _suite_inputs(
+    classifier_path: str | Path | None,
+    detector_path: str | Path | None,
+    image: str | Path | None,
+    frame: np.ndarray | None,
+    size: tuple[int, int],
+    delegate: str,
+    profile: Any,
+) -> _SuiteInputs:
+    from edgeskin.models import default_classifier_path, default_detector_path
+
+    classifier = Path(classifier_path) if classifier_path is not None else _default(default_classifier_path(), delegate)
+    detector = Path(detector_path) if detector_path is not None else _default(default_detector_path(), delegate)
     warnings: list[str] = []
     governor_note = governor_warning(cpu_governor())
     if governor_note:
         warnings.append(governor_note)
-
     if frame is None:
         frame, frame_info = load_bench_frame(image, size)
     else:
@@ -582,108 +629,162 @@ def run_quick_suite(
             "no --image given: a synthetic frame was used; pass --image with a real 768x576 dermoscopy photo for "
             "representative figures (the reference results used PH2's IMD002.jpg)"
         )
-
     tta = None
     if profile is not None:
         from edgeskin.devices import DeviceProfile, load_profile
 
         profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
         tta = profile.classifier_tta
-    say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
-    pipeline = LesionPipeline.create(
-        PipelineOptions(classifier_path, detector=detector_path, num_threads=threads, delegate=delegate, tta=tta)
-    )
-    stages: dict[str, list[float]] = {}
-    end_to_end: list[float] = []
-    lesion_counts: list[int] = []
-    bare_samples: dict[str, list[float]] = {"detector": [], "classifier": []}
+    return _SuiteInputs(classifier, detector, frame, frame_info, profile, tta, warnings)
+
+
+@dataclass(frozen=True)
+class _BareTimers:
+    """Bare interpreters fed with this frame's own tensors, each a callable that invokes once and returns ms.
+
+    ``ratio``: the invokes predict made (the detector's; the classifier's at each batch size it used), the
+    overhead ratio's denominator. ``view``: one classifier view; ``view_batches``: for a profile, the batch of
+    each view count (view count -> timer); neither is in the ratio.
+    """
+
+    ratio: dict[str, Callable[[], float]]
+    names: dict[int, str]  # classifier batch size -> its timer's name in ``ratio``
+    batches: tuple[int, ...]  # the classifier invokes' batch sizes of one predict
+    batch_counts: dict[int, int]
+    view: Callable[[], float]
+    view_batches: dict[int, Callable[[], float]]
+
+
+def _bare_timers(pipeline: Any, suite: _SuiteInputs, threads: int, delegate: str) -> _BareTimers:
+    frame = suite.frame
+    result = pipeline.predict(frame)
+    # The detector's letterboxed frame, the classifier's crops (or the whole frame when nothing was found).
+    det_input, _ = pipeline.detector.preprocess(frame)
+    classifier = pipeline.classifier
+    boxes = [tuple(int(v) for v in lesion.crop_box) for lesion in result.lesions]
+    crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes] or [frame]
+    # The views of every lesion, as the runtime feeds them: (lesions x views, H, W, C).
+    rows = np.concatenate([classifier.preprocess_views(crop) for crop in crops])
+    # The invokes predict made (one batch of every view of every lesion when the model allows it, else
+    # one per view), each timed bare at its own batch size; without a lesion, one view (counted 0 times).
+    batches = tuple(classifier.last_invoke_batches) if result.lesions else (1,)
+    batch_counts = {b: batches.count(b) for b in dict.fromkeys(batches)}
+    names = {b: "classifier" if i == 0 else f"classifier_batch{b}" for i, b in enumerate(batch_counts)}
+    ratio = {"detector": _bare_invoke_samples(suite.detector_path, det_input, threads, delegate)}
+    for b, name in names.items():
+        ratio[name] = _bare_invoke_samples(suite.classifier_path, _rows(rows, b), threads, delegate)
+    batchable = max(batches) > 1 or (len(classifier.views) == 1 and len(crops) == 1)
+    estimate_views = _estimate_views(len(classifier.views)) if suite.profile is not None else ()
+    view = _bare_invoke_samples(suite.classifier_path, rows[:1], threads, delegate)
+    view_batches = {
+        v: _bare_invoke_samples(suite.classifier_path, _rows(rows, v * len(crops)), threads, delegate)
+        for v in (estimate_views if batchable else ())
+    }
+    return _BareTimers(ratio, names, batches, batch_counts, view, view_batches)
+
+
+@dataclass
+class _Samples:
+    """Everything the suite timed, in ms: predict end to end, its stages, the bare invokes."""
+
+    end_to_end: list[float] = field(default_factory=list)
+    lesion_counts: list[int] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    bare: dict[str, list[float]] = field(default_factory=lambda: {"detector": [], "classifier": []})
+    view: list[float] = field(default_factory=list)
+    view_batches: dict[int, list[float]] = field(default_factory=dict)
+    last_result: Any = None
+
+
+def _time_predict(pipeline: Any, frame: np.ndarray, timers: _BareTimers, runs: int, warmup: int) -> _Samples:
+    """``runs`` predict calls, each followed by one call of every bare timer (interleaved, so both see the same
+    machine state), after ``warmup`` untimed rounds; garbage collection off meanwhile."""
+    samples = _Samples()
+    for name in timers.ratio:
+        samples.bare.setdefault(name, [])
+    samples.view_batches = {v: [] for v in timers.view_batches}
+    extras = (timers.view, *timers.view_batches.values())
+    for _ in range(warmup):
+        pipeline.predict(frame)
+        for once in (*timers.ratio.values(), *extras):
+            once()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside one timed call is noise, not pipeline cost
     try:
-        result = pipeline.predict(frame)
-        # Bare interpreters fed with this frame's own tensors: the detector's letterboxed frame, the
-        # classifier's first crop (or the whole frame when nothing was found).
-        det_input, _ = pipeline.detector.preprocess(frame)
-        classifier = pipeline.classifier
-        boxes = [tuple(int(v) for v in lesion.crop_box) for lesion in result.lesions]
-        crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes] or [frame]
-        # The views of every lesion, as the runtime feeds them: (lesions x views, H, W, C).
-        rows = np.concatenate([classifier.preprocess_views(crop) for crop in crops])
-        # The invokes predict made (one batch of every view of every lesion when the model allows it, else
-        # one per view), each timed bare at its own batch size; without a lesion, one view (counted 0 times).
-        batches = tuple(classifier.last_invoke_batches) if result.lesions else (1,)
-        batch_counts = {b: batches.count(b) for b in dict.fromkeys(batches)}
-        names = {b: "classifier" if i == 0 else f"classifier_batch{b}" for i, b in enumerate(batch_counts)}
-        bare = {"detector": _bare_invoke_samples(detector_path, det_input, threads, delegate)}
-        for b, name in names.items():
-            bare[name] = _bare_invoke_samples(classifier_path, _rows(rows, b), threads, delegate)
-            bare_samples.setdefault(name, [])
-        # One view bare (the per-view cost), and for a profile each view count's batch: not in the ratio.
-        batchable = max(batches) > 1 or (len(classifier.views) == 1 and len(crops) == 1)
-        extra = {"view": _bare_invoke_samples(classifier_path, rows[:1], threads, delegate)}
-        estimate_views = _estimate_views(len(classifier.views)) if profile is not None else ()
-        if batchable:
-            for v in estimate_views:
-                extra[f"views{v}"] = _bare_invoke_samples(
-                    classifier_path, _rows(rows, v * len(crops)), threads, delegate
-                )
-        extra_samples: dict[str, list[float]] = {name: [] for name in extra}
-        for _ in range(warmup):
-            pipeline.predict(frame)
-            for once in (*bare.values(), *extra.values()):
-                once()
-
-        say(f"timing predict on the {frame.shape[1]}x{frame.shape[0]} frame ({runs} runs)")
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # a collection inside one timed call is noise, not pipeline cost
-        try:
-            for _ in range(runs):
-                start = time.perf_counter()
-                result = pipeline.predict(frame)
-                end_to_end.append((time.perf_counter() - start) * 1000.0)
-                lesion_counts.append(len(result.lesions))
-                for name, ms in result.timings_ms.items():
-                    if name != "total":
-                        stages.setdefault(name, []).append(ms)
-                for name, ms in pipeline.detector.last_timings_ms.items():
-                    stages.setdefault(f"detect.{name.removesuffix('_ms')}", []).append(ms)
-                if result.lesions:
-                    for name, ms in pipeline.classifier.last_timings_ms.items():
-                        stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
-                # Interleaved, so both see the same machine state as the predict call just before.
-                for name, once in bare.items():
-                    bare_samples[name].append(once())
-                for name, once in extra.items():
-                    extra_samples[name].append(once())
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-
-        say("timing decode and annotate")
-        if frame_info["path"] is not None:
-            data = Path(frame_info["path"]).read_bytes()
-            stages["decode"] = time_ms(lambda: read_image(data), runs=max(5, runs // 2), warmup=2)
-        stages["annotate"] = time_ms(lambda: annotate(frame, result), runs=max(5, runs // 2), warmup=2)
-        models = {
-            "classifier": _model_entry(classifier_path, pipeline.classifier.spec),
-            "detector": _model_entry(detector_path, pipeline.detector.spec),
-        }
-        delegate_used = pipeline.classifier.model.delegate
-        views = len(pipeline.classifier.views)
-        accuracy = views_accuracy(pipeline.classifier.spec)
+        for _ in range(runs):
+            start = time.perf_counter()
+            result = pipeline.predict(frame)
+            samples.end_to_end.append((time.perf_counter() - start) * 1000.0)
+            samples.lesion_counts.append(len(result.lesions))
+            _record_stages(samples.stages, pipeline, result)
+            for name, once in timers.ratio.items():
+                samples.bare[name].append(once())
+            samples.view.append(timers.view())
+            for v, once in timers.view_batches.items():
+                samples.view_batches[v].append(once())
+            samples.last_result = result
     finally:
-        pipeline.close()
+        if gc_was_enabled:
+            gc.enable()
+    return samples
 
-    e2e = percentiles(end_to_end)
-    invoke = {name: percentiles(samples) for name, samples in bare_samples.items()}
-    lesions = float(np.median(lesion_counts))
-    if lesions != int(lesions) or len(set(lesion_counts)) > 1:
-        warnings.append(f"the number of lesions found varied between runs ({sorted(set(lesion_counts))})")
+
+def _record_stages(stages: dict[str, list[float]], pipeline: Any, result: Any) -> None:
+    """One predict's stage times: the pipeline's, the detector's own sub-stages, the classifier's (with lesions)."""
+    for name, ms in result.timings_ms.items():
+        if name != "total":
+            stages.setdefault(name, []).append(ms)
+    for name, ms in pipeline.detector.last_timings_ms.items():
+        stages.setdefault(f"detect.{name.removesuffix('_ms')}", []).append(ms)
+    if result.lesions:
+        for name, ms in pipeline.classifier.last_timings_ms.items():
+            stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
+
+
+def _time_decode_and_annotate(samples: _Samples, suite: _SuiteInputs, runs: int) -> None:
+    """The file's decode (when the frame came from a file) and the overlay of the last result, as stages."""
+    from edgeskin.annotate import annotate
+    from edgeskin.image import read_image
+
+    if suite.frame_info["path"] is not None:
+        data = Path(suite.frame_info["path"]).read_bytes()
+        samples.stages["decode"] = time_ms(lambda: read_image(data), runs=max(5, runs // 2), warmup=2)
+    result = samples.last_result
+    samples.stages["annotate"] = time_ms(lambda: annotate(suite.frame, result), runs=max(5, runs // 2), warmup=2)
+
+
+@dataclass(frozen=True)
+class _UsedPipeline:
+    delegate: str
+    views: int
+    accuracy: Any
+
+
+def _suite_result(
+    suite: _SuiteInputs,
+    timers: _BareTimers,
+    samples: _Samples,
+    used: _UsedPipeline,
+    models: dict[str, Any],
+    *,
+    threads: int,
+    runs: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """The JSON-ready result (:data:`REQUIRED_KEYS` and the rest) from what was timed."""
+    warnings = list(suite.warnings)
+    e2e = percentiles(samples.end_to_end)
+    invoke = {name: percentiles(values) for name, values in samples.bare.items()}
+    lesions = float(np.median(samples.lesion_counts))
+    if lesions != int(lesions) or len(set(samples.lesion_counts)) > 1:
+        warnings.append(f"the number of lesions found varied between runs ({sorted(set(samples.lesion_counts))})")
     # The classifier invokes predict actually made: one batch of all the views of all the lesions (or, for a
     # model whose batch cannot be resized, one per view), each against a bare invoke of the same batch size.
     counts = {"detector": 1.0}
-    for b, name in names.items():
-        counts[name] = float(batch_counts[b]) if lesions > 0 else 0.0
+    for b, name in timers.names.items():
+        counts[name] = float(timers.batch_counts[b]) if lesions > 0 else 0.0
     invoke_sum = sum(invoke[name]["p50"] * counts[name] for name in invoke)
-    stage_stats = {name: percentiles(samples) for name, samples in stages.items()}
+    stage_stats = {name: percentiles(values) for name, values in samples.stages.items()}
     classify_p50 = stage_stats.get("classify", {}).get("p50", 0.0)
     cam_share = None
     if lesions > 0 and classify_p50 > 0 and "cam" in stage_stats:
@@ -694,6 +795,7 @@ def run_quick_suite(
     noise_note = host_noise_warning(noise)
     if noise_note:
         warnings.append(noise_note)
+    view_ms = percentiles(samples.view)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "edgeskin bench",
@@ -705,10 +807,10 @@ def run_quick_suite(
             "threads": threads,
             "runs": runs,
             "warmup": warmup,
-            "delegate": delegate_used,
-            "classifier_views": views,
-            "classifier_invoke_batches": list(batches) if lesions > 0 else [],
-            "frame": frame_info,
+            "delegate": used.delegate,
+            "classifier_views": used.views,
+            "classifier_invoke_batches": list(timers.batches) if lesions > 0 else [],
+            "frame": suite.frame_info,
             "decode_excluded": True,
             "cam": True,
             "what": "end_to_end_ms: LesionPipeline.predict on an in-memory RGB frame (decode excluded); "
@@ -721,8 +823,8 @@ def run_quick_suite(
         "stages_ms": stage_stats,
         "invoke_ms": invoke,
         "invoke_counts_per_frame": counts,
-        "invoke_batches": {name: b for b, name in names.items()},
-        "classifier_view_invoke_ms": percentiles(extra_samples["view"]),
+        "invoke_batches": {name: b for b, name in timers.names.items()},
+        "classifier_view_invoke_ms": view_ms,
         "overhead_ratio": overhead_ratio(e2e["p50"], {n: s["p50"] for n, s in invoke.items()}, counts),
         "overhead_ms": round(e2e["p50"] - invoke_sum, 4),
         # The same ratio against the invoke times the runtime measured inside predict (signature-runner call,
@@ -733,18 +835,18 @@ def run_quick_suite(
         **(
             {
                 "profile_estimate": profile_estimate(
-                    profile,
+                    suite.profile,
                     end_to_end_p50=e2e["p50"],
                     classifier_used_ms=invoke_sum - invoke["detector"]["p50"],
                     lesions=lesions,
-                    views=views,
-                    view_ms=percentiles(extra_samples["view"])["p50"],
-                    batch_ms={int(k[5:]): percentiles(v)["p50"] for k, v in extra_samples.items() if k != "view"},
+                    views=used.views,
+                    view_ms=view_ms["p50"],
+                    batch_ms={v: percentiles(values)["p50"] for v, values in samples.view_batches.items()},
                     threads=threads,
-                    accuracy=accuracy,
+                    accuracy=used.accuracy,
                 )
             }
-            if profile is not None
+            if suite.profile is not None
             else {}
         ),
         "cam_share_of_classify": cam_share,
