@@ -66,6 +66,62 @@ SOURCE_NAMES = {
 }
 
 
+def _float_rows(m: dict) -> list[str]:
+    """Float against INT8 (uncalibrated) per label view: balanced accuracy and AUC."""
+    rows = []
+    for view in ("dx8", "dx", "group") if "dx8" in m.get("int8_uncalibrated", {}) else ("dx", "group"):
+        for key in ("balanced_accuracy", "auc"):
+            f = _get(m, f"float.{view}.{key}")
+            i = _get(m, f"int8_uncalibrated.{view}.{key}")
+            name = {"dx8": "8 dx", "dx": "7 dx (ak+scc=akiec)", "group": "4 groups"}[view]
+            rows.append(
+                f"| {name} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
+            )
+    return rows
+
+
+INTERNAL_KEYS = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
+                 "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
+                 "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
+EXTERNAL_KEYS = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
+                 "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
+                 "melanoma.benign_referred", "ece")  # fmt: skip
+
+
+def _scc_line(m: dict) -> str:
+    scc = _get(m, "int8_calibrated.scc_vs_ak")
+    if not scc:
+        return ""
+    return (
+        f"SCC vs AK (internal validation, {scc['scc']['support']} SCC and {scc['ak']['support']} AK images: few, "
+        f"so these move by several points per image): SCC precision {_pct(scc['scc']['precision'])}, recall "
+        f"{_pct(scc['scc']['recall'])}; AK precision {_pct(scc['ak']['precision'])}, recall {_pct(scc['ak']['recall'])}; "
+        f"true (ak, scc) × predicted (ak, scc): {scc['confusion_true_ak_scc_vs_predicted_ak_scc']}."
+    )
+
+
+def _qat_line(quant: dict) -> str:
+    if "qat" not in quant or "ptq" not in quant:
+        return ""
+    return (
+        f"Quantization, both measured the same way on the internal validation: QAT (tfmot) 7-dx balanced accuracy "
+        f"{_pct(_get(quant, 'qat.dx.balanced_accuracy'))} (one view {_pct(_get(quant, 'qat.single_view.dx.balanced_accuracy'))}), "
+        f"PTQ with bias correction {_pct(_get(quant, 'ptq.dx.balanced_accuracy'))} (one view "
+        f"{_pct(_get(quant, 'ptq.single_view.dx.balanced_accuracy'))}); shipped: {quant.get('shipped', '?').upper()}, "
+        "chosen on these internal figures only."
+    )
+
+
+def _temperature_text(cal: dict) -> str:
+    """The temperature, flagged when its fit ended at the search bound (then it is a limit, not a fit)."""
+    if not cal.get("temperature_at_bound"):
+        return str(cal.get("temperature"))
+    return (
+        f"{cal.get('temperature')} (**at the bound of its search**: the fit did not converge to an interior value, "
+        "so the temperature only limits the confidence; the top-label map does the calibrating)"
+    )
+
+
 def classifier_section(spec: dict, size_bytes: int) -> str:
     m = spec.get("metrics", {})
     cfg = spec.get("provenance", {}).get("training_config", {})
@@ -76,46 +132,14 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     tri = spec.get("triage", {})
     prov = spec.get("provenance", {})
     quant = m.get("quantization") or {}
-    eight = "dx8" in m.get("int8_uncalibrated", {})
-
-    float_rows = []
-    for view in ("dx8", "dx", "group") if eight else ("dx", "group"):
-        for key in ("balanced_accuracy", "auc"):
-            f = _get(m, f"float.{view}.{key}")
-            i = _get(m, f"int8_uncalibrated.{view}.{key}")
-            name = {"dx8": "8 dx", "dx": "7 dx (ak+scc=akiec)", "group": "4 groups"}[view]
-            float_rows.append(
-                f"| {name} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
-            )
+    float_rows = _float_rows(m)
     per_source = m.get("int8_calibrated_per_source", {})
-    internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
-                     "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
-                     "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
-    internal_rows = [_row(SOURCE_NAMES.get(name, name), r, internal_keys) for name, r in per_source.items()]
-    external_keys = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
-                     "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
-                     "melanoma.benign_referred", "ece")  # fmt: skip
+    internal_rows = [_row(SOURCE_NAMES.get(name, name), r, INTERNAL_KEYS) for name, r in per_source.items()]
     external_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, external_keys) for name, r in (m.get("external") or {}).items()
+        _row(SOURCE_NAMES.get(name, name), r, EXTERNAL_KEYS) for name, r in (m.get("external") or {}).items()
     ]
-    scc = _get(m, "int8_calibrated.scc_vs_ak")
-    scc_line = (
-        f"SCC vs AK (internal validation, {scc['scc']['support']} SCC and {scc['ak']['support']} AK images: few, "
-        f"so these move by several points per image): SCC precision {_pct(scc['scc']['precision'])}, recall "
-        f"{_pct(scc['scc']['recall'])}; AK precision {_pct(scc['ak']['precision'])}, recall {_pct(scc['ak']['recall'])}; "
-        f"true (ak, scc) × predicted (ak, scc): {scc['confusion_true_ak_scc_vs_predicted_ak_scc']}."
-        if scc
-        else ""
-    )
-    qat_line = ""
-    if "qat" in quant and "ptq" in quant:
-        qat_line = (
-            f"Quantization, both measured the same way on the internal validation: QAT (tfmot) 7-dx balanced accuracy "
-            f"{_pct(_get(quant, 'qat.dx.balanced_accuracy'))} (one view {_pct(_get(quant, 'qat.single_view.dx.balanced_accuracy'))}), "
-            f"PTQ with bias correction {_pct(_get(quant, 'ptq.dx.balanced_accuracy'))} (one view "
-            f"{_pct(_get(quant, 'ptq.single_view.dx.balanced_accuracy'))}); shipped: {quant.get('shipped', '?').upper()}, "
-            "chosen on these internal figures only."
-        )
+    scc_line = _scc_line(m)
+    qat_line = _qat_line(quant)
     tri_rows = [
         f"| {SOURCE_NAMES.get(name, name)} | {_pct(r.get('sensitivity'))} | {_pct(r.get('specificity'))} | "
         f"{r.get('n_malignant')} / {r.get('n_benign')} |"
@@ -174,7 +198,7 @@ from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?"
 {("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
 
-- Temperature {cal.get("temperature")}, then a smooth top-label map (monotone, continuous, piecewise linear, slope
+- Temperature {_temperature_text(cal)}, then a smooth top-label map (monotone, continuous, piecewise linear, slope
   bounded), fitted on the internal validation INT8 logits (views averaged). ECE ({cal.get("ece_bins", 15)} bins)
   {cal.get("ece_before")} uncalibrated → {cal.get("ece_after")} in-sample; 2-fold cross-fitted
   {cal.get("ece_after_2fold_crossfit")}{_repeated_crossfit(cal)}.
