@@ -705,8 +705,8 @@ class Fitted:
     onnx_check: float | None
 
 
-def provenance(args: argparse.Namespace, inputs: Inputs, chosen: Measured, fitted: Fitted) -> dict:
-    shift = chosen.candidate.shift
+def provenance(args: argparse.Namespace, inputs: Inputs, ptq: Candidate, fitted: Fitted) -> dict:
+    shift = ptq.shift  # the PTQ candidate's bias correction, recorded whichever candidate was written
     return {
         "data": (
             "HAM10000 (CC BY-NC 4.0) and the ISIC 2017/2018 challenge images of other clinics "
@@ -775,7 +775,7 @@ def final_spec(
             "calibration": fitted.calibration,
             "triage": fitted.triage,
             "metrics": metrics,
-            "provenance": provenance(args, inputs, chosen, fitted),
+            "provenance": provenance(args, inputs, measured["ptq"].candidate, fitted),
         }
     )
 
