@@ -357,6 +357,8 @@ def test_the_contention_line_names_busy_reruns_and_what_stayed_busy(tmp_path: Pa
     runner, _ = _scripted_runner(tmp_path, monkeypatch, [quiet, busy, busy, busy])
     results = {"a": runner("a", "m", timed=True), "b": runner("b", "m", timed=True)}
     line = render._contention_line({"latency": results})[0]
+    assert "(at most twice;" in line  # a report that did not record its --retries allowed two
+    assert "(at most once;" in render._contention_line({"latency": results, "settings": {"retries": 1}})[0]
     assert "Re-run: b (2x: busy, busy)" in line
     assert "**Still disturbed after the re-runs**: b (host busy (invoke spread 1.3))" in line
     assert "No job needed a re-run" not in line and "ran undisturbed" not in line

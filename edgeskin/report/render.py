@@ -338,7 +338,7 @@ def _contention_line(results: dict[str, Any]) -> list[str]:
     )
     return [
         f"- **Contention check**: a timing job during which other processes used more than {CONTENDED_CORES} "
-        f"of a core on average {host}is run again (at most twice; all attempts in report.json). "
+        f"of a core on average {host}is run again ({_at_most(results)}; all attempts in report.json). "
         + (f"Re-run: {', '.join(f'{k} ({n})' for k, n in reruns.items())}. " if reruns else "No job needed a re-run. ")
         + (
             f"**Still disturbed after the re-runs**: {', '.join(f'{k} ({why})' for k, why in still.items())}."
@@ -346,6 +346,14 @@ def _contention_line(results: dict[str, Any]) -> list[str]:
             else "Every timing job used here ran undisturbed by that measure."
         )
     ]
+
+
+def _at_most(results: dict[str, Any]) -> str:
+    """How many re-runs the run allowed (reports before 2026-12-07 did not record it: they allowed two)."""
+    retries = results.get("settings", {}).get("retries", 2)
+    return {0: "not at all: --retries 0", 1: "at most once", 2: "at most twice"}.get(
+        retries, f"at most {retries} times"
+    )
 
 
 def _rerun_counts(job: dict[str, Any]) -> str:

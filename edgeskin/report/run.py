@@ -385,6 +385,7 @@ def measure(
             "runs": args.runs,
             "full": args.full,
             "cam_images": args.cam_images,
+            "retries": args.retries,
             "keras_backend": args.keras_backend or env.get("KERAS_BACKEND", "tensorflow"),
             "command": " ".join([args.prog, *args.argv]),
             "inputs": {key: display_path(value) for key, value in vars(given).items() if value is not None},
