@@ -150,9 +150,7 @@ def test_an_unknown_group_is_refused_with_the_valid_ones(fake_run, tmp_path, cap
 def test_a_different_thread_count_from_base_is_refused(fake_run, tmp_path, capsys) -> None:
     (tmp_path / "base.json").write_text(json.dumps(_base()))
     with pytest.raises(SystemExit):
-        run.main(
-            ["--from-json", str(tmp_path / "base.json"), "--refresh", "pipeline", "--threads", "4", "--out", "x"]
-        )
+        run.main(["--from-json", str(tmp_path / "base.json"), "--refresh", "pipeline", "--threads", "4", "--out", "x"])
     assert "expected --threads 2 (BASE's, which its kept rows used), got 4" in capsys.readouterr().err
 
 
