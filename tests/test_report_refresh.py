@@ -89,6 +89,9 @@ class FakeRunner:
     def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2, job_args: Any = ()) -> None:
         self.timings: dict[str, float] = {}
 
+    def rejudge(self) -> None:
+        pass
+
     def __call__(self, name: str, module: str, *args: str, env: Any = None, timed: bool = False) -> dict[str, Any]:
         FakeRunner.calls.append((name, args))
         self.timings[name] = 1.0
@@ -360,3 +363,19 @@ def test_the_contention_line_names_busy_reruns_and_what_stayed_busy(tmp_path: Pa
     assert "Re-run: b (2x: busy, busy)" in line
     assert "**Still disturbed after the re-runs**: b (host busy (invoke spread 1.3))" in line
     assert "No job needed a re-run" not in line and "ran undisturbed" not in line
+
+
+def test_a_job_judged_before_the_host_showed_its_quiet_level_is_judged_again_at_the_end(tmp_path, monkeypatch) -> None:
+    """The first job defines the level and so passed; once a quieter job shows the host's real level, the first
+    one's verdict (not re-run) says it was busy, and the page lists it."""
+    first = {"overhead_ratio": 1.2, "host_noise": _noise(1.25)}
+    quiet = {"overhead_ratio": 1.12, "host_noise": _noise(1.02)}
+    runner, calls = _scripted_runner(tmp_path, monkeypatch, [first, quiet])
+    results = {"a": runner("a", "m", timed=True), "b": runner("b", "m", timed=True)}
+    assert calls == [0, 0] and results["a"]["host_noise"]["quiet"]
+    runner.rejudge()
+    assert not results["a"]["host_noise"]["quiet"] and results["a"]["host_noise"]["host_level"] == 1.02
+    assert any(w.startswith("the host was busy") for w in results["a"]["warnings"])
+    assert results["b"]["host_noise"]["quiet"] and not results["b"].get("warnings")
+    line = render._contention_line({"latency": results})[0]
+    assert "**Still disturbed after the re-runs**: a (host busy (invoke spread 1.25))" in line

@@ -319,7 +319,9 @@ def _contention_line(results: dict[str, Any]) -> list[str]:
         if (v.get("other_processes_cpu") or {}).get("average_cores", 0.0) > CONTENDED_CORES
     }
     for k, v in timed_jobs.items():
-        if (v.get("host_quiet_attempts") or [None])[-1] is False and k not in still:
+        noise = v.get("host_noise") or {}
+        final = noise.get("quiet") if "host_level" in noise else (v.get("host_quiet_attempts") or [None])[-1]
+        if final is False and k not in still:
             spread = max((v.get("host_noise") or {}).get("invoke_p50_over_min", {}).values(), default=None)
             still[k] = f"host busy (invoke spread {spread})"
     if not any("contention_attempts" in v for v in timed_jobs.values()):

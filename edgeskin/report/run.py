@@ -101,6 +101,7 @@ class Runner:
         self.job_args = tuple(job_args)  # given to every job (the report's inputs)
         self.timings: dict[str, float] = {}
         self.host = HostCheck()
+        self.judged: list[dict[str, Any]] = []  # the results judged by the host check, in order
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(
@@ -118,6 +119,7 @@ class Runner:
             if timed and "host_noise" in result:
                 result["host_noise"] = self.host.judge(result["host_noise"])
                 result["warnings"] = _host_warning_replaced(result.get("warnings"), result["host_noise"])
+                self.judged.append(result)
             quiet.append(result.get("host_noise", {}).get("quiet"))
             busy = quiet[-1] is False
             if not timed or "missing" in result or not (contended or busy):
@@ -139,6 +141,13 @@ class Runner:
             if any(value is not None for value in quiet):
                 result["host_quiet_attempts"] = quiet
         return result
+
+    def rejudge(self) -> None:
+        """Judge every kept result again against the host's final level: a job run before a quieter one was measured
+        was judged against a higher level (it is not run again; its verdict and warning say what holds now)."""
+        for result in self.judged:
+            result["host_noise"] = self.host.judge(result["host_noise"], learn=False)
+            result["warnings"] = _host_warning_replaced(result.get("warnings"), result["host_noise"])
 
     def _once(
         self, name: str, module: str, args: tuple[str, ...], env: dict[str, str] | None, attempt: int
@@ -186,13 +195,15 @@ class HostCheck:
         self.tolerance = tolerance
         self.level: float | None = None
 
-    def judge(self, noise: dict[str, Any]) -> dict[str, Any]:
-        """``noise`` (a job's ``host_noise``) with ``limit``, ``quiet`` and ``host_level`` from this host's level."""
+    def judge(self, noise: dict[str, Any], learn: bool = True) -> dict[str, Any]:
+        """``noise`` (a job's ``host_noise``) with ``limit``, ``quiet`` and ``host_level`` from this host's level
+        (``learn``: lowered first to this job's spread when that is lower)."""
         spreads = noise.get("invoke_p50_over_min") or {}
         if not spreads:
             return noise
         spread = max(spreads.values())
-        self.level = spread if self.level is None else min(self.level, spread)
+        if learn or self.level is None:
+            self.level = spread if self.level is None else min(self.level, spread)
         limit = round(self.level * self.tolerance, 4)
         return {
             **noise,
@@ -420,6 +431,7 @@ def measure(
     for group in GROUPS:
         if group in groups:
             _place(results, group, STEPS[group](jobs))
+    runner.rejudge()
     results["load_average_at_end"] = _load_average()
     results["other_processes_cpu"] = other_cpu_share(cpu_start, cpu_seconds())
     results["other_busy_processes_at_end"] = busy_processes()
