@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeskin.report.common import BENCH_ARTIFACTS, Missing, float_tflite_paths, ham_validation, models, ph2_validation
+from benchmarks.checkout import BENCH_ARTIFACTS, checkout_inputs
+from edgeskin.report.common import Missing, ReportInputs, float_tflite_paths, ham_validation, models, ph2_validation
 
 FULL_ENV = "EDGESKIN_BENCH_FULL"
 
@@ -90,7 +91,8 @@ def edge_models() -> tuple[Path, Path]:
 def model_variants(edge_models: tuple[Path, Path]) -> dict[str, Path]:
     """``classifier-int8``, ``detector-int8`` and the float .tflite companions that exist."""
     classifier, detector = edge_models
-    return {"classifier-int8": classifier, "detector-int8": detector, **float_tflite_paths(classifier, detector)}
+    given = checkout_inputs(classifier, detector)
+    return {"classifier-int8": classifier, "detector-int8": detector, **float_tflite_paths(given, classifier, detector)}
 
 
 def variant_path(model_variants: dict[str, Path], task: str, variant: str) -> Path:
@@ -101,9 +103,15 @@ def variant_path(model_variants: dict[str, Path], task: str, variant: str) -> Pa
 
 
 @pytest.fixture(scope="session")
-def ph2_paths(full: bool) -> list[Path]:
+def report_inputs(edge_models: tuple[Path, Path]) -> ReportInputs:
+    """The checkout's data and splits for the shipped models."""
+    return checkout_inputs(*edge_models)
+
+
+@pytest.fixture(scope="session")
+def ph2_paths(full: bool, report_inputs: ReportInputs) -> list[Path]:
     try:
-        return [f.path for f in ph2_validation(limit=10 if full else 3)]
+        return [f.path for f in ph2_validation(report_inputs, limit=10 if full else 3)]
     except Missing as exc:
         pytest.skip(str(exc))
 
@@ -116,11 +124,11 @@ def ph2_frames(ph2_paths: list[Path]) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def ham_images(full: bool) -> list[np.ndarray]:
+def ham_images(full: bool, report_inputs: ReportInputs) -> list[np.ndarray]:
     from edgeskin.image import read_image
 
     try:
-        return [read_image(p) for p in ham_validation(limit=20 if full else 5).paths]
+        return [read_image(p) for p in ham_validation(report_inputs, limit=20 if full else 5).paths]
     except Missing as exc:
         pytest.skip(str(exc))
 

@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeskin.report.common import BENCH_ARTIFACTS, DETECTOR_WORK, REPO_ROOT, Missing, keras_baseline, models
+from benchmarks.checkout import BENCH_ARTIFACTS, DETECTOR_WORK, REPO, checkout_inputs
+from edgeskin.report.common import Missing, keras_baseline, models
 
 
 def _write_spec(int8_model: Path, float_model: Path, outputs: dict[str, str], note: str) -> None:
@@ -51,7 +52,7 @@ def _fresh(path: Path, source: Path, force: bool) -> bool:
 
 def export_classifier(int8_model: Path, keras_model: Path | None = None, force: bool = False) -> list[Path]:
     """float32 and float16 TFLite of the Keras classifier (TensorFlow needed)."""
-    keras_model = keras_model or keras_baseline(int8_model)
+    keras_model = keras_model or keras_baseline(checkout_inputs(*models()), int8_model)
     targets = {v: BENCH_ARTIFACTS / f"{int8_model.stem}-{v}.tflite" for v in ("float32", "float16")}
     if all(_fresh(p, int8_model, force) and p.stat().st_mtime >= keras_model.stat().st_mtime for p in targets.values()):
         return list(targets.values())
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = export()
             summary[what] = {p.name: p.stat().st_size for p in paths}
             for path in paths:
-                print(f"{what}: {path.relative_to(REPO_ROOT)} ({path.stat().st_size / 1e6:.2f} MB)")
+                print(f"{what}: {path.relative_to(REPO)} ({path.stat().st_size / 1e6:.2f} MB)")
         except Missing as exc:
             summary[what] = {"missing": f"no float TFLite {what}: {exc}"}
             print(f"{what}: skipped: {exc}", file=sys.stderr)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeskin.report.common import PH2_DIR, emit_json, models
+from benchmarks.checkout import DATA
+from edgeskin.report.common import emit_json, models
 
 
 def _mask_box(mask_path: str) -> np.ndarray:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="classifier .tflite (repeatable; default: the shipped one)")
-    parser.add_argument("--ph2", default=str(PH2_DIR), help="PH2 folder (images/, masks/, labels.csv)")
+    parser.add_argument("--ph2", default=str(DATA / "ph2"), help="PH2 folder (images/, masks/, labels.csv)")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
     items = load_ph2(args.ph2)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.checkout import DATA
 from edgeskin.report.common import models
 
 
@@ -71,7 +72,9 @@ def profile(threads: int, runs: int) -> dict[str, Any]:
     from edgeskin.tasks.pipeline import LesionPipeline
 
     classifier_path, detector_path = models()
-    frame, _ = load_bench_frame()
+    # The frame of the reference results (edgeskin.bench no longer looks for it; it is the checkout's).
+    frame_file = DATA / "ph2" / "images" / "IMD002.jpg"
+    frame, _ = load_bench_frame(frame_file if frame_file.is_file() else None)
 
     def pipeline(batch: bool) -> LesionPipeline:
         classifier = Classifier.create(ClassifierOptions(classifier_path, num_threads=threads, batch=batch))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,26 +84,11 @@ PARAMETER_CACHE_BYTES = 8 * 1024 * 1024
 
 
 def _interpreter(path: Path):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - fallbacks
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-    # Without a delegate, so the original operators are listed (XNNPACK would fold them into DELEGATE nodes).
-    try:
-        interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=_no_delegate_resolver())
-    except (TypeError, ValueError, AttributeError):
-        interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    return interpreter
+    """The runtime's interpreter without the default delegate, so the original operators are listed (XNNPACK would
+    fold them into DELEGATE nodes)."""
+    from edgeskin.runtime.interpreter import make_interpreter
 
-
-def _no_delegate_resolver():
-    from ai_edge_litert.interpreter import OpResolverType
-
-    return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return make_interpreter(path, default_delegates=False)
 
 
 def _quant(details: dict) -> dict:
@@ -273,4 +257,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.edgetpu_report")

@@ -2,7 +2,8 @@
 
 Example (the shipped model)::
 
-    python -m convert.export_classifier --run artifacts/classifier --qat-epochs 1 --ship qat --out edgeskin/models
+    python -m convert.export_classifier --run artifacts/classifier --qat-epochs 1 --choose qat \
+        --out artifacts/export/classifier [--ship]
 
 Steps:
 1. Deployable graph with two named outputs: ``logits`` (1, K) and ``features`` (1, h, w, C), the last
@@ -12,7 +13,7 @@ Steps:
    ``--qat-epochs N`` also runs quantization-aware training (tensorflow-model-optimization on a tf_keras
    copy of the model, on source-balanced augmented training crops) and reports PTQ against QAT.
 3. Check INT8 against float on the internal validation split (lesion-grouped, all sources) through the
-   edgeskin runtime itself. The shipped candidate (``--ship``) is chosen on these internal figures only.
+   edgeskin runtime itself. The candidate written (``--choose``) is chosen on these internal figures only.
 4. Calibration on the internal validation INT8 logits (:func:`edgeskin.calibration.fit_calibration`:
    temperature, then a smooth top-label map); malignant triage threshold fitted on the same images with a
    margin (sensitivity ≥ ``--min-sensitivity`` + ``--margin`` overall and ≥ ``--min-sensitivity`` in each
@@ -22,7 +23,9 @@ Steps:
    box with the pipeline's margin, reported per source (melanoma AUC, referral, sensitivity at 80/90 %
    specificity, ECE).
 6. Writes ``<name>.tflite``, its spec ``<name>.json`` (SHA-256, CAM head weights, calibration, triage,
-   metrics per source) and the float ONNX export (``--onnx-dir``).
+   metrics per source) into ``--out`` (never the shipped ``edgeskin/models``), the float ONNX export into
+   ``--onnx-dir`` (default ``--out``). ``--ship`` then replaces the shipped model with them and says what
+   it replaced (:mod:`convert.ship`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
+from convert.ship import ShipError, refuse_shipped_folder, ship  # noqa: E402
 from edgeskin.calibration import (  # noqa: E402
     calibrated_probabilities,
     expected_calibration_error,
@@ -152,13 +156,10 @@ def save_signature_model(deploy, size: int, directory: str) -> None:
 def convert_int8(saved_model_dir: str, representative: np.ndarray) -> bytes:
     import tensorflow as tf
 
+    from convert.int8 import full_integer
+
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return full_integer(converter, representative)
 
 
 def int8_logits_on_pixels(tflite: bytes, pixels: np.ndarray) -> np.ndarray:
@@ -394,11 +395,14 @@ def tta_views(text: str, size: int) -> tuple[str, ...]:
     return check_views(["identity", *[v for v in text.split(",") if v and v != "identity"]], (size, size))
 
 
-def main(argv=None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The export's options, checked before any work (the output folder, the candidate asked for)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(REPO / "artifacts/classifier"), help="training output directory")
     parser.add_argument("--checkpoint", default="model.keras", help="file in --run (model.keras: the trained model)")
-    parser.add_argument("--out", default=str(REPO / "edgeskin/models"), help="where the .tflite and spec go")
+    parser.add_argument(
+        "--out", required=True, help="folder of your own for the .tflite and its spec (not edgeskin/models: see --ship)"
+    )
     parser.add_argument("--name", default="edgeskin-mnv2-cls")
     parser.add_argument("--representative", type=int, default=300, help="training crops for PTQ calibration")
     parser.add_argument(
@@ -414,16 +418,21 @@ def main(argv=None) -> int:
     parser.add_argument("--qat-epochs", type=int, default=0, help="also run QAT for N epochs and compare")
     parser.add_argument("--qat-images", type=int, default=5000, help="source-balanced training crops QAT fine-tunes on")
     parser.add_argument(
-        "--ship",
+        "--choose",
         choices=("ptq", "qat", "best"),
         default="ptq",
         help="which INT8 model to write; best: the higher 7-dx balanced accuracy on the internal validation",
     )
     parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="then replace the shipped model in edgeskin/models with the one written to --out (says what it replaced)",
+    )
+    parser.add_argument(
         "--qat-model",
         help="evaluate this QAT .tflite (made with --qat-epochs N; pass the same N) instead of training one",
     )
-    parser.add_argument("--onnx-dir", default=str(REPO / "artifacts/onnx"))
+    parser.add_argument("--onnx-dir", help="where the float ONNX export goes (default: --out)")
     parser.add_argument(
         "--tta",
         default="identity,hflip,vflip,rot180",
@@ -438,225 +447,389 @@ def main(argv=None) -> int:
         help="how the run was trained (recorded in the spec)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
+    if args.choose == "qat" and not (args.qat_epochs > 0 or args.qat_model):
+        parser.error("--choose qat: expected --qat-epochs N or --qat-model FILE too (no QAT model is made without)")
+    args.onnx_dir = args.onnx_dir or args.out
+    args.export_command = export_command(argv if argv is not None else sys.argv[1:])
+    return args
 
-    import keras
 
-    from training.classifier_data import sampling_probabilities
+# -- the stages of one export, in order -------------------------------------------------------------------------
 
-    started = time.time()
+
+@dataclass(frozen=True)
+class Inputs:
+    """Stage 1: the run's data and the crops every later stage uses."""
+
+    run: Path
+    data: RunData
+    size: int
+    margin: float
+    views: tuple[str, ...]
+    rep_rows: np.ndarray  # rows of data.train_index used as the PTQ representative set
+    x_rep: np.ndarray  # representative training crops (model input pixels)
+    x_val: np.ndarray  # validation crops (model input pixels)
+    raw_val: list[np.ndarray]  # validation crops as the pipeline makes them (raw images)
+    rng: np.random.Generator  # continues after rep_rows: the bias-correction rows come from it
+
+
+def prepare_inputs(args: argparse.Namespace) -> Inputs:
+    """Load the run, draw the representative crops and make the validation crops."""
     run = Path(args.run)
     loaded = load_run(run)
-    config, split, data, train, val = loaded.config, loaded.split, loaded.data, loaded.train, loaded.val
-    train_index, val_index, maker = loaded.train_index, loaded.val_index, loaded.maker
-    size = config["input_size"]
-    val_sources = np.array(val.image_sources)
-    margin = config["crop"]["val_margin"]
+    size = loaded.config["input_size"]
+    margin = loaded.config["crop"]["val_margin"]
     rng = np.random.default_rng(0)
+    train_index = loaded.train_index
     rep_rows = rng.choice(len(train_index), size=min(args.representative, len(train_index)), replace=False)
-    x_rep = maker.validation(train_index[rep_rows], margin)
-    x_val = maker.validation(val_index, margin)
-    raw_val = loaded.val_crops()
+    return Inputs(
+        run=run,
+        data=loaded,
+        size=size,
+        margin=margin,
+        views=tta_views(args.tta, size),
+        rep_rows=rep_rows,
+        x_rep=loaded.maker.validation(train_index[rep_rows], margin),
+        x_val=loaded.maker.validation(loaded.val_index, margin),
+        raw_val=loaded.val_crops(),
+        rng=rng,
+    )
 
-    model = keras.models.load_model(run / args.checkpoint, compile=False)
+
+@dataclass(frozen=True)
+class FloatReference:
+    """Stage 2: the trained float model and its figures on the validation crops."""
+
+    model: Any  # the Keras model as trained
+    deploy: Any  # the same with the logits and features outputs
+    view_logits: np.ndarray  # (V, N, K)
+    probs: np.ndarray  # softmax of the logits averaged over the views (as deployed)
+    metrics: dict
+    single: dict  # one view
+
+
+def float_reference(args: argparse.Namespace, inputs: Inputs) -> FloatReference:
+    import keras
+
+    model = keras.models.load_model(inputs.run / args.checkpoint, compile=False)
     deploy = deployable(model)
-    views = tta_views(args.tta, size)
-    float_view_logits = float_logits_per_view(deploy, x_val, views)
-    float_logits = float_view_logits.mean(axis=0)  # as deployed: logits averaged over the views
-    float_probs = softmax(float_logits)
-    float_metrics = classification_metrics(val.labels, float_probs)
-    float_single = classification_metrics(val.labels, softmax(float_view_logits[0]))
-    log.info("float: %s", float_metrics)
+    view_logits = float_logits_per_view(deploy, inputs.x_val, inputs.views)
+    probs = softmax(view_logits.mean(axis=0))  # as deployed: logits averaged over the views
+    labels = inputs.data.val.labels
+    reference = FloatReference(
+        model, deploy, view_logits, probs, classification_metrics(labels, probs),
+        classification_metrics(labels, softmax(view_logits[0])),
+    )  # fmt: skip
+    log.info("float: %s", reference.metrics)
+    return reference
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / f"{args.name}.tflite"
-    kernel, bias = model.get_layer("logits").get_weights()
-    candidates: dict[str, dict] = {}
-    if args.qat_epochs > 0 or args.qat_model:
-        # From the trained weights, before anything below touches them; on crops drawn as in training.
-        if args.qat_model:
-            qat_path = Path(args.qat_model)
-        else:
-            draws = np.random.default_rng(1).choice(
-                len(train_index), size=min(args.qat_images, len(train_index)), replace=True,
-                p=sampling_probabilities(train.image_sources, train.labels, config["source_shares"]),
-            )  # fmt: skip
-            sample_rng = np.random.default_rng(2)
-            x_qat = np.stack([maker(int(train_index[d]), sample_rng).astype(np.uint8) for d in draws])
-            qat_path = run_qat(model, run, x_qat, train.labels[draws], args.qat_epochs, args.name)
-            del x_qat
-        head = qat_path.with_suffix(".head.npz")
-        q_kernel, q_bias = (np.load(head)["kernel"], np.load(head)["bias"]) if head.is_file() else (kernel, bias)
-        candidates["qat"] = {"bytes": qat_path.read_bytes(), "kernel": q_kernel, "bias": q_bias, "file": str(qat_path)}
-    shift = None
-    if args.bias_correction > 0:
-        others = np.setdiff1d(np.arange(len(train_index)), rep_rows)
-        corr_rows = rng.choice(others, size=min(args.bias_correction, len(others)), replace=False)
-        x_corr = maker.validation(train_index[corr_rows], margin)
-        tflite, shift = convert_with_bias_correction(deploy, model, size, x_rep, x_corr)
-        log.info("bias correction on %d training crops: logit shift %s", len(x_corr), np.round(shift, 4).tolist())
+
+@dataclass(frozen=True)
+class Candidate:
+    """An INT8 model the export may write: its bytes and the Dense head the CAM uses with it."""
+
+    tflite: bytes
+    kernel: np.ndarray
+    bias: np.ndarray
+    file: str | None = None  # where a QAT model was written
+    shift: np.ndarray | None = None  # the PTQ bias correction's logit shift
+
+
+def qat_candidate(args: argparse.Namespace, inputs: Inputs, reference: FloatReference) -> Candidate:
+    """Quantization-aware training from the trained weights (before anything touches them), on crops drawn as in
+    training; or the QAT model of ``--qat-model``."""
+    from training.classifier_data import sampling_probabilities
+
+    kernel, bias = reference.model.get_layer("logits").get_weights()
+    if args.qat_model:
+        qat_path = Path(args.qat_model)
     else:
+        train, train_index = inputs.data.train, inputs.data.train_index
+        draws = np.random.default_rng(1).choice(
+            len(train_index), size=min(args.qat_images, len(train_index)), replace=True,
+            p=sampling_probabilities(train.image_sources, train.labels, inputs.data.config["source_shares"]),
+        )  # fmt: skip
+        sample_rng = np.random.default_rng(2)
+        x_qat = np.stack([inputs.data.maker(int(train_index[d]), sample_rng).astype(np.uint8) for d in draws])
+        qat_path = run_qat(reference.model, inputs.run, x_qat, train.labels[draws], args.qat_epochs, args.name)
+        del x_qat
+    head = qat_path.with_suffix(".head.npz")
+    q_kernel, q_bias = (np.load(head)["kernel"], np.load(head)["bias"]) if head.is_file() else (kernel, bias)
+    return Candidate(qat_path.read_bytes(), q_kernel, q_bias, file=str(qat_path))
+
+
+def ptq_candidate(args: argparse.Namespace, inputs: Inputs, reference: FloatReference) -> Candidate:
+    """Post-training quantization, with bias correction on other training crops unless ``--bias-correction 0``."""
+    kernel, bias = reference.model.get_layer("logits").get_weights()
+    if args.bias_correction <= 0:
         with tempfile.TemporaryDirectory() as tmp:
-            save_signature_model(deploy, size, tmp)
-            tflite = convert_int8(tmp, x_rep)
-    candidates["ptq"] = {"bytes": tflite, "kernel": kernel, "bias": bias + (0 if shift is None else shift)}
-    if args.ship != "best" and args.ship not in candidates:
-        raise SystemExit(f"--ship {args.ship}: no {args.ship.upper()} model was made (QAT needs --qat-epochs N)")
+            save_signature_model(reference.deploy, inputs.size, tmp)
+            return Candidate(convert_int8(tmp, inputs.x_rep), kernel, bias)
+    train_index = inputs.data.train_index
+    others = np.setdiff1d(np.arange(len(train_index)), inputs.rep_rows)
+    corr_rows = inputs.rng.choice(others, size=min(args.bias_correction, len(others)), replace=False)
+    x_corr = inputs.data.maker.validation(train_index[corr_rows], inputs.margin)
+    tflite, shift = convert_with_bias_correction(reference.deploy, reference.model, inputs.size, inputs.x_rep, x_corr)
+    log.info("bias correction on %d training crops: logit shift %s", len(x_corr), np.round(shift, 4).tolist())
+    return Candidate(tflite, kernel, bias + shift, shift=shift)
 
-    def base_spec_for(candidate: dict, path: Path) -> dict:
-        spec = {
-            "format_version": 1,
-            "name": args.name,
-            "task": "classification",
-            "model_file": path.name,
-            "sha256": sha256_file(path),
-            "input": {"size": [size, size], "color_order": "RGB", "resize": "stretch", "mean": [0] * 3, "std": [1] * 3},
-            "preprocessing": get_profile(config["profile"]).to_dict(),
-            "labels": list(DX8_CLASSES),
-            "outputs": {"probabilities": "logits", "features": "features"},
-            "outputs_are": "logits",
-            "cam": {
-                "weights": np.asarray(candidate["kernel"], float).round(6).tolist(),
-                "bias": np.asarray(candidate["bias"], float).round(6).tolist(),
-            },
-        }
-        if len(views) > 1:
-            spec["tta"] = list(views)
-        return spec
 
-    # Each INT8 candidate through the runtime on the internal validation, as deployed (views averaged) and
-    # with one view: the only figures the choice of --ship may use.
-    comparison: dict[str, dict] = {}
+def base_spec(args: argparse.Namespace, inputs: Inputs, candidate: Candidate, path: Path) -> dict:
+    """The spec of ``candidate`` written at ``path``, before any measurement (what the runtime needs to run it)."""
+    size = inputs.size
+    spec = {
+        "format_version": 1,
+        "name": args.name,
+        "task": "classification",
+        "model_file": path.name,
+        "sha256": sha256_file(path),
+        "input": {"size": [size, size], "color_order": "RGB", "resize": "stretch", "mean": [0] * 3, "std": [1] * 3},
+        "preprocessing": get_profile(inputs.data.config["profile"]).to_dict(),
+        "labels": list(DX8_CLASSES),
+        "outputs": {"probabilities": "logits", "features": "features"},
+        "outputs_are": "logits",
+        "cam": {
+            "weights": np.asarray(candidate.kernel, float).round(6).tolist(),
+            "bias": np.asarray(candidate.bias, float).round(6).tolist(),
+        },
+    }
+    if len(inputs.views) > 1:
+        spec["tta"] = list(inputs.views)
+    return spec
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Stage 4: a candidate through the runtime on the internal validation."""
+
+    candidate: Candidate
+    logits: np.ndarray  # averaged over the views, as deployed
+    invoke_ms: float
+    single: dict  # metrics of one view
+    comparison: dict  # the row of metrics.quantization
+
+
+def measure_candidates(
+    args: argparse.Namespace, inputs: Inputs, reference: FloatReference, candidates: dict[str, Candidate]
+) -> dict[str, Measured]:
+    """Each INT8 candidate through the runtime on the internal validation, as deployed (views averaged) and with
+    one view: the only figures the choice of ``--choose`` may use."""
+    labels = inputs.data.val.labels
+    measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, candidate in candidates.items():
             path = Path(tmp) / f"{args.name}.tflite"
-            path.write_bytes(candidate["bytes"])
-            view_logits, candidate["invoke_ms"] = run_int8(
-                path, ModelSpec.from_dict(base_spec_for(candidate, path)), raw_val, views
-            )
-            candidate["logits"] = view_logits.mean(axis=0)
-            candidate["single"] = classification_metrics(val.labels, softmax(view_logits[0]))
-            probs = softmax(candidate["logits"])
-            comparison[kind] = {
-                **classification_metrics(val.labels, probs),
-                "single_view": candidate["single"],
-                "top1_agreement_with_float": float((probs.argmax(1) == float_probs.argmax(1)).mean()),
-                "size_bytes": len(candidate["bytes"]),
+            path.write_bytes(candidate.tflite)
+            spec = ModelSpec.from_dict(base_spec(args, inputs, candidate, path))
+            view_logits, invoke_ms = run_int8(path, spec, inputs.raw_val, inputs.views)
+            logits = view_logits.mean(axis=0)
+            single = classification_metrics(labels, softmax(view_logits[0]))
+            probs = softmax(logits)
+            comparison = {
+                **classification_metrics(labels, probs),
+                "single_view": single,
+                "top1_agreement_with_float": float((probs.argmax(1) == reference.probs.argmax(1)).mean()),
+                "size_bytes": len(candidate.tflite),
             }
-            log.info("%s: %s", kind.upper(), comparison[kind])
-    if args.ship == "best":  # internal validation only: the external checks are measured after this
-        args.ship = max(comparison, key=lambda kind: comparison[kind]["dx"]["balanced_accuracy"])
-        log.info("shipping %s: the higher internal 7-dx balanced accuracy", args.ship.upper())
-    shipped = candidates[args.ship]
-    model_path.write_bytes(shipped["bytes"])
-    base_spec = base_spec_for(shipped, model_path)
-    int8_logits, invoke_ms = shipped["logits"], shipped["invoke_ms"]
-    int8_probs = softmax(int8_logits)
-    int8_metrics = classification_metrics(val.labels, int8_probs)
+            log.info("%s: %s", kind.upper(), comparison)
+            measured[kind] = Measured(candidate, logits, invoke_ms, single, comparison)
+    return measured
+
+
+def choose(args: argparse.Namespace, measured: dict[str, Measured]) -> str:
+    """``--choose``, or for ``best`` the higher internal 7-dx balanced accuracy (internal validation only: the
+    external checks are measured after this)."""
+    if args.choose != "best":
+        return args.choose
+    kind = max(measured, key=lambda name: measured[name].comparison["dx"]["balanced_accuracy"])
+    log.info("writing %s: the higher internal 7-dx balanced accuracy", kind.upper())
+    return kind
+
+
+def int8_against_float(labels: np.ndarray, kind: str, chosen: Measured, reference: FloatReference) -> tuple[dict, dict]:
+    """The chosen model's uncalibrated metrics and its agreement with the float model."""
+    int8_probs = softmax(chosen.logits)
+    int8_metrics = classification_metrics(labels, int8_probs)
+    log.info("int8 (%s, written): %s", kind, int8_metrics)
     agreement = {
-        "top1_agreement": float((int8_probs.argmax(1) == float_probs.argmax(1)).mean()),
-        "max_probability_difference": float(np.abs(int8_probs - float_probs).max()),
-        "mean_probability_difference": float(np.abs(int8_probs - float_probs).mean()),
+        "top1_agreement": float((int8_probs.argmax(1) == reference.probs.argmax(1)).mean()),
+        "max_probability_difference": float(np.abs(int8_probs - reference.probs).max()),
+        "mean_probability_difference": float(np.abs(int8_probs - reference.probs).mean()),
         "balanced_accuracy_7dx_delta": int8_metrics["dx"]["balanced_accuracy"]
-        - float_metrics["dx"]["balanced_accuracy"],
-        "auc_7dx_delta": int8_metrics["dx"]["auc"] - float_metrics["dx"]["auc"],
+        - reference.metrics["dx"]["balanced_accuracy"],
+        "auc_7dx_delta": int8_metrics["dx"]["auc"] - reference.metrics["dx"]["auc"],
     }
-    log.info("int8 (%s, shipped): %s", args.ship, int8_metrics)
     log.info("int8 vs float: %s", agreement)
+    return int8_metrics, agreement
 
-    # Calibration and triage on the internal validation INT8 logits (all sources).
-    calibration, triage, internal = calibrate_and_triage(
-        int8_logits, val.labels, val_sources, model_path, "logits",
-        f"INT8 logits averaged over the views {list(views)}", args.min_sensitivity, args.margin,
-    )  # fmt: skip
-    threshold = triage["malignant_threshold"]
 
-    # External checks: after the choice and the calibration, with the shipped model as deployed.
-    external = external_checks(
-        model_path, ModelSpec.from_dict(base_spec), external_sets(config, split, data, Path(args.ph2), margin),
-        views, calibration, threshold, margin,
-    )  # fmt: skip
-    qat = None
-    if "qat" in comparison:
-        qat = {"epochs": args.qat_epochs, "file": candidates["qat"]["file"], **comparison["qat"]}
-
-    onnx_path, onnx_check = None, None
+def export_onnx(
+    args: argparse.Namespace, inputs: Inputs, reference: FloatReference
+) -> tuple[Path | None, float | None]:
+    """The float ONNX export and its largest probability difference from Keras on 16 validation crops; a side
+    export: a failure is logged and the INT8 model kept."""
     try:
         Path(args.onnx_dir).mkdir(parents=True, exist_ok=True)
         onnx_path = Path(args.onnx_dir) / f"{args.name}.onnx"
-        model.predict(x_val[:1].astype(np.float32), verbose=0)  # a loaded model must be called before export
+        model = reference.model
+        model.predict(inputs.x_val[:1].astype(np.float32), verbose=0)  # a loaded model must be called before export
         model.export(str(onnx_path), format="onnx", verbose=False)
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        onnx_probs = session.run(None, {session.get_inputs()[0].name: x_val[:16].astype(np.float32)})[0]
-        onnx_check = float(np.abs(onnx_probs - softmax(float_view_logits[0][:16])).max())
+        onnx_probs = session.run(None, {session.get_inputs()[0].name: inputs.x_val[:16].astype(np.float32)})[0]
+        onnx_check = float(np.abs(onnx_probs - softmax(reference.view_logits[0][:16])).max())
         log.info("ONNX float export: max |p_onnx - p_keras| = %.2e on 16 validation images", onnx_check)
+        return onnx_path, onnx_check
     except Exception as exc:  # ONNX is a side export: report, keep the INT8 model
         log.warning("ONNX export failed: %s", exc)
-        onnx_path = None
+        return None, None
 
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    spec = ModelSpec.from_dict(
+
+@dataclass(frozen=True)
+class Fitted:
+    """Stages 5-7: the chosen model's calibration, triage and checks, and the side export."""
+
+    kind: str
+    int8_metrics: dict
+    agreement: dict
+    calibration: dict
+    triage: dict
+    internal: dict  # calibrated metrics per source
+    external: dict
+    onnx_path: Path | None
+    onnx_check: float | None
+
+
+def provenance(args: argparse.Namespace, inputs: Inputs, ptq: Candidate, fitted: Fitted) -> dict:
+    shift = ptq.shift  # the PTQ candidate's bias correction, recorded whichever candidate was written
+    return {
+        "data": (
+            "HAM10000 (CC BY-NC 4.0) and the ISIC 2017/2018 challenge images of other clinics "
+            "(ISIC Archive, CC BY-NC 4.0), labels from the ISIC 2019 and 2017 ground truth; "
+            f"lesion-grouped split stratified by dx and source, seed {inputs.data.split['seed']}; a third of the "
+            "ISIC 2017 images held out whole"
+        ),
+        "license": "CC BY-NC 4.0 (inherited from HAM10000 and the ISIC Archive): non-commercial use only",
+        "split_file": "training/runs/classifier/split.json",
+        "training_config": inputs.data.config,
+        "checkpoint": args.checkpoint,
+        "representative_images": len(inputs.x_rep),
+        "bias_correction": (
+            None
+            if shift is None
+            else {"training_images": args.bias_correction, "logit_shift": np.round(shift, 5).tolist()}
+        ),
+        "train_command": args.train_command,
+        "trained_on": args.trained_on,
+        "notes": args.note,
+        "export_command": args.export_command,
+        "onnx": str(fitted.onnx_path) if fitted.onnx_path else None,
+        "onnx_max_probability_difference_vs_keras": fitted.onnx_check,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def final_spec(
+    args: argparse.Namespace,
+    inputs: Inputs,
+    reference: FloatReference,
+    measured: dict[str, Measured],
+    fitted: Fitted,
+    spec: dict,
+) -> ModelSpec:
+    """The written model's spec: the base spec with calibration, triage, every metric and the provenance."""
+    chosen = measured[fitted.kind]
+    summary_file = inputs.run / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    qat = None
+    if "qat" in measured:
+        qat = {"epochs": args.qat_epochs, "file": measured["qat"].candidate.file, **measured["qat"].comparison}
+    metrics = {
+        "validation_images": len(inputs.data.val),
+        "validation": "internal: lesion-grouped, stratified by dx and source; the model choice, calibration "
+        "and triage threshold use these images only",
+        "float": reference.metrics,
+        "int8_uncalibrated": fitted.int8_metrics,
+        "int8_calibrated": fitted.internal["all"],
+        "int8_calibrated_per_source": fitted.internal,
+        "external": fitted.external,
+        "int8_vs_float": fitted.agreement,
+        "test_time_views": list(inputs.views),
+        "float_single_view": reference.single,
+        "int8_single_view_uncalibrated": chosen.single,
+        "qat": qat,
+        "quantization": {"shipped": fitted.kind, **{kind: m.comparison for kind, m in measured.items()}},
+        "int8_invoke_ms_median_2_threads": round(chosen.invoke_ms, 3),
+        "int8_invoke_ms_note": "one view, measured during the export (machine possibly busy)",
+        "training_seconds": summary.get("train_seconds"),
+        "training_device": summary.get("device"),
+    }
+    return ModelSpec.from_dict(
         {
-            **base_spec,
-            "calibration": calibration,
-            "triage": triage,
-            "metrics": {
-                "validation_images": len(val),
-                "validation": "internal: lesion-grouped, stratified by dx and source; the model choice, calibration "
-                "and triage threshold use these images only",
-                "float": float_metrics,
-                "int8_uncalibrated": int8_metrics,
-                "int8_calibrated": internal["all"],
-                "int8_calibrated_per_source": internal,
-                "external": external,
-                "int8_vs_float": agreement,
-                "test_time_views": list(views),
-                "float_single_view": float_single,
-                "int8_single_view_uncalibrated": shipped["single"],
-                "qat": qat,
-                "quantization": {"shipped": args.ship, **comparison},
-                "int8_invoke_ms_median_2_threads": round(invoke_ms, 3),
-                "int8_invoke_ms_note": "one view, measured during the export (machine possibly busy)",
-                "training_seconds": summary.get("train_seconds"),
-                "training_device": summary.get("device"),
-            },
-            "provenance": {
-                "data": (
-                    "HAM10000 (CC BY-NC 4.0) and the ISIC 2017/2018 challenge images of other clinics "
-                    "(ISIC Archive, CC BY-NC 4.0), labels from the ISIC 2019 and 2017 ground truth; "
-                    f"lesion-grouped split stratified by dx and source, seed {split['seed']}; a third of the "
-                    "ISIC 2017 images held out whole"
-                ),
-                "license": "CC BY-NC 4.0 (inherited from HAM10000 and the ISIC Archive): non-commercial use only",
-                "split_file": "training/runs/classifier/split.json",
-                "training_config": config,
-                "checkpoint": args.checkpoint,
-                "representative_images": len(x_rep),
-                "bias_correction": (
-                    None
-                    if shift is None
-                    else {"training_images": args.bias_correction, "logit_shift": np.round(shift, 5).tolist()}
-                ),
-                "train_command": args.train_command,
-                "trained_on": args.trained_on,
-                "notes": args.note,
-                "export_command": export_command(argv if argv is not None else sys.argv[1:]),
-                "onnx": str(onnx_path) if onnx_path else None,
-                "onnx_max_probability_difference_vs_keras": onnx_check,
-                "date": time.strftime("%Y-%m-%d"),
-            },
+            **spec,
+            "calibration": fitted.calibration,
+            "triage": fitted.triage,
+            "metrics": metrics,
+            "provenance": provenance(args, inputs, measured["ptq"].candidate, fitted),
         }
     )
-    spec.save(model_path.with_suffix(".json"))
-    (run / "export_summary.json").write_text(json.dumps(spec.to_dict()["metrics"], indent=1))
+
+
+def fit_chosen(
+    args: argparse.Namespace, inputs: Inputs, reference: FloatReference, chosen: Measured, kind: str, model_path: Path
+) -> Fitted:
+    """Calibration and triage on the internal validation INT8 logits (all sources), then the external checks with
+    the written model as deployed, then the float ONNX export."""
+    val = inputs.data.val
+    int8_metrics, agreement = int8_against_float(val.labels, kind, chosen, reference)
+    calibration, triage, internal = calibrate_and_triage(
+        chosen.logits, val.labels, np.array(val.image_sources), model_path, "logits",
+        f"INT8 logits averaged over the views {list(inputs.views)}", args.min_sensitivity, args.margin,
+    )  # fmt: skip
+    sets = external_sets(inputs.data.config, inputs.data.split, inputs.data.data, Path(args.ph2), inputs.margin)
+    spec = ModelSpec.from_dict(base_spec(args, inputs, chosen.candidate, model_path))
+    external = external_checks(
+        model_path, spec, sets, inputs.views, calibration, triage["malignant_threshold"], inputs.margin
+    )
+    onnx_path, onnx_check = export_onnx(args, inputs, reference)
+    return Fitted(kind, int8_metrics, agreement, calibration, triage, internal, external, onnx_path, onnx_check)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.time()
+    inputs = prepare_inputs(args)
+    reference = float_reference(args, inputs)
+    candidates: dict[str, Candidate] = {}
+    if args.qat_epochs > 0 or args.qat_model:
+        candidates["qat"] = qat_candidate(args, inputs, reference)
+    candidates["ptq"] = ptq_candidate(args, inputs, reference)
+    measured = measure_candidates(args, inputs, reference, candidates)
+    kind = choose(args, measured)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{args.name}.tflite"
+    model_path.write_bytes(measured[kind].candidate.tflite)
+    spec = base_spec(args, inputs, measured[kind].candidate, model_path)
+    fitted = fit_chosen(args, inputs, reference, measured[kind], kind, model_path)
+    final = final_spec(args, inputs, reference, measured, fitted, spec)
+    final.save(model_path.with_suffix(".json"))
+    (inputs.run / "export_summary.json").write_text(json.dumps(final.to_dict()["metrics"], indent=1))
     log.info(
         "wrote %s (%.1f MB) and its spec in %.0f s", model_path, model_path.stat().st_size / 1e6, time.time() - started
     )
+    if args.ship:
+        print("\n".join(ship([model_path])))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.export_classifier")

@@ -19,7 +19,9 @@
    Nothing is downloaded: onnx2tf's sample-data file is written locally from the same real images.
 4. Float (PyTorch, same pre/post-processing) vs INT8 (through ``edgeskin.runtime.TFLiteModel``) vs the
    classical baseline on the held-out PH2 images; box agreement float vs INT8.
-5. Spec JSON (``docs/ARCHITECTURE.md``), copies into ``edgeskin/models/``, and the Edge TPU report.
+5. Spec JSON (``docs/ARCHITECTURE.md``) and the Edge TPU report, all in ``--out`` (default ``WORK/export``,
+   never the shipped ``edgeskin/models``); ``--ship`` then replaces the shipped detector with the exported
+   ``.tflite`` and spec and says what it replaced (:mod:`convert.ship`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from convert.ship import ShipError, refuse_shipped_folder, ship
 from edgeskin.core.boxes import nms, xywh_to_xyxy
 from edgeskin.core.geometry import letterbox
 
@@ -291,18 +295,21 @@ def _strip(evaluation: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- main
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The export's options, checked before any work (the output folder, the weights)."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--weights", default=str(WORK / "run" / "weights" / "best.pt"))
-    parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json)")
+    parser.add_argument("--work", default=str(WORK), help="detector work dir (dataset/, metrics.json, run/)")
+    parser.add_argument("--weights", help="trained weights (default: WORK/run/weights/best.pt)")
     parser.add_argument("--config", default=str(REPO_ROOT / "training" / "configs" / "detector.yaml"))
-    parser.add_argument("--out", default=str(WORK / "export"), help="where ONNX/TFLite/reports go")
     parser.add_argument(
-        "--models-dir",
-        default=str(REPO_ROOT / "edgeskin" / "models"),
-        help="where the shipped .tflite + .json are copied ('' to skip)",
+        "--out", help="folder of your own for ONNX/TFLite/reports (default: WORK/export; not edgeskin/models)"
+    )
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="then replace the shipped detector in edgeskin/models with the exported one (says what it replaced)",
     )
     parser.add_argument("--calibration", type=int, default=200, help="representative images for INT8")
     parser.add_argument(
@@ -337,130 +344,224 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON of benchmarks/detector_presence.py on this model: its curve summary and rates go into the spec",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args.weights = args.weights or str(Path(args.work) / "run" / "weights" / "best.pt")
+    args.out = args.out or str(Path(args.work) / "export")
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
+    if not Path(args.weights).is_file():
+        parser.error(f"--weights: expected the trained detector's best.pt, found no file at {args.weights}")
+    return args
 
-    from training.train_detector import (
-        apply_offline_settings,
-        classical_predictor,
-        evaluate_detector,
-        load_train_config,
-        ph2_validation_items,
-        yolo_labelled_images,
-    )
+
+# -- the stages of one export, in order (one shared pre-flight, then one stage per format and check) -----------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The pre-flight: folders, the training configuration and the model input size."""
+
+    work: Path
+    out: Path
+    weights: Path
+    data_config: Any
+    train_options: dict
+    imgsz: tuple[int, int]
+
+
+def setup(args: argparse.Namespace) -> Setup:
+    from training.train_detector import apply_offline_settings, load_data_config, load_train_config
 
     work, out = Path(args.work).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     apply_offline_settings(work / "yolo_config")
-    from training.train_detector import load_data_config
-
     data_config, _ = load_data_config(args.config)
     train_options = load_train_config(args.config)
     imgsz = args.imgsz or input_hw(train_options["imgsz"])
-    started = time.time()
+    return Setup(work, out, Path(args.weights).resolve(), data_config, train_options, imgsz)
 
-    # The float reference decodes in the graph (in float the two layouts give the same boxes).
-    module = build_export_module(Path(args.weights).resolve())
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """The ONNX stage: the float reference module, the ONNX file and its largest difference from PyTorch."""
+
+    module: Any  # the float reference (decodes in the graph: in float both layouts give the same boxes)
+    path: Path
+    max_abs_diff: float
+
+
+def onnx_stage(args: argparse.Namespace, run: Setup) -> OnnxExport:
+    module = build_export_module(run.weights)
     if args.decode == "outside":
         from convert.export_detector_edgetpu import OUTPUT_NAMES, dfl_head_module, load_detection_model
 
-        exported = dfl_head_module(load_detection_model(Path(args.weights).resolve()))
-        onnx_path = export_onnx(exported, out / f"{MODEL_NAME}.onnx", imgsz, OUTPUT_NAMES)
+        exported = dfl_head_module(load_detection_model(run.weights))
+        onnx_path = export_onnx(exported, run.out / f"{MODEL_NAME}.onnx", run.imgsz, OUTPUT_NAMES)
     else:
         exported = module
-        onnx_path = export_onnx(module, out / f"{MODEL_NAME}.onnx", imgsz)
+        onnx_path = export_onnx(module, run.out / f"{MODEL_NAME}.onnx", run.imgsz)
     import onnxruntime
     import torch
 
-    probe = np.random.default_rng(0).uniform(0, 255, (1, 3, *imgsz)).astype(np.float32)
+    probe = np.random.default_rng(0).uniform(0, 255, (1, 3, *run.imgsz)).astype(np.float32)
     with torch.no_grad():
         reference = exported(torch.from_numpy(probe))
     reference = [t.numpy() for t in reference] if isinstance(reference, tuple) else [reference.numpy()]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_outs = session.run(None, {INPUT_NAME: probe})
-    onnx_max_diff = max(float(np.abs(o - r).max()) for o, r in zip(onnx_outs, reference, strict=True))
-    LOG.info("ONNX vs PyTorch max abs diff %.2e (outputs %s)", onnx_max_diff, [o.shape for o in onnx_outs])
+    max_diff = max(float(np.abs(o - r).max()) for o, r in zip(onnx_outs, reference, strict=True))
+    LOG.info("ONNX vs PyTorch max abs diff %.2e (outputs %s)", max_diff, [o.shape for o in onnx_outs])
+    return OnnxExport(module, onnx_path, max_diff)
 
-    calibration = representative_images(work / "dataset", imgsz, args.calibration, seed=data_config.seed)
-    reused = sorted((out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
+
+@dataclass(frozen=True)
+class TfliteExport:
+    """The INT8 TFLite stage: onnx2tf's file, its copy under the shipped name, and the calibration set size."""
+
+    built: Path  # onnx2tf's full-integer file (its float files lie beside it)
+    path: Path
+    calibration_images: int
+
+
+def tflite_stage(args: argparse.Namespace, run: Setup, onnx: OnnxExport) -> TfliteExport:
+    calibration = representative_images(run.work / "dataset", run.imgsz, args.calibration, seed=run.data_config.seed)
+    reused = sorted((run.out / "tflite" / "saved_model").glob("*_full_integer_quant.tflite"))
     if args.reuse_tflite and reused:  # the conversion of this very ONNX file is already there
-        tflite_built = reused[0]
+        built = reused[0]
     else:
-        tflite_built = convert_tflite(onnx_path, calibration, out / "tflite")
-    tflite_path = out / f"{MODEL_NAME}.tflite"
-    shutil.copyfile(tflite_built, tflite_path)
+        built = convert_tflite(onnx.path, calibration, run.out / "tflite")
+    path = run.out / f"{MODEL_NAME}.tflite"
+    shutil.copyfile(built, path)
+    return TfliteExport(built, path, len(calibration))
 
-    # Evaluate float vs INT8 vs classical on the held-out PH2 images.
-    items = ph2_validation_items(work / "dataset", data_config)
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The checks: float vs INT8 vs the classical baseline on held-out PH2 images, composites and close-ups."""
+
+    output_name: str
+    scores_name: str | None
+    tflite_model: Any  # the INT8 TFLiteModel (tensor records for the spec)
+    items: list
+    evaluations: dict
+    agree: dict
+    scenes: list
+    composites: dict
+    closeup_items: list
+    closeups: dict
+
+
+def evaluate_stage(args: argparse.Namespace, run: Setup, onnx: OnnxExport, tflite: TfliteExport) -> Evaluation:
     from edgeskin.core.dfl import detector_output_roles
     from edgeskin.runtime.interpreter import TFLiteModel
+    from training.train_detector import (
+        classical_predictor,
+        evaluate_detector,
+        ph2_validation_items,
+        yolo_labelled_images,
+    )
 
-    with TFLiteModel.from_file(tflite_path) as probe_model:  # the converter's names for the ONNX outputs
+    items = ph2_validation_items(run.work / "dataset", run.data_config)
+    with TFLiteModel.from_file(tflite.path) as probe_model:  # the converter's names for the ONNX outputs
         output_name, scores_name = detector_output_roles(probe_model.outputs)
     if (scores_name is None) != (args.decode == "graph"):
         raise RuntimeError(f"--decode {args.decode}: the converted model has outputs {output_name}, {scores_name}")
-    int8_predict, tflite_model = tflite_predictor(tflite_path, imgsz, output_name, scores_name)
+    int8_predict, tflite_model = tflite_predictor(tflite.path, run.imgsz, output_name, scores_name)
     LOG.info("TFLite model: %r", tflite_model)
+    float_predict = torch_predictor(onnx.module, run.imgsz)
     evaluations = {
-        "float": evaluate_detector(torch_predictor(module, imgsz), items),
+        "float": evaluate_detector(float_predict, items),
         "int8": evaluate_detector(int8_predict, items),
         "classical_baseline": evaluate_detector(classical_predictor, items),
     }
     agree = agreement(evaluations["float"], evaluations["int8"])
     # Float TFLite files onnx2tf writes beside the INT8 one (the same graph before quantization).
     for kind in ("float32", "float16"):
-        found = sorted(tflite_built.parent.glob(f"*_{kind}.tflite"))
+        found = sorted(tflite.built.parent.glob(f"*_{kind}.tflite"))
         if found:
             with TFLiteModel.from_file(found[0]) as probe_model:
                 float_roles = detector_output_roles(probe_model.outputs)  # its own signature names
-            float_predict, _ = tflite_predictor(found[0], imgsz, *float_roles)
-            evaluations[f"{kind}_tflite"] = evaluate_detector(float_predict, items)
+            float_tflite, _ = tflite_predictor(found[0], run.imgsz, *float_roles)
+            evaluations[f"{kind}_tflite"] = evaluate_detector(float_tflite, items)
     # Small, off-centre lesions in skin scenes (kiosk-like): the internal validation composites, made from
     # lesions held out of training pasted on skin scenes.
-    scenes = yolo_labelled_images(work / "dataset", "val", "comp_")
+    scenes = yolo_labelled_images(run.work / "dataset", "val", "comp_")
     composites = {
-        "float": evaluate_detector(torch_predictor(module, imgsz), scenes),
+        "float": evaluate_detector(torch_predictor(onnx.module, run.imgsz), scenes),
         "int8": evaluate_detector(int8_predict, scenes),
         "classical_baseline": evaluate_detector(classical_predictor, scenes),
     }
     # Close-ups: the lesion fills most or all of the frame (mask recipe only).
-    closeup_items = yolo_labelled_images(work / "dataset", "val", "close_")
+    closeup_items = yolo_labelled_images(run.work / "dataset", "val", "close_")
     closeups = {}
     if closeup_items:
         closeups = {
-            "float": evaluate_detector(torch_predictor(module, imgsz), closeup_items),
+            "float": evaluate_detector(torch_predictor(onnx.module, run.imgsz), closeup_items),
             "int8": evaluate_detector(int8_predict, closeup_items),
         }
+    return Evaluation(
+        output_name, scores_name, tflite_model, items, evaluations, agree, scenes, composites, closeup_items, closeups
+    )
 
-    from convert.edgetpu_report import edgetpu_report
 
-    report = edgetpu_report(tflite_path)
-    (out / f"{MODEL_NAME}.edgetpu_report.json").write_text(json.dumps(report, indent=1))
+def _tensor_record(info) -> dict:
+    return {
+        "name": info.name,
+        "shape": list(info.shape),
+        "dtype": info.dtype.name,
+        "scale": _scalar(info.scale),
+        "zero_point": _scalar(info.zero_point),
+    }
 
-    from edgeskin.runtime.spec import ModelSpec, sha256_file
 
-    inp = tflite_model.input
+def spec_metrics(args: argparse.Namespace, onnx: OnnxExport, checks: Evaluation) -> dict:
+    """The spec's ``metrics``: every evaluation without its per-image rows."""
+    return {
+        "evaluated_on": f"{len(checks.items)} held-out PH2 images (ph2_split.json 'val', never trained on); "
+        "top-scoring box per image, no box = IoU 0",
+        "float": _strip(checks.evaluations["float"]),
+        "int8": _strip(checks.evaluations["int8"]),
+        "classical_baseline": _strip(checks.evaluations["classical_baseline"]),
+        "float_vs_int8": checks.agree,
+        "onnx_vs_pytorch_max_abs_diff": onnx.max_abs_diff,
+        "composite_scenes": {
+            "evaluated_on": f"{len(checks.scenes)} validation composites: lesions held out of training pasted small "
+            "and off-centre on skin scenes",
+            **{name: _strip(ev) for name, ev in checks.composites.items()},
+        },
+        **(
+            {
+                "closeups": {
+                    "evaluated_on": f"{len(checks.closeup_items)} validation close-ups of held-out images: the lesion "
+                    "fills most or all of the frame",
+                    **{name: _strip(ev) for name, ev in checks.closeups.items()},
+                }
+            }
+            if checks.closeups
+            else {}
+        ),
+        **({"presence": _presence_summary(args.presence_report)} if args.presence_report else {}),
+    }
 
-    def tensor_record(info) -> dict:
-        return {
-            "name": info.name,
-            "shape": list(info.shape),
-            "dtype": info.dtype.name,
-            "scale": _scalar(info.scale),
-            "zero_point": _scalar(info.zero_point),
-        }
 
+def spec_dict(args: argparse.Namespace, run: Setup, onnx: OnnxExport, tflite: TfliteExport, checks: Evaluation) -> dict:
+    """The detector's spec (``docs/ARCHITECTURE.md``): input, outputs, thresholds, metrics and provenance."""
+    from edgeskin.runtime.spec import sha256_file
+
+    output_name, scores_name, model = checks.output_name, checks.scores_name, checks.tflite_model
     train_metrics = {}
-    if (work / "metrics.json").is_file():
-        train_metrics = json.loads((work / "metrics.json").read_text())
-    manifest = json.loads((work / "dataset" / "manifest.json").read_text())
-    spec_dict = {
+    if (run.work / "metrics.json").is_file():
+        train_metrics = json.loads((run.work / "metrics.json").read_text())
+    manifest = json.loads((run.work / "dataset" / "manifest.json").read_text())
+    return {
         "format_version": 1,
         "name": MODEL_NAME,
         "task": "detection",
-        "model_file": tflite_path.name,
-        "sha256": sha256_file(tflite_path),
+        "model_file": tflite.path.name,
+        "sha256": sha256_file(tflite.path),
         "input": {
-            "size": list(imgsz),
+            "size": list(run.imgsz),
             "color_order": "RGB",
             "resize": "letterbox",
             "mean": [0.0, 0.0, 0.0],
@@ -477,69 +578,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             "presence": args.presence,
             **({"unsure": args.unsure} if args.unsure is not None else {}),
         },
-        "metrics": {
-            "evaluated_on": f"{len(items)} held-out PH2 images (ph2_split.json 'val', never trained on); "
-            "top-scoring box per image, no box = IoU 0",
-            "float": _strip(evaluations["float"]),
-            "int8": _strip(evaluations["int8"]),
-            "classical_baseline": _strip(evaluations["classical_baseline"]),
-            "float_vs_int8": agree,
-            "onnx_vs_pytorch_max_abs_diff": onnx_max_diff,
-            "composite_scenes": {
-                "evaluated_on": f"{len(scenes)} validation composites: lesions held out of training pasted small "
-                "and off-centre on skin scenes",
-                **{name: _strip(ev) for name, ev in composites.items()},
-            },
-            **(
-                {
-                    "closeups": {
-                        "evaluated_on": f"{len(closeup_items)} validation close-ups of held-out images: the lesion "
-                        "fills most or all of the frame",
-                        **{name: _strip(ev) for name, ev in closeups.items()},
-                    }
-                }
-                if closeups
-                else {}
-            ),
-            **({"presence": _presence_summary(args.presence_report)} if args.presence_report else {}),
-        },
+        "metrics": spec_metrics(args, onnx, checks),
         "provenance": {
             "command": "python -m training.train_detector && python -m convert.export_detector",
-            "config": train_options,
-            "data": _data_record(work / "dataset", manifest),
+            "config": run.train_options,
+            "data": _data_record(run.work / "dataset", manifest),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "training_seconds": train_metrics.get("timings", {}).get("train_s"),
             "model": "ultralytics yolov5n.yaml (anchor-free v5u head), nc=1, trained from scratch",
             "tensors": {
-                "input": tensor_record(inp),
-                "output": tensor_record(tflite_model.output(output_name)),
-                **({"scores": tensor_record(tflite_model.output(scores_name))} if scores_name else {}),
+                "input": _tensor_record(model.input),
+                "output": _tensor_record(model.output(output_name)),
+                **({"scores": _tensor_record(model.output(scores_name))} if scores_name else {}),
             },
             "box_decoding": "outside the model, in float (edgeskin.core.dfl)" if scores_name else "in the graph",
             "quantization": "post-training full integer (onnx2tf/TFLite converter), per-channel weights, "
-            f"{len(calibration)} representative training images",
+            f"{tflite.calibration_images} representative training images",
         },
     }
-    spec = ModelSpec.from_dict(spec_dict)
-    spec_path = out / f"{MODEL_NAME}.json"
-    spec_path.write_text(json.dumps(spec_dict, indent=1) + "\n")
-    spec.save(out / f"{MODEL_NAME}.validated.json")
-    (out / "evaluation.json").write_text(
-        json.dumps({**evaluations, "float_vs_int8": agree, "composite_scenes": composites}, indent=1)
+
+
+def write_outputs(run: Setup, tflite: TfliteExport, checks: Evaluation, spec: dict) -> dict:
+    """The spec (validated), the Edge TPU report and the evaluations, into ``--out``; returns the TPU report."""
+    from convert.edgetpu_report import edgetpu_report
+    from edgeskin.runtime.spec import ModelSpec
+
+    report = edgetpu_report(tflite.path)
+    (run.out / f"{MODEL_NAME}.edgetpu_report.json").write_text(json.dumps(report, indent=1))
+    validated = ModelSpec.from_dict(spec)
+    (run.out / f"{MODEL_NAME}.json").write_text(json.dumps(spec, indent=1) + "\n")
+    validated.save(run.out / f"{MODEL_NAME}.validated.json")
+    (run.out / "evaluation.json").write_text(
+        json.dumps(
+            {**checks.evaluations, "float_vs_int8": checks.agree, "composite_scenes": checks.composites}, indent=1
+        )
     )
-    if args.models_dir:
-        models_dir = Path(args.models_dir)
-        models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tflite_path, models_dir / tflite_path.name)
-        shutil.copyfile(spec_path, models_dir / spec_path.name)
-    for name, evaluation in evaluations.items():
+    return report
+
+
+def print_summary(checks: Evaluation, spec: dict, report: dict, tflite: TfliteExport, seconds: float) -> None:
+    for name, evaluation in checks.evaluations.items():
         print(f"{name}: {json.dumps(_strip(evaluation))}")
-    print(f"float vs int8: {json.dumps(agree)}")
-    for name, evaluation in composites.items():
+    print(f"float vs int8: {json.dumps(checks.agree)}")
+    for name, evaluation in checks.composites.items():
         print(f"composites {name}: {json.dumps(_strip(evaluation))}")
-    print(f"tensors: {json.dumps(spec_dict['provenance']['tensors'])}")
+    print(f"tensors: {json.dumps(spec['provenance']['tensors'])}")
     print(f"edge tpu: {json.dumps(report['summary'])}")
-    print(f"export took {time.time() - started:.0f} s; {tflite_path} ({tflite_path.stat().st_size / 1e6:.2f} MB)")
+    print(f"export took {seconds:.0f} s; {tflite.path} ({tflite.path.stat().st_size / 1e6:.2f} MB)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run = setup(args)
+    started = time.time()
+    onnx = onnx_stage(args, run)
+    tflite = tflite_stage(args, run, onnx)
+    checks = evaluate_stage(args, run, onnx, tflite)
+    spec = spec_dict(args, run, onnx, tflite, checks)
+    report = write_outputs(run, tflite, checks, spec)
+    print_summary(checks, spec, report, tflite, time.time() - started)
+    if args.ship:
+        print("\n".join(ship([tflite.path])))
     return 0
 
 
@@ -587,4 +687,6 @@ def _scalar(values) -> float | int | list:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.export_detector")

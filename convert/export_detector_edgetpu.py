@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 import types
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from convert.ship import ShipError, refuse_shipped_folder
 
 LOG = logging.getLogger("edgeskin.export_detector_edgetpu")
 INPUT_NAME = "images"
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument("--compare", help="the in-graph-decoding INT8 .tflite to report next to this one")
     args = parser.parse_args(argv)
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from convert.edgetpu_report import edgetpu_report
     from convert.export_detector import convert_tflite, export_onnx, representative_images, tflite_predictor
@@ -128,4 +133,6 @@ def _mapping(report: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.export_detector_edgetpu")

@@ -76,4 +76,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.input_sizes")

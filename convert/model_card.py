@@ -1,9 +1,10 @@
-"""Render ``edgeskin/models/MODEL_CARD.md`` from the shipped specs, so every figure in it is measured.
+"""Render ``MODEL_CARD.md`` from the models' specs, so every figure in it is measured.
 
-    python -m convert.model_card [--models edgeskin/models]
+    python -m convert.model_card --out artifacts/model-card [--models edgeskin/models] [--ship]
 
-Reads ``<name>.json`` of the classifier and detector (metrics, calibration, triage, provenance) and the
-detector helper's notes (``DETECTOR_CARD.md``, appended as written).
+Reads ``<name>.json`` of the classifier and detector in ``--models`` (metrics, calibration, triage, provenance)
+and the detector helper's notes (``DETECTOR_CARD.md``, appended as written), and writes the card into ``--out``
+(not the shipped ``edgeskin/models``); ``--ship`` then replaces the shipped card with it and says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from convert.ship import ShipError, refuse_shipped_folder, ship
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,17 +22,25 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+CHOICES = ("ptq", "qat", "best")  # export_classifier --choose
+
+
 def _reproducible(command: str) -> str:
     """The export command as one runs it from scratch: ``--qat-model FILE`` (reusing a QAT model made by
-    the same command earlier) becomes the QAT run itself."""
+    the same command earlier) becomes the QAT run itself, and an old ``--ship ptq|qat|best`` is ``--choose``."""
     import shlex
 
     parts = shlex.split(command)
+    renamed = "--ship" in parts and parts[parts.index("--ship") + 1 : parts.index("--ship") + 2] in [
+        [c] for c in CHOICES
+    ]
+    if renamed:  # before --ship came to mean "replace the shipped model", it named the candidate (now --choose)
+        parts[parts.index("--ship")] = "--choose"
     if "--qat-model" in parts:
         i = parts.index("--qat-model")
         del parts[i : i + 2]
         return shlex.join(parts) + "  # runs QAT (this export reused the QAT model of such a run: --qat-model)"
-    return command
+    return shlex.join(parts) if renamed else command
 
 
 def _row(name: str, m: dict, keys) -> str:
@@ -55,6 +66,62 @@ SOURCE_NAMES = {
 }
 
 
+def _float_rows(m: dict) -> list[str]:
+    """Float against INT8 (uncalibrated) per label view: balanced accuracy and AUC."""
+    rows = []
+    for view in ("dx8", "dx", "group") if "dx8" in m.get("int8_uncalibrated", {}) else ("dx", "group"):
+        for key in ("balanced_accuracy", "auc"):
+            f = _get(m, f"float.{view}.{key}")
+            i = _get(m, f"int8_uncalibrated.{view}.{key}")
+            name = {"dx8": "8 dx", "dx": "7 dx (ak+scc=akiec)", "group": "4 groups"}[view]
+            rows.append(
+                f"| {name} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
+            )
+    return rows
+
+
+INTERNAL_KEYS = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
+                 "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
+                 "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
+EXTERNAL_KEYS = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
+                 "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
+                 "melanoma.benign_referred", "ece")  # fmt: skip
+
+
+def _scc_line(m: dict) -> str:
+    scc = _get(m, "int8_calibrated.scc_vs_ak")
+    if not scc:
+        return ""
+    return (
+        f"SCC vs AK (internal validation, {scc['scc']['support']} SCC and {scc['ak']['support']} AK images: few, "
+        f"so these move by several points per image): SCC precision {_pct(scc['scc']['precision'])}, recall "
+        f"{_pct(scc['scc']['recall'])}; AK precision {_pct(scc['ak']['precision'])}, recall {_pct(scc['ak']['recall'])}; "
+        f"true (ak, scc) × predicted (ak, scc): {scc['confusion_true_ak_scc_vs_predicted_ak_scc']}."
+    )
+
+
+def _qat_line(quant: dict) -> str:
+    if "qat" not in quant or "ptq" not in quant:
+        return ""
+    return (
+        f"Quantization, both measured the same way on the internal validation: QAT (tfmot) 7-dx balanced accuracy "
+        f"{_pct(_get(quant, 'qat.dx.balanced_accuracy'))} (one view {_pct(_get(quant, 'qat.single_view.dx.balanced_accuracy'))}), "
+        f"PTQ with bias correction {_pct(_get(quant, 'ptq.dx.balanced_accuracy'))} (one view "
+        f"{_pct(_get(quant, 'ptq.single_view.dx.balanced_accuracy'))}); shipped: {quant.get('shipped', '?').upper()}, "
+        "chosen on these internal figures only."
+    )
+
+
+def _temperature_text(cal: dict) -> str:
+    """The temperature, flagged when its fit ended at the search bound (then it is a limit, not a fit)."""
+    if not cal.get("temperature_at_bound"):
+        return str(cal.get("temperature"))
+    return (
+        f"{cal.get('temperature')} (**at the bound of its search**: the fit did not converge to an interior value, "
+        "so the temperature only limits the confidence; the top-label map does the calibrating)"
+    )
+
+
 def classifier_section(spec: dict, size_bytes: int) -> str:
     m = spec.get("metrics", {})
     cfg = spec.get("provenance", {}).get("training_config", {})
@@ -65,46 +132,14 @@ def classifier_section(spec: dict, size_bytes: int) -> str:
     tri = spec.get("triage", {})
     prov = spec.get("provenance", {})
     quant = m.get("quantization") or {}
-    eight = "dx8" in m.get("int8_uncalibrated", {})
-
-    float_rows = []
-    for view in ("dx8", "dx", "group") if eight else ("dx", "group"):
-        for key in ("balanced_accuracy", "auc"):
-            f = _get(m, f"float.{view}.{key}")
-            i = _get(m, f"int8_uncalibrated.{view}.{key}")
-            name = {"dx8": "8 dx", "dx": "7 dx (ak+scc=akiec)", "group": "4 groups"}[view]
-            float_rows.append(
-                f"| {name} {key.replace('_', ' ')} | {_pct(f)} | {_pct(i)} | {_pct(None if f is None or i is None else i - f)} |"
-            )
+    float_rows = _float_rows(m)
     per_source = m.get("int8_calibrated_per_source", {})
-    internal_keys = ("n", "dx.balanced_accuracy", "dx8.balanced_accuracy", "dx.auc", "malignant_auc",
-                     "malignant.sensitivity", "malignant.specificity", "melanoma.auc_p_mel",
-                     "melanoma.sensitivity_at_80_specificity", "melanoma.sensitivity_at_90_specificity", "ece")  # fmt: skip
-    internal_rows = [_row(SOURCE_NAMES.get(name, name), r, internal_keys) for name, r in per_source.items()]
-    external_keys = ("n", "melanoma.auc_p_mel", "melanoma.auc_p_malignant", "melanoma.sensitivity_at_80_specificity",
-                     "melanoma.sensitivity_at_90_specificity", "melanoma.melanomas_referred",
-                     "melanoma.benign_referred", "ece")  # fmt: skip
+    internal_rows = [_row(SOURCE_NAMES.get(name, name), r, INTERNAL_KEYS) for name, r in per_source.items()]
     external_rows = [
-        _row(SOURCE_NAMES.get(name, name), r, external_keys) for name, r in (m.get("external") or {}).items()
+        _row(SOURCE_NAMES.get(name, name), r, EXTERNAL_KEYS) for name, r in (m.get("external") or {}).items()
     ]
-    scc = _get(m, "int8_calibrated.scc_vs_ak")
-    scc_line = (
-        f"SCC vs AK (internal validation, {scc['scc']['support']} SCC and {scc['ak']['support']} AK images: few, "
-        f"so these move by several points per image): SCC precision {_pct(scc['scc']['precision'])}, recall "
-        f"{_pct(scc['scc']['recall'])}; AK precision {_pct(scc['ak']['precision'])}, recall {_pct(scc['ak']['recall'])}; "
-        f"true (ak, scc) × predicted (ak, scc): {scc['confusion_true_ak_scc_vs_predicted_ak_scc']}."
-        if scc
-        else ""
-    )
-    qat_line = ""
-    if "qat" in quant and "ptq" in quant:
-        qat_line = (
-            f"Quantization, both measured the same way on the internal validation: QAT (tfmot) 7-dx balanced accuracy "
-            f"{_pct(_get(quant, 'qat.dx.balanced_accuracy'))} (one view {_pct(_get(quant, 'qat.single_view.dx.balanced_accuracy'))}), "
-            f"PTQ with bias correction {_pct(_get(quant, 'ptq.dx.balanced_accuracy'))} (one view "
-            f"{_pct(_get(quant, 'ptq.single_view.dx.balanced_accuracy'))}); shipped: {quant.get('shipped', '?').upper()}, "
-            "chosen on these internal figures only."
-        )
+    scc_line = _scc_line(m)
+    qat_line = _qat_line(quant)
     tri_rows = [
         f"| {SOURCE_NAMES.get(name, name)} | {_pct(r.get('sensitivity'))} | {_pct(r.get('specificity'))} | "
         f"{r.get('n_malignant')} / {r.get('n_benign')} |"
@@ -163,7 +198,7 @@ from `docs/benchmarks/report.md`): {m.get("int8_invoke_ms_median_2_threads", "?"
 {("### Notes on this model" + chr(10) + chr(10) + notes) if notes else ""}
 ### Calibration and triage
 
-- Temperature {cal.get("temperature")}, then a smooth top-label map (monotone, continuous, piecewise linear, slope
+- Temperature {_temperature_text(cal)}, then a smooth top-label map (monotone, continuous, piecewise linear, slope
   bounded), fitted on the internal validation INT8 logits (views averaged). ECE ({cal.get("ece_bins", 15)} bins)
   {cal.get("ece_before")} uncalibrated → {cal.get("ece_after")} in-sample; 2-fold cross-fitted
   {cal.get("ece_after_2fold_crossfit")}{_repeated_crossfit(cal)}.
@@ -257,13 +292,21 @@ def ph2_section(check: dict, spec: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=str(REPO / "edgeskin/models"))
+    parser.add_argument("--models", default=str(REPO / "edgeskin/models"), help="folder of the specs to describe")
+    parser.add_argument("--out", required=True, help="folder of your own for MODEL_CARD.md (not edgeskin/models)")
+    parser.add_argument(
+        "--ship", action="store_true", help="then replace the shipped MODEL_CARD.md with it (says what it replaced)"
+    )
     parser.add_argument(
         "--ph2-check",
         default=str(REPO / "training/runs/classifier/ph2_check.json"),
         help="JSON of benchmarks.ph2_classification for the shipped classifier (section left out if absent)",
     )
     args = parser.parse_args(argv)
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
     models = Path(args.models)
     parts = [
         "# edgeskin model card\n",
@@ -289,10 +332,16 @@ def main(argv=None) -> int:
     det_card = models / "DETECTOR_CARD.md"
     if det_card.is_file():
         parts.append(det_card.read_text())
-    (models / "MODEL_CARD.md").write_text("\n".join(parts))
-    print(f"wrote {models / 'MODEL_CARD.md'}")
+    card = Path(args.out) / "MODEL_CARD.md"
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text("\n".join(parts))
+    print(f"wrote {card}")
+    if args.ship:
+        print("\n".join(ship([card])))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.model_card")

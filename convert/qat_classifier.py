@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -170,17 +169,14 @@ def main(argv=None) -> int:
         out = q_model(image, training=False)
         return {"logits": out["logits"], "features": out["features"]}
 
+    from convert.int8 import full_integer
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], q_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # The input Rescaling carries no fake-quant node; a representative set calibrates it (and only it),
     # so the model is integer end to end like the PTQ one.
     rng = np.random.default_rng(0)
     sample = x[rng.choice(len(x), size=min(100, len(x)), replace=False)]
-    converter.representative_dataset = lambda: ([s[None].astype(np.float32)] for s in sample)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    Path(args.out).write_bytes(converter.convert())
+    Path(args.out).write_bytes(full_integer(converter, sample))
     # The fine-tuned Dense head, for the CAM weights of the spec (QAT changed them).
     head = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in q_model.get_layer("quant_logits").weights}
     np.savez(Path(args.out).with_suffix(".head.npz"), kernel=head["kernel"], bias=head["bias"])
@@ -189,4 +185,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.qat_classifier")

@@ -6,9 +6,9 @@ and the malignant triage threshold on the calibrated probabilities, and rewrites
 ``calibration``, ``triage`` and ``metrics.int8_calibrated``. The export (``convert.export_classifier``)
 does the same on a fresh model; this is for a model already in ``edgeskin/models``::
 
-    python -m convert.refit_calibration --spec edgeskin/models/edgeskin-mnv2-cls.json --write
+    python -m convert.refit_calibration --spec edgeskin/models/edgeskin-mnv2-cls.json --write --ship
 
-Without ``--write`` it only prints the figures. The spec's old calibration is ignored when the model is
+Without ``--write`` it only prints the figures; a shipped spec is rewritten only with ``--ship`` too. The spec's old calibration is ignored when the model is
 run (its step-shaped map is what this replaces).
 """
 
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.ship import is_shipped_folder
 from edgeskin.calibration import calibrated_probabilities, fit_calibration, triage_threshold
 from edgeskin.labels import malignant_index
-from edgeskin.runtime.spec import ModelSpec
+from edgeskin.runtime.spec import ModelSpec, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,14 @@ def main(argv=None) -> int:
     parser.add_argument("--logits", help="cache of the validation logits (.npz): read if present, else written")
     parser.add_argument("--min-sensitivity", type=float, help="triage sensitivity (default: the spec's)")
     parser.add_argument("--write", action="store_true", help="rewrite the spec (default: print only)")
+    parser.add_argument(
+        "--ship", action="store_true", help="with --write: allow rewriting a shipped spec in edgeskin/models (says so)"
+    )
     args = parser.parse_args(argv)
+    if args.write and is_shipped_folder(Path(args.spec).parent) and not args.ship:
+        parser.error(
+            f"--write: {args.spec} is a shipped spec; add --ship to rewrite it (or copy it and its model elsewhere)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from convert.export_classifier import classification_metrics
@@ -138,10 +146,13 @@ def main(argv=None) -> int:
             "(bit-exact INTER_LINEAR_EXACT resize); the other metrics are the export's",
         }
         spec = ModelSpec.from_dict(data)  # validates the new map
+        before = sha256_file(spec_path)
         spec.save(spec_path)
-        log.info("wrote %s", spec_path)
+        log.info("wrote %s (sha256 %s before, %s now)", spec_path, before[:12], sha256_file(spec_path)[:12])
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.refit_calibration")

@@ -30,7 +30,9 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,7 @@ from convert.export_classifier import (
     load_run,
     run_int8,
 )
+from convert.ship import ShipError, refuse_shipped_folder
 from edgeskin.labels import DX8_CLASSES
 from edgeskin.runtime.interpreter import TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, sha256_file
@@ -170,7 +173,7 @@ def views_logits(path: Path, spec_data: dict, images) -> np.ndarray:
     return logits.mean(axis=0)
 
 
-def main(argv=None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="folder with the run's config.json and split.json")
     parser.add_argument("--model", type=Path, default=REPO / "edgeskin/models/edgeskin-mnv2-cls.tflite")
@@ -182,79 +185,75 @@ def main(argv=None) -> int:
     parser.add_argument("--min-sensitivity", type=float, default=0.85)
     parser.add_argument("--margin", type=float, default=0.05)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    started = time.time()
+    try:
+        refuse_shipped_folder(args.out)
+    except ShipError as exc:
+        parser.error(str(exc))
+    args.command = shlex.join(["python", "-m", "convert.refit_head", *(argv if argv is not None else sys.argv[1:])])
+    return args
 
-    spec_data = json.loads(args.model.with_suffix(".json").read_text())
-    base = Classifier.from_model(args.model, threads=2)
-    spec = base.spec
-    n_classes = len(spec.labels)
-    if tuple(spec.labels) != DX8_CLASSES:
-        raise SystemExit(f"{args.model}: expected the 8 ISIC 2019 classes, got {spec.labels}")
-    logits_info = base.model.output(spec.outputs["probabilities"])
-    logits_name = logits_info.tensor_name or logits_info.name  # the graph's tensor (the spec names the signature's)
-    graph_mean = dense_input_quantization(args.model.read_bytes(), logits_name)
-    run = load_run(args.run)
-    config = run.config
-    margin = config["crop"]["val_margin"]
 
-    # 1. Features: training crops (augmented), the internal validation (views averaged).
-    chunks = list(training_features(run, base.model, spec, args.samples, args.seed, graph_mean))
+@dataclass(frozen=True)
+class Features:
+    """Stage 1: pooled INT8 features of the training crops (augmented) and of the internal validation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    sources: np.ndarray  # the training rows' sources
+    val_images: list[np.ndarray]
+    x_val: np.ndarray  # views averaged
+
+
+def features(args: argparse.Namespace, run: Any, base: Any, graph_mean: float, started: float) -> Features:
+    chunks = list(training_features(run, base.model, base.spec, args.samples, args.seed, graph_mean))
     x_train = np.concatenate([c[0] for c in chunks])
     rows = np.concatenate([c[1] for c in chunks])
-    y_train = run.train.labels[rows]
-    sources = np.asarray(run.train.image_sources)[rows]
     log.info("training features %s in %.0f s", x_train.shape, time.time() - started)
     val_images = run.val_crops()
-    x_val = pooled_features(base, val_images)
-    val_sources = np.asarray(run.val.image_sources)
+    return Features(
+        x_train, run.train.labels[rows], np.asarray(run.train.image_sources)[rows], val_images,
+        pooled_features(base, val_images),
+    )  # fmt: skip
 
-    # 2. The head: sources weighted as the training drew them, classes balanced as drawn.
+
+@dataclass(frozen=True)
+class Head:
+    """Stage 2: the chosen head, with the grid it was chosen on and the previous head's score."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    grid: dict[str, float]
+    chosen: float
+    previous: float
+
+
+def choose_head(args: argparse.Namespace, run: Any, spec: ModelSpec, feats: Features) -> Head:
+    """Sources weighted as the training drew them, classes balanced as drawn; C chosen on the internal validation."""
     from training.classifier_data import balanced_class_weights, sampling_probabilities
 
-    draw = sampling_probabilities(sources, y_train, config["source_shares"])
-    class_weights = balanced_class_weights(y_train, draw / draw.sum(), n_classes)
-    sample_weights = draw / draw.mean() * class_weights[y_train]
+    n_classes = len(spec.labels)
+    draw = sampling_probabilities(feats.sources, feats.y_train, run.config["source_shares"])
+    class_weights = balanced_class_weights(feats.y_train, draw / draw.sum(), n_classes)
+    sample_weights = draw / draw.mean() * class_weights[feats.y_train]
     old_kernel, old_bias = spec.cam_arrays()
-    grid = {}
-    heads = {}
+    grid, heads = {}, {}
     for c in args.c:
-        kernel, bias = fit_head(x_train, y_train, sample_weights, c, n_classes)
-        probs = softmax(x_val @ kernel + bias)
+        kernel, bias = fit_head(feats.x_train, feats.y_train, sample_weights, c, n_classes)
+        probs = softmax(feats.x_val @ kernel + bias)
         grid[str(c)] = classification_metrics(run.val.labels, probs)["dx"]["balanced_accuracy"]
         heads[c] = (kernel, bias)
         log.info("C = %g: internal 7-dx balanced accuracy %.4f (float head, views averaged)", c, grid[str(c)])
-    previous = classification_metrics(run.val.labels, softmax(x_val @ old_kernel + old_bias))["dx"]["balanced_accuracy"]
+    previous_probs = softmax(feats.x_val @ old_kernel + old_bias)
+    previous = classification_metrics(run.val.labels, previous_probs)["dx"]["balanced_accuracy"]
     chosen = max(args.c, key=lambda c: grid[str(c)])
-    kernel, bias = heads[chosen]
     log.info("chosen C = %g (previous head on the same features: %.4f)", chosen, previous)
+    return Head(*heads[chosen], grid, chosen, previous)
 
-    # 3. Into the model.
-    train_logits = x_train @ kernel + bias
-    patched = patch_dense(args.model.read_bytes(), logits_name, kernel, bias, (train_logits.min(), train_logits.max()))
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / args.model.name
-    model_path.write_bytes(patched)
-    new_spec = {
-        **spec_data,
-        "sha256": sha256_file(model_path),
-        "cam": {"weights": kernel.round(6).tolist(), "bias": bias.round(6).tolist()},
-    }
-    int8_logits = views_logits(model_path, new_spec, val_images)
-    float_logits = x_val @ kernel + bias
-    agreement = float((int8_logits.argmax(1) == float_logits.argmax(1)).mean())
-    log.info("INT8 head vs its float head on the validation: top-1 agreement %.4f", agreement)
 
-    # 4. Calibration and triage on the internal validation; then the external checks.
-    calibration, triage, internal = calibrate_and_triage(
-        int8_logits, run.val.labels, val_sources, model_path, spec.outputs["probabilities"],
-        f"INT8 logits of the refit head averaged over the views {list(spec.tta)}", args.min_sensitivity, args.margin,
-    )  # fmt: skip
-    external = external_checks(
-        model_path, ModelSpec.from_dict({**new_spec, "calibration": {}}),
-        external_sets(config, run.split, run.data, args.ph2, margin), tuple(spec.tta) or ("identity",),
-        calibration, triage["malignant_threshold"], margin,
-    )  # fmt: skip
+def refit_metrics(
+    args: argparse.Namespace, spec_data: dict, feats: Features, head: Head, measured: dict, agreement: float
+) -> dict:
+    """The refit model's ``metrics``: the export's kept where they still hold, the new INT8 figures, the refit."""
     old_metrics = spec_data.get("metrics", {})
     metrics = {
         key: old_metrics[key]
@@ -263,22 +262,19 @@ def main(argv=None) -> int:
     }
     metrics.update(
         {
-            "int8_uncalibrated": classification_metrics(run.val.labels, softmax(int8_logits)),
-            "int8_calibrated": internal["all"],
-            "int8_calibrated_per_source": internal,
-            "external": external,
+            **measured,
             "head_refit": {
                 "method": "pooled INT8 features of the shipped backbone; multinomial logistic regression "
                 "(scikit-learn), sources weighted as drawn in training and classes balanced as drawn; C chosen on "
                 "the internal validation's 7-dx balanced accuracy (float head, views averaged)",
-                "training_crops": int(len(x_train)),
+                "training_crops": int(len(feats.x_train)),
                 "samples_per_image": args.samples,
-                "c_grid_internal_balanced_accuracy_7dx": grid,
-                "chosen_c": chosen,
+                "c_grid_internal_balanced_accuracy_7dx": head.grid,
+                "chosen_c": head.chosen,
                 "int8_vs_float_head_top1_agreement": agreement,
                 "previous": {
                     "sha256": spec_data.get("sha256"),
-                    "float_head_internal_balanced_accuracy_7dx": previous,
+                    "float_head_internal_balanced_accuracy_7dx": head.previous,
                     "int8_calibrated": old_metrics.get("int8_calibrated"),
                     "external": old_metrics.get("external"),
                     "triage": spec_data.get("triage"),
@@ -288,10 +284,64 @@ def main(argv=None) -> int:
             "int8_invoke_ms_note": old_metrics.get("int8_invoke_ms_note"),
         }
     )
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.time()
+
+    spec_data = json.loads(args.model.with_suffix(".json").read_text())
+    base = Classifier.from_model(args.model, threads=2)
+    spec = base.spec
+    if tuple(spec.labels) != DX8_CLASSES:
+        raise SystemExit(f"{args.model}: expected the 8 ISIC 2019 classes, got {spec.labels}")
+    logits_info = base.model.output(spec.outputs["probabilities"])
+    logits_name = logits_info.tensor_name or logits_info.name  # the graph's tensor (the spec names the signature's)
+    graph_mean = dense_input_quantization(args.model.read_bytes(), logits_name)
+    run = load_run(args.run)
+    margin = run.config["crop"]["val_margin"]
+
+    feats = features(args, run, base, graph_mean, started)
+    head = choose_head(args, run, spec, feats)
+
+    # 3. Into the model.
+    kernel, bias = head.kernel, head.bias
+    train_logits = feats.x_train @ kernel + bias
+    patched = patch_dense(args.model.read_bytes(), logits_name, kernel, bias, (train_logits.min(), train_logits.max()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_path = args.out / args.model.name
+    model_path.write_bytes(patched)
+    new_spec = {
+        **spec_data,
+        "sha256": sha256_file(model_path),
+        "cam": {"weights": kernel.round(6).tolist(), "bias": bias.round(6).tolist()},
+    }
+    int8_logits = views_logits(model_path, new_spec, feats.val_images)
+    float_logits = feats.x_val @ kernel + bias
+    agreement = float((int8_logits.argmax(1) == float_logits.argmax(1)).mean())
+    log.info("INT8 head vs its float head on the validation: top-1 agreement %.4f", agreement)
+
+    # 4. Calibration and triage on the internal validation; then the external checks.
+    calibration, triage, internal = calibrate_and_triage(
+        int8_logits, run.val.labels, np.asarray(run.val.image_sources), model_path, spec.outputs["probabilities"],
+        f"INT8 logits of the refit head averaged over the views {list(spec.tta)}", args.min_sensitivity, args.margin,
+    )  # fmt: skip
+    external = external_checks(
+        model_path, ModelSpec.from_dict({**new_spec, "calibration": {}}),
+        external_sets(run.config, run.split, run.data, args.ph2, margin), tuple(spec.tta) or ("identity",),
+        calibration, triage["malignant_threshold"], margin,
+    )  # fmt: skip
+    measured = {
+        "int8_uncalibrated": classification_metrics(run.val.labels, softmax(int8_logits)),
+        "int8_calibrated": internal["all"],
+        "int8_calibrated_per_source": internal,
+        "external": external,
+    }
+    metrics = refit_metrics(args, spec_data, feats, head, measured, agreement)
     provenance = dict(spec_data.get("provenance", {}))
-    provenance["head_refit_command"] = shlex.join(
-        ["python", "-m", "convert.refit_head", *(argv if argv is not None else sys.argv[1:])]
-    )
+    provenance["head_refit_command"] = args.command
     provenance["head_refit_date"] = time.strftime("%Y-%m-%d")
     final = ModelSpec.from_dict(
         {**new_spec, "calibration": calibration, "triage": triage, "metrics": metrics, "provenance": provenance}
@@ -303,4 +353,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.refit_head")

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -113,4 +112,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from convert.script import run_script
+
+    run_script(main, "python -m convert.soup")

@@ -15,7 +15,7 @@ What it measures, on one 768x576 frame held in memory (file decoding is timed ap
   interpreter package and version).
 
 The result is one JSON-ready dict (:data:`SCHEMA_VERSION`); :func:`format_table` prints it. Per-device
-reference files (``benchmarks/reference/<device>.json``) are this JSON, named by :func:`device_id`.
+reference files (``<device>.json``, kept by the source checkout) are this JSON, named by :func:`device_id`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,6 @@ USB_DEVICES = Path("/sys/bus/usb/devices")
 # The Coral USB Accelerator enumerates as 1a6e:089a (Global Unichip) until its firmware is loaded by the
 # runtime, then as 18d1:9302 (Google).
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
-DEFAULT_FRAME_NAME = "IMD002.jpg"
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Keys every result has; tests/test_bench.py and edgeskin/report (the benchmark report) rely on them.
 REQUIRED_KEYS = (
@@ -289,9 +288,15 @@ def host_noise_warning(noise: Mapping[str, Any]) -> str | None:
     if noise["quiet"]:
         return None
     name, spread = max(noise["invoke_p50_over_min"].items(), key=lambda item: item[1])
+    within = (
+        f"this host's quietest job stayed within {100 * (noise['host_level'] - 1):.0f}%, and this one may add "
+        f"up to {100 * (noise['limit'] / noise['host_level'] - 1):.0f}% to that"
+        if "host_level" in noise
+        else f"an idle machine stays within {100 * (noise['limit'] - 1):.0f}%"
+    )
     return (
         f"the host was busy: the bare {name} invoke's median was {100 * (spread - 1):.0f}% above its fastest call "
-        f"(an idle machine stays within {100 * (noise['limit'] - 1):.0f}%); the work around the models slows more "
+        f"({within}); the work around the models slows more "
         "than the models on a busy host, so this run's overhead ratio is higher and noisier than an idle "
         "machine's: for reference figures rerun when nothing else runs"
     )
@@ -326,7 +331,7 @@ def device_id(
     coral_usb: bool | None = None,
     features: Sequence[str] | None = None,
 ) -> str:
-    """A short name for this device, used for ``benchmarks/reference/<device>.json``.
+    """A short name for this device, the name of its reference file (``<device>.json``).
 
     ``rpi4``, ``rpi5`` (``rpi5-coral-usb`` with a Coral USB Accelerator plugged in), ``coral-devboard``
     (from ``/proc/device-tree/model``); elsewhere ``x86-<cpu model>-<int8 tier>`` or ``<arch>-<cpu model>-<tier>``.
@@ -424,16 +429,11 @@ def synthetic_frame(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.nda
     return cv2.GaussianBlur(frame, (0, 0), 3)
 
 
-def _default_frame_candidates() -> list[Path]:
-    relative = Path("shared") / "data" / "ph2" / "images" / DEFAULT_FRAME_NAME
-    return [Path.cwd().parent / relative, _REPO_ROOT.parent / relative, Path.cwd() / relative]
-
-
 def load_bench_frame(image: str | Path | None = None, size: tuple[int, int] = FRAME_SIZE) -> tuple[np.ndarray, dict]:
     """The benchmark frame, resized to ``size`` = (height, width), and where it came from.
 
-    ``image`` None: PH2's ``IMD002.jpg`` from ``../shared/data/ph2/images`` when present, else
-    :func:`synthetic_frame`. Returns ``(frame, {"source", "path", "original_size", "size"})``.
+    ``image`` None: :func:`synthetic_frame` (the reference results used PH2's ``IMD002.jpg``: pass it).
+    Returns ``(frame, {"source", "path", "original_size", "size"})``.
 
     Raises:
         ImageError: ``image`` is given but cannot be read.
@@ -443,8 +443,6 @@ def load_bench_frame(image: str | Path | None = None, size: tuple[int, int] = FR
     from edgeskin.image import read_image
 
     path: Path | None = Path(image) if image is not None else None
-    if path is None:
-        path = next((p for p in _default_frame_candidates() if p.is_file()), None)
     if path is None:
         frame = synthetic_frame(size)
         return frame, {
@@ -538,7 +536,7 @@ def run_quick_suite(
     Args:
         classifier_path: The classifier ``.tflite`` (default: the shipped one, ``EDGESKIN_MODELS_DIR`` honoured).
         detector_path: The detector ``.tflite`` (default: the shipped one).
-        image: The frame's file (default: PH2 IMD002 from ``../shared`` when present, else a synthetic frame).
+        image: The frame's file (default: a synthetic frame; the reference results used PH2's IMD002.jpg).
         frame: An RGB uint8 frame to use instead of ``image`` (decode is then not timed).
         size: ``(height, width)`` the image is resized to (default 576x768, the PH2 frame size).
         threads: Interpreter threads of every model.
@@ -554,23 +552,69 @@ def run_quick_suite(
     Raises:
         NoDefaultModelError: a default model is not installed. ImageError: ``image`` cannot be read.
     """
-    from edgeskin.annotate import annotate
-    from edgeskin.image import read_image
-    from edgeskin.models import default_classifier_path, default_detector_path
-    from edgeskin.tasks.pipeline import LesionPipeline, PipelineOptions
-
-    say = progress or (lambda _line: None)
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    classifier_path = (
-        Path(classifier_path) if classifier_path is not None else _default(default_classifier_path(), delegate)
+    say = progress or (lambda _line: None)
+    suite = _suite_inputs(classifier_path, detector_path, image, frame, size, delegate, profile)
+    from edgeskin.tasks.pipeline import LesionPipeline, PipelineOptions
+
+    say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
+    pipeline = LesionPipeline.create(
+        PipelineOptions(
+            suite.classifier_path, detector=suite.detector_path, num_threads=threads, delegate=delegate, tta=suite.tta
+        )
     )
-    detector_path = Path(detector_path) if detector_path is not None else _default(default_detector_path(), delegate)
+    try:
+        timers = _bare_timers(pipeline, suite, threads, delegate)
+        say(f"timing predict on the {suite.frame.shape[1]}x{suite.frame.shape[0]} frame ({runs} runs)")
+        samples = _time_predict(pipeline, suite.frame, timers, runs, warmup)
+        say("timing decode and annotate")
+        _time_decode_and_annotate(samples, suite, runs)
+        models = {
+            "classifier": _model_entry(suite.classifier_path, pipeline.classifier.spec),
+            "detector": _model_entry(suite.detector_path, pipeline.detector.spec),
+        }
+        used = _UsedPipeline(
+            pipeline.classifier.model.delegate, len(pipeline.classifier.views), views_accuracy(pipeline.classifier.spec)
+        )
+    finally:
+        pipeline.close()
+    return _suite_result(suite, timers, samples, used, models, threads=threads, runs=runs, warmup=warmup)
+
+
+# -- the stages of the quick suite ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SuiteInputs:
+    """What the suite times: the two models, the frame (and where it came from), the profile's views."""
+
+    classifier_path: Path
+    detector_path: Path
+    frame: np.ndarray
+    frame_info: dict[str, Any]
+    profile: Any  # DeviceProfile or None
+    tta: Any  # the profile's classifier views, or None (the spec's)
+    warnings: list[str]
+
+
+def _suite_inputs(
+    classifier_path: str | Path | None,
+    detector_path: str | Path | None,
+    image: str | Path | None,
+    frame: np.ndarray | None,
+    size: tuple[int, int],
+    delegate: str,
+    profile: Any,
+) -> _SuiteInputs:
+    from edgeskin.models import default_classifier_path, default_detector_path
+
+    classifier = Path(classifier_path) if classifier_path is not None else _default(default_classifier_path(), delegate)
+    detector = Path(detector_path) if detector_path is not None else _default(default_detector_path(), delegate)
     warnings: list[str] = []
     governor_note = governor_warning(cpu_governor())
     if governor_note:
         warnings.append(governor_note)
-
     if frame is None:
         frame, frame_info = load_bench_frame(image, size)
     else:
@@ -582,111 +626,165 @@ def run_quick_suite(
         }
     if frame_info["source"] == "synthetic":
         warnings.append(
-            "no PH2 frame found (../shared/data/ph2/images/IMD002.jpg): a synthetic frame was used; pass --image "
-            "with a real 768x576 dermoscopy photo for representative figures"
+            "no --image given: a synthetic frame was used; pass --image with a real 768x576 dermoscopy photo for "
+            "representative figures (the reference results used PH2's IMD002.jpg)"
         )
-
     tta = None
     if profile is not None:
         from edgeskin.devices import DeviceProfile, load_profile
 
         profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
         tta = profile.classifier_tta
-    say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
-    pipeline = LesionPipeline.create(
-        PipelineOptions(classifier_path, detector=detector_path, num_threads=threads, delegate=delegate, tta=tta)
-    )
-    stages: dict[str, list[float]] = {}
-    end_to_end: list[float] = []
-    lesion_counts: list[int] = []
-    bare_samples: dict[str, list[float]] = {"detector": [], "classifier": []}
+    return _SuiteInputs(classifier, detector, frame, frame_info, profile, tta, warnings)
+
+
+@dataclass(frozen=True)
+class _BareTimers:
+    """Bare interpreters fed with this frame's own tensors, each a callable that invokes once and returns ms.
+
+    ``ratio``: the invokes predict made (the detector's; the classifier's at each batch size it used), the
+    overhead ratio's denominator. ``view``: one classifier view; ``view_batches``: for a profile, the batch of
+    each view count (view count -> timer); neither is in the ratio.
+    """
+
+    ratio: dict[str, Callable[[], float]]
+    names: dict[int, str]  # classifier batch size -> its timer's name in ``ratio``
+    batches: tuple[int, ...]  # the classifier invokes' batch sizes of one predict
+    batch_counts: dict[int, int]
+    view: Callable[[], float]
+    view_batches: dict[int, Callable[[], float]]
+
+
+def _bare_timers(pipeline: Any, suite: _SuiteInputs, threads: int, delegate: str) -> _BareTimers:
+    frame = suite.frame
+    result = pipeline.predict(frame)
+    # The detector's letterboxed frame, the classifier's crops (or the whole frame when nothing was found).
+    det_input, _ = pipeline.detector.preprocess(frame)
+    classifier = pipeline.classifier
+    boxes = [tuple(int(v) for v in lesion.crop_box) for lesion in result.lesions]
+    crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes] or [frame]
+    # The views of every lesion, as the runtime feeds them: (lesions x views, H, W, C).
+    rows = np.concatenate([classifier.preprocess_views(crop) for crop in crops])
+    # The invokes predict made (one batch of every view of every lesion when the model allows it, else
+    # one per view), each timed bare at its own batch size; without a lesion, one view (counted 0 times).
+    batches = tuple(classifier.last_invoke_batches) if result.lesions else (1,)
+    batch_counts = {b: batches.count(b) for b in dict.fromkeys(batches)}
+    names = {b: "classifier" if i == 0 else f"classifier_batch{b}" for i, b in enumerate(batch_counts)}
+    ratio = {"detector": _bare_invoke_samples(suite.detector_path, det_input, threads, delegate)}
+    for b, name in names.items():
+        ratio[name] = _bare_invoke_samples(suite.classifier_path, _rows(rows, b), threads, delegate)
+    batchable = max(batches) > 1 or (len(classifier.views) == 1 and len(crops) == 1)
+    estimate_views = _estimate_views(len(classifier.views)) if suite.profile is not None else ()
+    view = _bare_invoke_samples(suite.classifier_path, rows[:1], threads, delegate)
+    view_batches = {
+        v: _bare_invoke_samples(suite.classifier_path, _rows(rows, v * len(crops)), threads, delegate)
+        for v in (estimate_views if batchable else ())
+    }
+    return _BareTimers(ratio, names, batches, batch_counts, view, view_batches)
+
+
+@dataclass
+class _Samples:
+    """Everything the suite timed, in ms: predict end to end, its stages, the bare invokes."""
+
+    end_to_end: list[float] = field(default_factory=list)
+    lesion_counts: list[int] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    bare: dict[str, list[float]] = field(default_factory=lambda: {"detector": [], "classifier": []})
+    view: list[float] = field(default_factory=list)
+    view_batches: dict[int, list[float]] = field(default_factory=dict)
+    last_result: Any = None
+
+
+def _time_predict(pipeline: Any, frame: np.ndarray, timers: _BareTimers, runs: int, warmup: int) -> _Samples:
+    """``runs`` predict calls, each followed by one call of every bare timer (interleaved, so both see the same
+    machine state), after ``warmup`` untimed rounds; garbage collection off meanwhile."""
+    samples = _Samples()
+    for name in timers.ratio:
+        samples.bare.setdefault(name, [])
+    samples.view_batches = {v: [] for v in timers.view_batches}
+    extras = (timers.view, *timers.view_batches.values())
+    for _ in range(warmup):
+        pipeline.predict(frame)
+        for once in (*timers.ratio.values(), *extras):
+            once()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside one timed call is noise, not pipeline cost
     try:
-        result = pipeline.predict(frame)
-        # Bare interpreters fed with this frame's own tensors: the detector's letterboxed frame, the
-        # classifier's first crop (or the whole frame when nothing was found).
-        det_input, _ = pipeline.detector.preprocess(frame)
-        classifier = pipeline.classifier
-        boxes = [tuple(int(v) for v in lesion.crop_box) for lesion in result.lesions]
-        crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes] or [frame]
-        # The views of every lesion, as the runtime feeds them: (lesions x views, H, W, C).
-        rows = np.concatenate([classifier.preprocess_views(crop) for crop in crops])
-        # The invokes predict made (one batch of every view of every lesion when the model allows it, else
-        # one per view), each timed bare at its own batch size; without a lesion, one view (counted 0 times).
-        batches = tuple(classifier.last_invoke_batches) if result.lesions else (1,)
-        batch_counts = {b: batches.count(b) for b in dict.fromkeys(batches)}
-        names = {b: "classifier" if i == 0 else f"classifier_batch{b}" for i, b in enumerate(batch_counts)}
-        bare = {"detector": _bare_invoke_samples(detector_path, det_input, threads, delegate)}
-        for b, name in names.items():
-            bare[name] = _bare_invoke_samples(classifier_path, _rows(rows, b), threads, delegate)
-            bare_samples.setdefault(name, [])
-        # One view bare (the per-view cost), and for a profile each view count's batch: not in the ratio.
-        batchable = max(batches) > 1 or (len(classifier.views) == 1 and len(crops) == 1)
-        extra = {"view": _bare_invoke_samples(classifier_path, rows[:1], threads, delegate)}
-        estimate_views = _estimate_views(len(classifier.views)) if profile is not None else ()
-        if batchable:
-            for v in estimate_views:
-                extra[f"views{v}"] = _bare_invoke_samples(
-                    classifier_path, _rows(rows, v * len(crops)), threads, delegate
-                )
-        extra_samples: dict[str, list[float]] = {name: [] for name in extra}
-        for _ in range(warmup):
-            pipeline.predict(frame)
-            for once in (*bare.values(), *extra.values()):
-                once()
-
-        say(f"timing predict on the {frame.shape[1]}x{frame.shape[0]} frame ({runs} runs)")
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # a collection inside one timed call is noise, not pipeline cost
-        try:
-            for _ in range(runs):
-                start = time.perf_counter()
-                result = pipeline.predict(frame)
-                end_to_end.append((time.perf_counter() - start) * 1000.0)
-                lesion_counts.append(len(result.lesions))
-                for name, ms in result.timings_ms.items():
-                    if name != "total":
-                        stages.setdefault(name, []).append(ms)
-                for name, ms in pipeline.detector.last_timings_ms.items():
-                    stages.setdefault(f"detect.{name.removesuffix('_ms')}", []).append(ms)
-                if result.lesions:
-                    for name, ms in pipeline.classifier.last_timings_ms.items():
-                        stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
-                # Interleaved, so both see the same machine state as the predict call just before.
-                for name, once in bare.items():
-                    bare_samples[name].append(once())
-                for name, once in extra.items():
-                    extra_samples[name].append(once())
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-
-        say("timing decode and annotate")
-        if frame_info["path"] is not None:
-            data = Path(frame_info["path"]).read_bytes()
-            stages["decode"] = time_ms(lambda: read_image(data), runs=max(5, runs // 2), warmup=2)
-        stages["annotate"] = time_ms(lambda: annotate(frame, result), runs=max(5, runs // 2), warmup=2)
-        models = {
-            "classifier": _model_entry(classifier_path, pipeline.classifier.spec),
-            "detector": _model_entry(detector_path, pipeline.detector.spec),
-        }
-        delegate_used = pipeline.classifier.model.delegate
-        views = len(pipeline.classifier.views)
-        accuracy = views_accuracy(pipeline.classifier.spec)
+        for _ in range(runs):
+            start = time.perf_counter()
+            result = pipeline.predict(frame)
+            samples.end_to_end.append((time.perf_counter() - start) * 1000.0)
+            samples.lesion_counts.append(len(result.lesions))
+            _record_stages(samples.stages, pipeline, result)
+            for name, once in timers.ratio.items():
+                samples.bare[name].append(once())
+            samples.view.append(timers.view())
+            for v, once in timers.view_batches.items():
+                samples.view_batches[v].append(once())
+            samples.last_result = result
     finally:
-        pipeline.close()
+        if gc_was_enabled:
+            gc.enable()
+    return samples
 
-    e2e = percentiles(end_to_end)
-    invoke = {name: percentiles(samples) for name, samples in bare_samples.items()}
-    lesions = float(np.median(lesion_counts))
-    if lesions != int(lesions) or len(set(lesion_counts)) > 1:
-        warnings.append(f"the number of lesions found varied between runs ({sorted(set(lesion_counts))})")
+
+def _record_stages(stages: dict[str, list[float]], pipeline: Any, result: Any) -> None:
+    """One predict's stage times: the pipeline's, the detector's own sub-stages, the classifier's (with lesions)."""
+    for name, ms in result.timings_ms.items():
+        if name != "total":
+            stages.setdefault(name, []).append(ms)
+    for name, ms in pipeline.detector.last_timings_ms.items():
+        stages.setdefault(f"detect.{name.removesuffix('_ms')}", []).append(ms)
+    if result.lesions:
+        for name, ms in pipeline.classifier.last_timings_ms.items():
+            stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
+
+
+def _time_decode_and_annotate(samples: _Samples, suite: _SuiteInputs, runs: int) -> None:
+    """The file's decode (when the frame came from a file) and the overlay of the last result, as stages."""
+    from edgeskin.annotate import annotate
+    from edgeskin.image import read_image
+
+    if suite.frame_info["path"] is not None:
+        data = Path(suite.frame_info["path"]).read_bytes()
+        samples.stages["decode"] = time_ms(lambda: read_image(data), runs=max(5, runs // 2), warmup=2)
+    result = samples.last_result
+    samples.stages["annotate"] = time_ms(lambda: annotate(suite.frame, result), runs=max(5, runs // 2), warmup=2)
+
+
+@dataclass(frozen=True)
+class _UsedPipeline:
+    delegate: str
+    views: int
+    accuracy: Any
+
+
+def _suite_result(
+    suite: _SuiteInputs,
+    timers: _BareTimers,
+    samples: _Samples,
+    used: _UsedPipeline,
+    models: dict[str, Any],
+    *,
+    threads: int,
+    runs: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """The JSON-ready result (:data:`REQUIRED_KEYS` and the rest) from what was timed."""
+    warnings = list(suite.warnings)
+    e2e = percentiles(samples.end_to_end)
+    invoke = {name: percentiles(values) for name, values in samples.bare.items()}
+    lesions = float(np.median(samples.lesion_counts))
+    if lesions != int(lesions) or len(set(samples.lesion_counts)) > 1:
+        warnings.append(f"the number of lesions found varied between runs ({sorted(set(samples.lesion_counts))})")
     # The classifier invokes predict actually made: one batch of all the views of all the lesions (or, for a
     # model whose batch cannot be resized, one per view), each against a bare invoke of the same batch size.
     counts = {"detector": 1.0}
-    for b, name in names.items():
-        counts[name] = float(batch_counts[b]) if lesions > 0 else 0.0
+    for b, name in timers.names.items():
+        counts[name] = float(timers.batch_counts[b]) if lesions > 0 else 0.0
     invoke_sum = sum(invoke[name]["p50"] * counts[name] for name in invoke)
-    stage_stats = {name: percentiles(samples) for name, samples in stages.items()}
+    stage_stats = {name: percentiles(values) for name, values in samples.stages.items()}
     classify_p50 = stage_stats.get("classify", {}).get("p50", 0.0)
     cam_share = None
     if lesions > 0 and classify_p50 > 0 and "cam" in stage_stats:
@@ -697,6 +795,7 @@ def run_quick_suite(
     noise_note = host_noise_warning(noise)
     if noise_note:
         warnings.append(noise_note)
+    view_ms = percentiles(samples.view)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "edgeskin bench",
@@ -708,10 +807,10 @@ def run_quick_suite(
             "threads": threads,
             "runs": runs,
             "warmup": warmup,
-            "delegate": delegate_used,
-            "classifier_views": views,
-            "classifier_invoke_batches": list(batches) if lesions > 0 else [],
-            "frame": frame_info,
+            "delegate": used.delegate,
+            "classifier_views": used.views,
+            "classifier_invoke_batches": list(timers.batches) if lesions > 0 else [],
+            "frame": suite.frame_info,
             "decode_excluded": True,
             "cam": True,
             "what": "end_to_end_ms: LesionPipeline.predict on an in-memory RGB frame (decode excluded); "
@@ -724,8 +823,8 @@ def run_quick_suite(
         "stages_ms": stage_stats,
         "invoke_ms": invoke,
         "invoke_counts_per_frame": counts,
-        "invoke_batches": {name: b for b, name in names.items()},
-        "classifier_view_invoke_ms": percentiles(extra_samples["view"]),
+        "invoke_batches": {name: b for b, name in timers.names.items()},
+        "classifier_view_invoke_ms": view_ms,
         "overhead_ratio": overhead_ratio(e2e["p50"], {n: s["p50"] for n, s in invoke.items()}, counts),
         "overhead_ms": round(e2e["p50"] - invoke_sum, 4),
         # The same ratio against the invoke times the runtime measured inside predict (signature-runner call,
@@ -736,18 +835,18 @@ def run_quick_suite(
         **(
             {
                 "profile_estimate": profile_estimate(
-                    profile,
+                    suite.profile,
                     end_to_end_p50=e2e["p50"],
                     classifier_used_ms=invoke_sum - invoke["detector"]["p50"],
                     lesions=lesions,
-                    views=views,
-                    view_ms=percentiles(extra_samples["view"])["p50"],
-                    batch_ms={int(k[5:]): percentiles(v)["p50"] for k, v in extra_samples.items() if k != "view"},
+                    views=used.views,
+                    view_ms=view_ms["p50"],
+                    batch_ms={v: percentiles(values)["p50"] for v, values in samples.view_batches.items()},
                     threads=threads,
-                    accuracy=accuracy,
+                    accuracy=used.accuracy,
                 )
             }
-            if profile is not None
+            if suite.profile is not None
             else {}
         ),
         "cam_share_of_classify": cam_share,

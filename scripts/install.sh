@@ -8,8 +8,9 @@
 #    second, full (GPU) TensorFlow next to tensorflow-cpu.
 #  - torch is pinned to the local CPU wheel version (2.13.0); an unpinned torch pulls several GB of CUDA.
 #  - PyPI's torchvision is built against CUDA torch: its compiled ops (torchvision::nms) do not load on
-#    CPU torch. It is installed with --no-deps for its Python API, and edgeskin_train registers a pure
-#    torch CPU kernel for torchvision::nms (training/torch_ops.py) before ultralytics runs.
+#    CPU torch. It is installed with --no-deps for its Python API, and a pure torch CPU kernel for
+#    torchvision::nms is registered before ultralytics runs (edgeskin/report/torch_compat.py, re-exported by
+#    training/torch_compat.py for training/train_detector.py).
 #  - tf2onnx pins protobuf~=3.20, which would downgrade TensorFlow's protobuf: --no-deps (Keras patches it
 #    for numpy 2 itself).
 #  - albumentations is pinned to 2.0.8, the last MIT-licensed line (its successor AlbumentationsX is AGPL).

@@ -46,6 +46,7 @@ def test_gpu_rows_are_scored_here_on_the_same_images_in_any_order(tmp_path):
 def test_no_gpu_file_says_so(tmp_path):
     out = gpu_baseline_rows(_val(), threshold=None, path=tmp_path / "absent.json")
     assert "no GPU float-baseline file" in out["missing"]
+    assert "--gpu-baseline" in gpu_baseline_rows(_val(), threshold=None, path=None)["missing"]
 
 
 @pytest.mark.shared
@@ -81,30 +82,58 @@ def _detector_with_weights(tmp_path, weights_sha: str | None) -> tuple:
     return int8, weights
 
 
-def test_detector_baseline_is_the_specs_committed_float_weights(tmp_path, monkeypatch):
+def test_detector_baseline_is_the_given_weights_checked_against_the_spec(tmp_path):
     import hashlib
 
     from edgeskin.report import common
 
-    monkeypatch.setattr(common, "REPO_ROOT", tmp_path)
     int8, weights = _detector_with_weights(tmp_path, hashlib.sha256(b"float weights").hexdigest())
-    assert common.detector_baseline(int8) == weights
+    given = common.ReportInputs(float_detector=weights)
+    assert common.detector_baseline(given, int8) == weights
     # Other weights under that name are not the INT8 model's source.
     weights.write_bytes(b"retrained")
     with pytest.raises(common.Missing, match="sha256"):
-        common.detector_baseline(int8)
+        common.detector_baseline(given, int8)
     weights.unlink()
     with pytest.raises(common.Missing, match="provenance.weights"):
-        common.detector_baseline(int8)
+        common.detector_baseline(given, int8)
+    with pytest.raises(common.Missing, match="not given \\(--float-detector\\)"):
+        common.detector_baseline(common.ReportInputs(), int8)
 
 
-def test_shipped_detector_float_weights_are_committed():
+def test_the_checkout_gives_the_shipped_detectors_committed_float_weights():
+    from benchmarks.checkout import RUNS, checkout_inputs
     from edgeskin.report import common
 
-    if common.CHECKOUT is None:
-        pytest.skip("needs the source checkout")
-    path = common.detector_baseline(common.models()[1])
-    assert path.is_file() and path.is_relative_to(common.CHECKOUT / "training" / "runs")
+    given = checkout_inputs(*common.models())
+    path = common.detector_baseline(given, common.models()[1])
+    assert path.is_file() and path.is_relative_to(RUNS)
+
+
+def test_report_inputs_travel_to_a_job_as_options_and_back(tmp_path):
+    import argparse
+
+    from edgeskin.report.common import ReportInputs, add_input_arguments
+
+    given = ReportInputs(data=tmp_path / "data", detector_split=tmp_path / "split.json", work=tmp_path / "w")
+    parser = argparse.ArgumentParser()
+    add_input_arguments(parser)
+    assert ReportInputs.from_args(parser.parse_args(given.argv())) == given
+    assert ReportInputs.from_args(parser.parse_args([])) == ReportInputs()
+    assert given.argv()[:2] == ["--data", str(tmp_path / "data")]
+
+
+def test_rows_whose_input_was_not_given_say_which_option(tmp_path):
+    from edgeskin.report.common import Missing, ReportInputs, ham_validation, ph2_validation
+
+    with pytest.raises(Missing, match="--detector-split"):
+        ph2_validation(ReportInputs())
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"val": ["IMD002"]}))
+    with pytest.raises(Missing, match="the data folder: not given \\(--data\\)"):
+        ph2_validation(ReportInputs(detector_split=split))
+    with pytest.raises(Missing, match="--classifier-split"):
+        ham_validation(ReportInputs(data=tmp_path))
 
 
 def test_ultralytics_baselines_get_both_sides_of_a_non_square_detector_input():

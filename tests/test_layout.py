@@ -7,6 +7,7 @@ benchmarks; convert does not import benchmarks. Scripts are run as packages (``p
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,75 @@ def test_the_sys_path_check_sees_each_kind_of_edit(tmp_path: Path) -> None:
 @pytest.mark.parametrize("package", ["training", "convert", "benchmarks"])
 def test_development_code_is_packages(package: str) -> None:
     assert (REPO_ROOT / package / "__init__.py").is_file()
+
+
+# The package stands alone: no path of a source checkout (its training outputs, records, data or benchmark
+# files) appears in its code. Comments and docstrings may name them; string constants may not.
+CHECKOUT_PATH = re.compile(r"artifacts|training/runs|\.\./shared|benchmarks/")
+CHECKOUT_FOLDERS = {"artifacts", "shared", "benchmarks", "training", ".."}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    nodes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, nodes)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def checkout_paths_in(path: Path) -> list[str]:
+    """``path:line`` and the text of each string constant in ``path`` (docstrings aside) that names a checkout path,
+    and each reach from ``__file__`` above the package (``parents[N]``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skip = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            if CHECKOUT_PATH.search(node.value) or node.value in CHECKOUT_FOLDERS:
+                found.append(f"{node.lineno}: {node.value[:80]!r}")
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith(".parents"):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_package_names_no_checkout_path() -> None:
+    wrong = [
+        f"{path.relative_to(REPO_ROOT)}:{hit}"
+        for path in sorted((REPO_ROOT / "edgeskin").rglob("*.py"))
+        for hit in checkout_paths_in(path)
+    ]
+    assert not wrong, "pass such paths in as arguments (the development scripts keep the defaults):\n" + "\n".join(
+        wrong
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ('X = ROOT / "artifacts" / "bench"\n', True),
+        ('X = Path("../shared/data")\n', True),
+        ('X = REPO.parent / "shared"\n', True),
+        ('X = f"{root}/training/runs/split.json"\n', True),
+        ('X = "see benchmarks/reference"\n', True),
+        ("X = Path(__file__).resolve().parents[2]\n", True),
+        ('"""Reads artifacts/ and ../shared (a docstring)."""\n# artifacts/ in a comment\nX = 1\n', False),
+        ('def f():\n    """From benchmarks/reference."""\n    return "a folder of your own"\n', False),
+    ],
+)
+def test_the_checkout_path_check_finds_what_it_should(tmp_path: Path, source: str, found: bool) -> None:
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    assert bool(checkout_paths_in(path)) is found
+
+
+@pytest.mark.parametrize("script", ["scripts/install.sh", "Makefile"])
+def test_the_install_steps_name_only_files_that_exist(script: str) -> None:
+    """A path of the repository named in the install script or the Makefile (``dir/name.ext``) is there."""
+    text = (REPO_ROOT / script).read_text()
+    named = set(re.findall(r"(?<![\w$./-])((?:[\w-]+/)+[\w.-]+\.(?:py|sh|toml|txt|json|yaml|md))\b", text))
+    absent = sorted(name for name in named if not (REPO_ROOT / name).exists())
+    assert named and not absent, f"{script} names files that do not exist: {absent}"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from benchmarks.report_readme import ROW_START, main, readme_row, update_readme
 from edgeskin.errors import ConfigError
-from edgeskin.report.readme import ROW_START, main, readme_row, update_readme
 
 
 def _report(ratio: float = 1.12) -> dict:

@@ -152,7 +152,7 @@ def test_bench_report_writes_runtime_rows_and_names_the_missing_extras(installed
     missing = results["latency"]["classifier-keras"]["missing"]
     assert "edgeskin[train]" in missing, missing
     assert "edgeskin[train]" in results["latency"]["detector-torch"]["missing"]
-    assert "source checkout" in results["accuracy"]["classifier"]["missing"]
+    assert "not given (--classifier-split)" in results["accuracy"]["classifier"]["missing"]
 
 
 def test_nothing_was_written_to_the_working_directory(installed: Installed) -> None:

@@ -4,12 +4,12 @@
 (no pytest, no TensorFlow) and prints a table. On a Raspberry Pi or a Coral, fill in the device's
 reference file with::
 
-    edgeskin bench --json benchmarks/reference/$(edgeskin bench --device-id).json
+    edgeskin bench --image IMD002.jpg --json REFERENCES/$(edgeskin bench --device-id).json
 
-``edgeskin bench report [--out DIR]`` runs the benchmark report (:mod:`edgeskin.report`): latency of the INT8
-pipeline with the runtime alone, and, where they are available, the float baselines and peers (``[train]`` and
-the float models of a source checkout), accuracy and CAM fidelity (the checkout's validation data) and plots
-(``[eval]``). Each row it cannot measure says what it lacked.
+``edgeskin bench report --out DIR`` runs the benchmark report (:mod:`edgeskin.report`): latency of the INT8
+pipeline with the runtime alone, and, where they are given (``--data``, ``--float-classifier``, ...), the float
+baselines and peers (``[train]``), accuracy and CAM fidelity (the validation data) and plots (``[eval]``). Each
+row it cannot measure says what it lacked.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="interpreter threads per model (default 2)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs (default 100; report: its own default)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    parser.add_argument("--image", help="frame to time (default: PH2 IMD002.jpg from ../shared, else synthetic)")
+    parser.add_argument(
+        "--image", help="frame to time (default: a synthetic frame; the reference results used PH2's IMD002.jpg)"
+    )
     parser.add_argument("--classifier", help="classifier .tflite (default: the shipped model)")
     parser.add_argument("--detector", help="detector .tflite (default: the shipped model)")
     parser.add_argument("--delegate", choices=("cpu", "edgetpu", "auto"), default="cpu", help="default: cpu")
@@ -55,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--device-id", action="store_true", help="print this device's reference name and exit")
     report = parser.add_argument_group("report options")
-    report.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
+    report.add_argument("--out", help="report: the folder it writes (required)")
     report.add_argument("--full", action="store_true", help="report: every image and thread count (slower)")
     report.add_argument(
         "--keras-backend",
@@ -70,6 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="report: re-runs of a timing job disturbed by other processes or run on a busy host (default 2)",
     )
+    from edgeskin.report.common import add_input_arguments
+
+    add_input_arguments(parser.add_argument_group("report inputs (each optional: the rows that need one say so)"))
     return parser
 
 
@@ -126,7 +131,11 @@ def _report(args: argparse.Namespace) -> int:
             "'edgeskin bench report' measures the shipped models on the validation images; --image, --classifier and "
             "--detector are for the quick suite (set EDGESKIN_MODELS_DIR to report on other models)"
         )
-    argv = ["--out", args.out, "--threads", str(args.threads)]
+    if not args.out:
+        raise ConfigError("'edgeskin bench report': expected --out DIR (the folder the report is written to), got none")
+    from edgeskin.report.common import ReportInputs
+
+    argv = ["--out", args.out, "--threads", str(args.threads), *ReportInputs.from_args(args).argv()]
     if args.full:
         argv.append("--full")
     if args.keras_backend:

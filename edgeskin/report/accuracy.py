@@ -2,16 +2,17 @@
 
 ``python -m edgeskin.report.accuracy [--what classifier,detector] [--keras-backend tensorflow] [--out FILE]``
 
-Classifier: the HAM10000 validation split of the classifier's training run (``artifacts/classifier/split.json``,
-never trained on). Float baseline: the Keras model (``artifacts/classifier/model.keras``) on the pixels the
+Classifier: the validation split of the classifier's training run (``--classifier-split``, never trained on).
+Float baseline: the Keras model it was exported from (``--float-classifier``) on the pixels the
 INT8 model sees (same resize and preprocessing profile), on the GPU when Keras' backend has one, else the CPU
 (the result says which). INT8: :class:`~edgeskin.tasks.Classifier` on the decoded image, as deployed
 (calibration temperature applied) and uncalibrated (temperature 1, like the float model). Metrics: balanced
 accuracy, one-vs-rest AUC and malignant sensitivity/specificity at the spec's triage threshold
 (:func:`edgeskin.evaluation.classify_report`). ResNet50 and EfficientNetB0 float classifiers get a row each:
-scored when a trained ``.keras`` for them exists under ``artifacts/``, otherwise the row says why not.
+scored when a trained ``.keras`` for them exists under ``--trained-dir``, otherwise the row says why not; a GPU
+run's stored float results (``--gpu-baseline``) are scored on the same images.
 
-Detector: the held-out PH2 half (``artifacts/detector/dataset/ph2_split.json``). Float baseline: ultralytics
+Detector: the held-out PH2 half (``--detector-split``). Float baseline: ultralytics
 ``YOLO(best.pt).predict`` (PyTorch); INT8: :class:`~edgeskin.tasks.Detector`; plus the classical localiser.
 Metrics: IoU of the top box with the expert mask's box (:func:`edgeskin.evaluation.detection_report`) and the
 float-vs-INT8 agreement of the top boxes.
@@ -30,9 +31,11 @@ import numpy as np
 
 from edgeskin.labels import DX_CLASSES
 from edgeskin.report.common import (
-    REPO_ROOT,
     Missing,
+    ReportInputs,
+    add_input_arguments,
     detector_baseline,
+    display_path,
     emit_json,
     ham_validation,
     keras_baseline,
@@ -43,18 +46,9 @@ from edgeskin.report.common import (
 )
 
 OTHER_BACKBONES = {"resnet50": "ResNet50", "efficientnetb0": "EfficientNetB0"}
-GPU_BASELINE = REPO_ROOT / "benchmarks" / "gpu" / "float-baseline.json"
 
 
-def _shown(path: Path) -> str:
-    """A path relative to the repository when it is inside it."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -> dict[str, Any]:
+def gpu_baseline_rows(val, threshold: float | None, path: Path | None) -> dict[str, Any]:
     """Float classifiers trained and scored on a GPU machine (:mod:`benchmarks.float_baseline`).
 
     That machine is not here when the report runs, so its stored probabilities are scored again here with
@@ -63,8 +57,10 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
     """
     from edgeskin.evaluation import classify_report
 
+    if path is None:
+        return {"missing": "no GPU float-baseline file given (--gpu-baseline; made by training/gpu_run.sh)"}
     if not path.is_file():
-        return {"missing": f"no GPU float-baseline file at {_shown(path)} (made by training/gpu_run.sh)"}
+        return {"missing": f"no GPU float-baseline file at {display_path(path)} (made by training/gpu_run.sh)"}
     data = json.loads(path.read_text())
     position = {image_id: i for i, image_id in enumerate(val.image_ids)}
     rows: dict[str, Any] = {}
@@ -91,7 +87,7 @@ def gpu_baseline_rows(val, threshold: float | None, path: Path = GPU_BASELINE) -
             "_probs": probs,
         }
     return {
-        "file": _shown(path),
+        "file": display_path(path),
         "date": data.get("date"),
         "made_by": data.get("made_by"),
         "rows": rows,
@@ -128,9 +124,9 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _find_other_backbone(backbone: str) -> Path | None:
-    """A trained ``.keras`` of ``backbone`` under ``artifacts/`` (its run's config.json names the backbone)."""
-    for config in sorted((REPO_ROOT / "artifacts").glob("**/config.json")):
+def _find_other_backbone(backbone: str, folder: Path | None) -> Path | None:
+    """A trained ``.keras`` of ``backbone`` under ``folder`` (its run's config.json names the backbone)."""
+    for config in sorted(folder.glob("**/config.json")) if folder is not None else ():
         try:
             if json.loads(config.read_text()).get("backbone") != backbone:
                 continue
@@ -142,24 +138,24 @@ def _find_other_backbone(backbone: str) -> Path | None:
     return None
 
 
-def _not_trained_reason(backbone: str) -> str:
+def _not_trained_reason(backbone: str, given: ReportInputs) -> str:
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
     weights = {
         "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "efficientnetb0": "efficientnetb0_notop.h5",
     }[backbone]
-    on_gpu = GPU_BASELINE.is_file() and backbone in json.loads(GPU_BASELINE.read_text()).get("runs", {})
+    gpu = given.gpu_baseline
+    on_gpu = gpu is not None and gpu.is_file() and backbone in json.loads(gpu.read_text()).get("runs", {})
+    where = f"under {display_path(given.trained_dir)}" if given.trained_dir else "(no --trained-dir given)"
     parts = [
         f"scored on a GPU only (trained from scratch there: see the GPU rows); no {OTHER_BACKBONES[backbone]} .keras here"
         if on_gpu
-        else f"not trained: no trained {OTHER_BACKBONES[backbone]} .keras under artifacts/"
+        else f"not trained: no trained {OTHER_BACKBONES[backbone]} .keras {where}"
     ]
     if not (keras_home / weights).is_file():
-        parts.append(
-            f"no ImageNet weights offline ({weights} is not in {keras_home} or ../shared/weights, and there is no network)"
-        )
+        parts.append(f"no ImageNet weights offline ({weights} is not in {keras_home}, and there is no network)")
     if on_gpu:
-        parts.append(f"its .keras (up to 95 MB) stayed on the GPU machine; its stored results: {GPU_BASELINE.name}")
+        parts.append(f"its .keras (up to 95 MB) stayed on the GPU machine; its stored results: {gpu.name}")
     else:
         parts.append("training one from scratch on this 2-core CPU-only machine was out of reach in the session")
     return "; ".join(parts)
@@ -176,7 +172,9 @@ def _keras_predict(model_path: Path, pixels: np.ndarray, backend: str) -> tuple[
     return probs, keras_device(backend)
 
 
-def classifier_accuracy(limit: int | None = None, keras_model: Path | None = None) -> dict[str, Any]:
+def classifier_accuracy(
+    given: ReportInputs, limit: int | None = None, keras_model: Path | None = None
+) -> dict[str, Any]:
     """Float Keras vs INT8 TFLite on the classifier's validation split (see the module docstring)."""
     from edgeskin.evaluation import classify_report
     from edgeskin.image import read_image
@@ -184,7 +182,7 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     int8_path = models()[0]
-    val = ham_validation(limit)
+    val = ham_validation(given, limit)
     out: dict[str, Any] = {
         "images": len(val.paths),
         "split": "the training run's split.json 'val': HAM10000 and, for a multi-source run, ISIC 2017; whole images, 7-dx view",
@@ -222,7 +220,7 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
         },
     }
     try:
-        keras_model = keras_model or keras_baseline(int8_path)
+        keras_model = keras_model or keras_baseline(given, int8_path)
         size = int(spec.input.size[0])
         pixels = model_input_pixels(val.paths, size, spec.preprocessing_profile())
         float_probs, device = _keras_predict(keras_model, pixels, backend)
@@ -230,7 +228,7 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
         # The Keras model's output order is the training order (the INT8 spec's labels come from it).
         rows["float_keras"] = {
             **_summary(classify_report(val.labels, float_probs, malignant_threshold=threshold)),
-            "model": str(keras_model.relative_to(REPO_ROOT)),
+            "model": display_path(keras_model),
             "size_mb": round(keras_model.stat().st_size / 1e6, 3),
             "device": device,
             "keras_backend": backend,
@@ -248,9 +246,9 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
     except Missing as exc:
         rows["float_keras"] = {"missing": str(exc)}
     for backbone, title in OTHER_BACKBONES.items():
-        found = _find_other_backbone(backbone)
+        found = _find_other_backbone(backbone, given.trained_dir)
         if found is None:
-            rows[f"float_{backbone}"] = {"missing": _not_trained_reason(backbone), "title": title}
+            rows[f"float_{backbone}"] = {"missing": _not_trained_reason(backbone, given), "title": title}
             continue
         config = json.loads((found.parent / "config.json").read_text())
         size = int(config.get("input_size", 224))
@@ -259,19 +257,19 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
         probs = _reorder(probs, _training_order(probs))
         rows[f"float_{backbone}"] = {
             **_summary(classify_report(val.labels, probs, malignant_threshold=threshold)),
-            "model": str(found.relative_to(REPO_ROOT)),
+            "model": display_path(found),
             "size_mb": round(found.stat().st_size / 1e6, 3),
             "device": device,
             "title": title,
             "note": "float32 Keras; evaluated on the same split only if its run used this split",
         }
-    gpu = gpu_baseline_rows(val, threshold)
+    gpu = gpu_baseline_rows(val, threshold, given.gpu_baseline)
     # The GPU row of the very float model the shipped INT8 one came from, if it is there (by SHA-256).
     source_sha = None
     try:
         from edgeskin.runtime.spec import sha256_file
 
-        source_sha = sha256_file(keras_baseline(int8_path))
+        source_sha = sha256_file(keras_baseline(given, int8_path))
     except Missing:
         pass
     shipped = next(
@@ -295,7 +293,7 @@ def classifier_accuracy(limit: int | None = None, keras_model: Path | None = Non
     return out
 
 
-def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> dict[str, Any]:
+def detector_accuracy(given: ReportInputs, limit: int | None = None, weights: Path | None = None) -> dict[str, Any]:
     """Float ultralytics vs INT8 Detector (and the classical localiser) on the held-out PH2 images."""
     from edgeskin.core.boxes import pair_iou
     from edgeskin.evaluation import detection_report
@@ -304,10 +302,11 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
     from edgeskin.tasks.detector import ClassicalDetector, Detector
 
     int8_path = models()[1]
-    frames = ph2_validation(limit)
+    frames = ph2_validation(given, limit)
     images = [read_image(f.path) for f in frames]
     truth = [f.gt_box for f in frames]
-    out: dict[str, Any] = {"images": len(frames), "split": "artifacts/detector/dataset/ph2_split.json 'val' (PH2)"}
+    split = display_path(given.need("detector_split", "the detector's PH2 split"))
+    out: dict[str, Any] = {"images": len(frames), "split": f"{split} 'val' (PH2)"}
     rows: dict[str, Any] = {}
     predictions: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     with Detector.from_model(int8_path, threads=2) as detector:
@@ -330,10 +329,10 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
         preds.append((d.xyxy, d.confidence))
     rows["classical"] = {**detection_report(truth, preds), "model": "ClassicalDetector (no model)", "device": "CPU"}
     try:
-        weights = weights or detector_baseline(int8_path)
+        weights = weights or detector_baseline(given, int8_path)
         from edgeskin.report.common import set_offline_ultralytics
 
-        set_offline_ultralytics()
+        set_offline_ultralytics(given)
         import torch
         from ultralytics import YOLO
 
@@ -348,7 +347,7 @@ def detector_accuracy(limit: int | None = None, weights: Path | None = None) -> 
         predictions["float_pytorch"] = preds
         rows["float_pytorch"] = {
             **detection_report(truth, preds),
-            "model": str(Path(weights).resolve().relative_to(REPO_ROOT)),
+            "model": display_path(weights),
             "size_mb": round(Path(weights).stat().st_size / 1e6, 3),
             "device": f"GPU ({torch.cuda.get_device_name(0)})" if device != "cpu" else "CPU (no GPU available)",
             "note": f"ultralytics YOLO(best.pt).predict, imgsz {imgsz}, conf {conf}, iou {iou} (its own letterbox and NMS)",
@@ -387,13 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         help="Keras backend for the float classifier (set before Keras is imported)",
     )
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
     if args.keras_backend:
         os.environ["KERAS_BACKEND"] = args.keras_backend
+    given = ReportInputs.from_args(args)
     result: dict[str, Any] = {}
     for what in args.what.split(","):
         try:
-            result[what] = {"classifier": classifier_accuracy, "detector": detector_accuracy}[what](args.limit)
+            result[what] = {"classifier": classifier_accuracy, "detector": detector_accuracy}[what](given, args.limit)
         except Missing as exc:
             result[what] = {"missing": str(exc)}
     return emit_json(result, args.out)

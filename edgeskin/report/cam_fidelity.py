@@ -31,6 +31,8 @@ import numpy as np
 
 from edgeskin.report.common import (
     Missing,
+    ReportInputs,
+    add_input_arguments,
     emit_json,
     ham_validation,
     keras_backend_modules,
@@ -151,7 +153,9 @@ def _head_layers(net: Any) -> list[str]:
     return names[::-1]
 
 
-def cam_fidelity(images: int = 300, keras_model: Path | None = None, threads: int = 2) -> dict[str, Any]:
+def cam_fidelity(
+    given: ReportInputs, images: int = 300, keras_model: Path | None = None, threads: int = 2
+) -> dict[str, Any]:
     """Compare INT8 CAM with exact Grad-CAM on ``images`` validation images; see the module docstring."""
     from edgeskin.bench import percentiles
     from edgeskin.core.cam import upsample_cam
@@ -160,8 +164,8 @@ def cam_fidelity(images: int = 300, keras_model: Path | None = None, threads: in
     from edgeskin.tasks.classifier import Classifier
 
     int8_path = models()[0]
-    keras_model = keras_model or keras_baseline(int8_path)
-    val = ham_validation(limit=images)
+    keras_model = keras_model or keras_baseline(given, int8_path)
+    val = ham_validation(given, limit=images)
     # One view: Grad-CAM is defined on one forward pass, so both sides see the same single input (the
     # spec's test-time views would average several; their CAM is exact by construction, core/views.py).
     classifier = Classifier.from_model(int8_path, threads=threads, tta=())
@@ -236,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keras-backend", choices=("tensorflow", "torch", "jax"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
     if args.keras_backend:
         os.environ["KERAS_BACKEND"] = args.keras_backend
     try:
-        result = cam_fidelity(args.images, threads=args.threads)
+        result = cam_fidelity(ReportInputs.from_args(args), args.images, threads=args.threads)
     except Missing as exc:
         result = {"missing": str(exc)}
     return emit_json(result, args.out)

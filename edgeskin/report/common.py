@@ -1,67 +1,135 @@
-"""Where the benchmark report finds its models and real images, and the bits every report job shares.
+"""What the benchmark report is given to measure with, and the bits every report job shares.
 
 The INT8 edge models are the shipped ``edgeskin/models`` (or ``$EDGESKIN_MODELS_DIR``): always there, so the
-runtime rows (pipeline latency) are measured from an installed wheel too. Everything else comes from an
-edgeskin **source checkout** (:data:`CHECKOUT`: ``$EDGESKIN_CHECKOUT``, else the folder above this package
-when it is one, else the working directory when it is one) and is reported as missing without it:
+runtime rows (pipeline latency) are measured from an installed wheel too. Everything else is named by the
+caller (:class:`ReportInputs`, one command-line option each, :func:`add_input_arguments`), and a row whose input
+was not given, or is absent, says so:
 
-* Float baselines: ``artifacts/classifier/model.keras`` (Keras), the detector spec's ``provenance.weights``
-  (ultralytics ``best.pt`` committed with its training record; else ``artifacts/detector/run/weights/best.pt``),
-  and float TFLite files made from them (:func:`float_tflite_paths`, made by
-  ``python -m benchmarks.export_float`` in the checkout).
-* Real data in ``../shared/data``: the classifier's validation split (``training/runs/classifier/split.json``,
-  HAM10000) and the detector's held-out PH2 half (``training/runs/detector/ph2_split.json``).
+* the data folder (``--data``: ``ph2/``, ``ham10000/``, ``isic2018_task1/``, ``isic_ground_truth/``) with the
+  classifier's validation split (``--classifier-split``) and the detector's held-out PH2 half
+  (``--detector-split``);
+* the float baselines: the Keras classifier (``--float-classifier``) and the ultralytics detector weights
+  (``--float-detector``) the INT8 models were exported from, and the float TFLite files made from them
+  (``--float-dir``, :func:`float_tflite_paths`);
+* other trained backbones (``--trained-dir``), a GPU run's stored float results (``--gpu-baseline``) and the
+  per-device reference results (``--reference-dir``).
+
+The package knows no source checkout: ``python -m benchmarks.report`` in one passes the checkout's paths.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-def _find_checkout() -> Path | None:
-    """The edgeskin source checkout the report reads training artifacts and data from, or None."""
-    named = os.environ.get("EDGESKIN_CHECKOUT")
-    candidates = [Path(named)] if named else [Path(__file__).resolve().parents[2], Path.cwd()]
-    for folder in candidates:
-        if (folder / "pyproject.toml").is_file() and (folder / "edgeskin").is_dir() and (folder / "training").is_dir():
-            return folder.resolve()
-    return None
-
-
-CHECKOUT = _find_checkout()
-# Without a checkout the paths below point into a folder that does not exist, so every lookup reports its
-# file as missing (with the reason, see require_file) and nothing is written there.
-REPO_ROOT = CHECKOUT or Path(tempfile.gettempdir()) / "edgeskin-no-source-checkout"
-SHARED = (REPO_ROOT / ".." / "shared").resolve()
-PH2_DIR = SHARED / "data" / "ph2"
-HAM_DIR = SHARED / "data" / "ham10000"
-CLASSIFIER_RUN = REPO_ROOT / "artifacts" / "classifier"
-DETECTOR_WORK = REPO_ROOT / "artifacts" / "detector"
-BENCH_ARTIFACTS = REPO_ROOT / "artifacts" / "bench"
-KERAS_MODEL = CLASSIFIER_RUN / "model.keras"
-DETECTOR_WEIGHTS = DETECTOR_WORK / "run" / "weights" / "best.pt"
-# The splits are committed with the training records (training/runs/); a fresh training run's copy under
-# artifacts/ wins when there is one.
-PH2_SPLIT = next(
-    (p for p in (DETECTOR_WORK / "dataset" / "ph2_split.json", REPO_ROOT / "training/runs/detector/ph2_split.json")
-     if p.is_file()),
-    DETECTOR_WORK / "dataset" / "ph2_split.json",
-)  # fmt: skip
-CLASSIFIER_SPLIT = next(
-    (p for p in (CLASSIFIER_RUN / "split.json", REPO_ROOT / "training/runs/classifier/split.json") if p.is_file()),
-    CLASSIFIER_RUN / "split.json",
-)
 SEED = 0
 # A timing job during which other processes used more than this many cores on average is run again.
 CONTENDED_CORES = 0.1
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Where the report finds what it measures with; None: not given (the rows that need it say so).
+
+    Attributes:
+        data: The data folder: ``ph2/`` (images, masks), ``ham10000/`` (metadata, images),
+            ``isic2018_task1/images`` and ``isic_ground_truth/`` (a multi-source split's ISIC 2017 images).
+        classifier_split: The classifier's ``split.json`` (its ``val`` images are scored).
+        detector_split: The detector's ``ph2_split.json`` (its ``val`` PH2 images are scored).
+        float_classifier: The float Keras classifier (``.keras``) the INT8 classifier was exported from.
+        float_detector: The float ultralytics weights (``best.pt``) the INT8 detector was exported from.
+        float_dir: Float TFLite companions of the INT8 models (``<stem>-float32.tflite``, ...) and ``peers/``.
+        trained_dir: A folder searched for other backbones' trained ``.keras`` (their run's ``config.json``).
+        gpu_baseline: A GPU run's stored float results (``float-baseline.json``).
+        reference_dir: The per-device reference results (``<device>.json`` of ``edgeskin bench``).
+        work: Job logs and ultralytics' settings (default: a temporary folder).
+    """
+
+    data: Path | None = None
+    classifier_split: Path | None = None
+    detector_split: Path | None = None
+    float_classifier: Path | None = None
+    float_detector: Path | None = None
+    float_dir: Path | None = None
+    trained_dir: Path | None = None
+    gpu_baseline: Path | None = None
+    reference_dir: Path | None = None
+    work: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ReportInputs:
+        """The inputs parsed by :func:`add_input_arguments` (absolute paths)."""
+        return cls(**{f.name: _absolute(getattr(args, f.name, None)) for f in fields(cls)})
+
+    def argv(self) -> list[str]:
+        """The options that give these inputs to a job (the inverse of :meth:`from_args`)."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out += [_option(f.name), str(value)]
+        return out
+
+    def need(self, name: str, what: str) -> Path:
+        """The input ``name`` when it was given, else :class:`Missing` naming its option."""
+        value = getattr(self, name)
+        if value is None:
+            raise Missing(f"{what}: not given ({_option(name)})")
+        return value
+
+    def data_folder(self, *parts: str) -> Path:
+        """A folder or file under :attr:`data` (:class:`Missing` when no data folder was given)."""
+        return self.need("data", "the data folder").joinpath(*parts)
+
+    def work_dir(self, name: str) -> Path:
+        """``work/<name>`` (made), or a new temporary folder when no work folder was given."""
+        if self.work is None:
+            return Path(tempfile.mkdtemp(prefix=f"edgeskin-report-{name}-"))
+        folder = self.work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+INPUT_HELP = {
+    "data": "data folder (ph2/, ham10000/, isic2018_task1/, isic_ground_truth/): the rows on real images",
+    "classifier_split": "the classifier's split.json (its 'val' images are scored)",
+    "detector_split": "the detector's ph2_split.json (its 'val' PH2 images are scored)",
+    "float_classifier": "the float .keras the INT8 classifier was exported from (float rows, CAM fidelity)",
+    "float_detector": "the float best.pt the INT8 detector was exported from (float rows, peers)",
+    "float_dir": "folder of the float TFLite companions (<model>-float32.tflite, ...) and peers/",
+    "trained_dir": "folder searched for other backbones' trained .keras (their run's config.json)",
+    "gpu_baseline": "a GPU run's stored float results (float-baseline.json)",
+    "reference_dir": "folder of the per-device reference results (<device>.json of edgeskin bench)",
+    "work": "folder for job logs and ultralytics settings (default: a temporary folder)",
+}
+
+
+def add_input_arguments(parser: argparse.ArgumentParser | Any) -> None:
+    """One option per :class:`ReportInputs` field (``--data``, ``--classifier-split``, ...), all optional."""
+    for f in fields(ReportInputs):
+        parser.add_argument(_option(f.name), dest=f.name, metavar="PATH", help=INPUT_HELP[f.name])
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _absolute(value: str | Path | None) -> Path | None:
+    return None if value in (None, "") else Path(value).resolve()
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies under it (what a report shows), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 class Missing(Exception):
@@ -79,48 +147,37 @@ def models() -> tuple[Path, Path]:
         raise Missing(str(exc)) from None
 
 
-def keras_baseline(classifier_int8: Path | None = None) -> Path:
-    """The float Keras model the INT8 classifier was exported from.
+def keras_baseline(inputs: ReportInputs, classifier_int8: Path | None = None) -> Path:
+    """The float Keras model the INT8 classifier was exported from (``inputs.float_classifier``).
 
-    The spec's ``provenance.checkpoint`` (a file in ``artifacts/classifier``, e.g. ``model.keras``), else
-    ``artifacts/classifier/model.keras``. A checkpoint written after the INT8 export is not its source: then
-    :class:`Missing` says so instead of comparing two different models.
+    A model written after the INT8 export is not its source: then :class:`Missing` says so instead of comparing
+    two different models.
     """
     classifier_int8 = classifier_int8 or models()[0]
-    spec = json.loads(classifier_int8.with_suffix(".json").read_text())
-    name = (spec.get("provenance") or {}).get("checkpoint") or "model.keras"
-    path = Path(name) if Path(name).is_absolute() else CLASSIFIER_RUN / Path(name).name
+    path = inputs.need("float_classifier", "the float Keras classifier (the INT8 model's provenance.checkpoint)")
     what = "the float Keras classifier (the INT8 model's provenance.checkpoint)"
     return _float_source(
         path, classifier_int8, what, "re-export the classifier, or restore the checkpoint it came from"
     )
 
 
-def detector_baseline(detector_int8: Path | None = None) -> Path:
-    """The float ultralytics weights the INT8 detector was exported from.
+def detector_baseline(inputs: ReportInputs, detector_int8: Path | None = None) -> Path:
+    """The float ultralytics weights the INT8 detector was exported from (``inputs.float_detector``).
 
-    The spec's ``provenance.weights`` (committed with its training record, a path in the checkout), checked
-    against ``provenance.weights_sha256``; else ``artifacts/detector/run/weights/best.pt``, which must not be
+    Checked against the spec's ``provenance.weights_sha256`` when it has one; otherwise the weights must not be
     newer than the INT8 export. Raises :class:`Missing` when they are absent or are not the INT8 model's source.
     """
     detector_int8 = detector_int8 or models()[1]
     spec = json.loads(detector_int8.with_suffix(".json").read_text())
-    provenance = spec.get("provenance") or {}
-    if not provenance.get("weights"):
-        return _float_source(
-            DETECTOR_WEIGHTS, detector_int8, "the float detector weights (best.pt)", "re-export the detector"
-        )
-    path = require_file(
-        REPO_ROOT / provenance["weights"], "the float detector weights (the INT8 model's provenance.weights)"
-    )
-    expected = provenance.get("weights_sha256")
-    if expected:
-        from edgeskin.runtime.spec import sha256_file
+    expected = (spec.get("provenance") or {}).get("weights_sha256")
+    what = "the float detector weights (the INT8 model's provenance.weights)"
+    if not expected:
+        return _float_source(inputs.need("float_detector", what), detector_int8, what, "re-export the detector")
+    path = require_file(inputs.need("float_detector", what), what)
+    from edgeskin.runtime.spec import sha256_file
 
-        if sha256_file(path) != expected:
-            raise Missing(
-                f"{path} does not match the sha256 in {detector_int8.name}'s spec, so it is not its float source"
-            )
+    if sha256_file(path) != expected:
+        raise Missing(f"{path} does not match the sha256 in {detector_int8.name}'s spec, so it is not its float source")
     return path
 
 
@@ -135,11 +192,8 @@ def _float_source(path: Path, int8: Path, what: str, remedy: str) -> Path:
 
 
 def require_file(path: Path, what: str) -> Path:
+    """``path`` when it is a file, else :class:`Missing` saying what was not found where."""
     if not Path(path).is_file():
-        if CHECKOUT is None:
-            raise Missing(
-                f"{what}: comes from an edgeskin source checkout, none found (run in one or set EDGESKIN_CHECKOUT)"
-            )
         raise Missing(f"{what} not found at {path}")
     return Path(path)
 
@@ -154,25 +208,27 @@ class Ph2Frame:
     gt_box: np.ndarray | None  # tight box of the expert mask, frame pixels, xyxy
 
 
-def ph2_validation(limit: int | None = None) -> list[Ph2Frame]:
+def ph2_validation(inputs: ReportInputs, limit: int | None = None) -> list[Ph2Frame]:
     """The detector's held-out PH2 images (never trained on) with their ground-truth boxes."""
     import cv2
 
     from edgeskin.core.boxes import mask_to_box
 
-    split = json.loads(require_file(PH2_SPLIT, "the detector's PH2 split (ph2_split.json)").read_text())
+    split_file = inputs.need("detector_split", "the detector's PH2 split (ph2_split.json)")
+    split = json.loads(require_file(split_file, "the detector's PH2 split (ph2_split.json)").read_text())
+    ph2 = inputs.data_folder("ph2")
     ids = sorted(split["val"])[:limit]
     frames = []
     for image_id in ids:
-        path = require_file(PH2_DIR / "images" / f"{image_id}.jpg", "PH2 image")
-        mask = cv2.imread(str(PH2_DIR / "masks" / f"{image_id}_segmentation.png"), cv2.IMREAD_GRAYSCALE)
+        path = require_file(ph2 / "images" / f"{image_id}.jpg", "PH2 image")
+        mask = cv2.imread(str(ph2 / "masks" / f"{image_id}_segmentation.png"), cv2.IMREAD_GRAYSCALE)
         frames.append(Ph2Frame(image_id, path, None if mask is None else mask_to_box(mask)))
     return frames
 
 
-def ph2_images(count: int) -> list[Path]:
+def ph2_images(inputs: ReportInputs, count: int) -> list[Path]:
     """``count`` PH2 frames (validation half first), in a fixed order."""
-    return [frame.path for frame in ph2_validation()[:count]]
+    return [frame.path for frame in ph2_validation(inputs)[:count]]
 
 
 # -- HAM10000 validation -----------------------------------------------------------------------------
@@ -185,7 +241,7 @@ class HamValidation:
     labels: np.ndarray  # dx indices into edgeskin.labels.DX_CLASSES (the 7-dx view)
 
 
-def ham_validation(limit: int | None = None, seed: int = SEED) -> HamValidation:
+def ham_validation(inputs: ReportInputs, limit: int | None = None, seed: int = SEED) -> HamValidation:
     """The classifier's internal validation split (``split.json``'s ``val``), optionally a seeded subset.
 
     A multi-source split (one with a ``source_holdout``: HAM10000 and the ISIC 2017 images) is read through
@@ -194,16 +250,18 @@ def ham_validation(limit: int | None = None, seed: int = SEED) -> HamValidation:
     """
     from edgeskin.datasets import apply_split, load_ham10000, load_multisource
 
-    split = json.loads(require_file(CLASSIFIER_SPLIT, "the classifier's split (split.json)").read_text())
-    metadata = require_file(HAM_DIR / "HAM10000_metadata.csv", "HAM10000 metadata")
+    split_file = inputs.need("classifier_split", "the classifier's split (split.json)")
+    split = json.loads(require_file(split_file, "the classifier's split (split.json)").read_text())
+    ham = inputs.data_folder("ham10000")
+    metadata = require_file(ham / "HAM10000_metadata.csv", "HAM10000 metadata")
     if "source_holdout" in split:
-        isic_images, truth = SHARED / "data" / "isic2018_task1" / "images", SHARED / "data" / "isic_ground_truth"
+        isic_images, truth = inputs.data_folder("isic2018_task1", "images"), inputs.data_folder("isic_ground_truth")
         require_file(truth / "ISIC_2019_Training_GroundTruth.csv", "the ISIC 2019 ground truth")
         if not isic_images.is_dir():
             raise Missing(f"the ISIC 2017/2018 images not found at {isic_images}")
-        data = load_multisource(metadata, HAM_DIR / "images", isic_images, truth)
+        data = load_multisource(metadata, ham / "images", isic_images, truth)
     else:
-        data = load_ham10000(metadata, HAM_DIR / "images")
+        data = load_ham10000(metadata, ham / "images")
     val = apply_split(data, split, "val")
     labels = val.dx7_labels()
     index = np.arange(len(val))
@@ -235,15 +293,17 @@ def model_input_pixels(paths: Sequence[Path], size: int, profile: Any) -> np.nda
 # -- float TFLite companions -------------------------------------------------------------------------
 
 
-def float_tflite_paths(classifier_int8: Path, detector_int8: Path) -> dict[str, Path]:
-    """Float TFLite versions of the edge models that exist (made by ``benchmarks/export_float.py``)."""
-    found = {}
+def float_tflite_paths(inputs: ReportInputs, classifier_int8: Path, detector_int8: Path) -> dict[str, Path]:
+    """Float TFLite versions of the edge models found in ``inputs.float_dir`` (none when it was not given)."""
+    found: dict[str, Path] = {}
+    if inputs.float_dir is None:
+        return found
     for key, int8, variants in (
         ("classifier", classifier_int8, ("float32", "float16")),
         ("detector", detector_int8, ("float32", "float16")),
     ):
         for variant in variants:
-            path = BENCH_ARTIFACTS / f"{int8.stem}-{variant}.tflite"
+            path = inputs.float_dir / f"{int8.stem}-{variant}.tflite"
             if path.is_file() and path.with_suffix(".json").is_file():
                 found[f"{key}-{variant}"] = path
     return found
@@ -256,14 +316,14 @@ def ultralytics_imgsz(input_size: Sequence[int]) -> int | list[int]:
     return height if height == width else [height, width]
 
 
-def set_offline_ultralytics() -> None:
-    """No network for ultralytics (call before importing it), and torchvision's NMS on a CPU-only torch.
+def set_offline_ultralytics(inputs: ReportInputs) -> None:
+    """No network for ultralytics (call before importing it), its settings in ``inputs``' work folder (else a
+    temporary one), and torchvision's NMS on a CPU-only torch.
 
     Needs the ``[train]`` extra (torch, ultralytics); says so with :class:`Missing` when it is absent.
     """
     require_extra(("torch", "torchvision", "ultralytics"))
-    config_dir = DETECTOR_WORK / "yolo_config" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-yolo-"))
-    config_dir.mkdir(parents=True, exist_ok=True)
+    config_dir = inputs.work_dir("yolo_config")
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))

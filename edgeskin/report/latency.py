@@ -28,6 +28,8 @@ import numpy as np
 
 from edgeskin.report.common import (
     Missing,
+    ReportInputs,
+    add_input_arguments,
     detector_baseline,
     emit_json,
     ham_validation,
@@ -70,26 +72,32 @@ def _summary(samples: list[float], size_path: Path | None, **extra: Any) -> dict
     }
 
 
-def _ham_images(count: int) -> list[np.ndarray]:
+def _ham_images(given: ReportInputs, count: int) -> list[np.ndarray]:
     from edgeskin.image import read_image
 
-    return [read_image(p) for p in ham_validation(limit=count).paths]
+    return [read_image(p) for p in ham_validation(given, limit=count).paths]
 
 
-def _ph2_frames(count: int) -> list[np.ndarray]:
+def _ph2_frames(given: ReportInputs, count: int) -> list[np.ndarray]:
     from edgeskin.image import read_image
 
-    return [read_image(f.path) for f in ph2_validation(limit=count)]
+    return [read_image(f.path) for f in ph2_validation(given, limit=count)]
 
 
-def job_pipeline(threads: int, runs: int, size: str | None = None, **_: Any) -> dict[str, Any]:
+# The pipeline's frame: PH2 IMD002 from the data folder (the frame of the acceptance figures), else synthetic.
+PIPELINE_FRAME = ("ph2", "images", "IMD002.jpg")
+
+
+def job_pipeline(given: ReportInputs, threads: int, runs: int, size: str | None = None, **_: Any) -> dict[str, Any]:
     from edgeskin.bench import FRAME_SIZE, run_quick_suite
 
     frame_size = FRAME_SIZE
     if size:
         width, height = (int(v) for v in size.lower().split("x"))
         frame_size = (height, width)
-    return run_quick_suite(threads=threads, runs=runs, warmup=10, size=frame_size)
+    frame = given.data.joinpath(*PIPELINE_FRAME) if given.data is not None else None
+    image = frame if frame is not None and frame.is_file() else None
+    return run_quick_suite(threads=threads, runs=runs, warmup=10, size=frame_size, image=image)
 
 
 def _time_edge_task(
@@ -116,13 +124,13 @@ def _time_edge_task(
 
 
 def job_classifier_tflite(
-    threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
+    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
     from edgeskin.tasks.classifier import Classifier
 
     path = Path(model) if model else models()[0]
     return _time_edge_task(
-        Classifier, "classify_with_features", path, _ham_images(images), threads, runs,
+        Classifier, "classify_with_features", path, _ham_images(given, images), threads, runs,
         "Classifier.classify_with_features on a decoded HAM10000 image: resize, profile, quantize, invoke, "
         "dequantize, softmax",
     )  # fmt: skip
@@ -141,7 +149,7 @@ def set_keras_threads(backend: str, threads: int) -> None:
 
 
 def job_classifier_keras(
-    threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
+    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     require_extra(keras_backend_modules())
@@ -151,20 +159,20 @@ def job_classifier_keras(
     from edgeskin.core.geometry import resize_to_input
     from edgeskin.runtime.spec import load_spec
 
-    path = Path(model) if model else keras_baseline()
+    path = Path(model) if model else keras_baseline(given)
     classifier_path = models()[0]
     spec = load_spec(classifier_path.with_suffix(".json"))
     profile = spec.preprocessing_profile()
     net = keras.models.load_model(path, compile=False)
     size = tuple(spec.input.size)
-    inputs = _ham_images(images)
+    frames = _ham_images(given, images)
 
     def call(image: np.ndarray) -> None:
         resized, _ = resize_to_input(image, size, "stretch")
         pixels = profile.apply(resized) if profile is not None else resized
         net.predict_on_batch(pixels[np.newaxis].astype(np.float32))
 
-    samples = _timed(call, inputs, runs, warmup=10)
+    samples = _timed(call, frames, runs, warmup=10)
     return _summary(
         samples,
         path,
@@ -178,31 +186,33 @@ def job_classifier_keras(
 
 
 def job_detector_tflite(
-    threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
+    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
 ) -> dict[str, Any]:
     from edgeskin.tasks.detector import Detector
 
     path = Path(model) if model else models()[1]
     return _time_edge_task(
-        Detector, "detect", path, _ph2_frames(images), threads, runs,
+        Detector, "detect", path, _ph2_frames(given, images), threads, runs,
         "Detector.detect on a decoded PH2 frame: letterbox, quantize, invoke, decode, NMS",
     )  # fmt: skip
 
 
-def job_detector_torch(threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any) -> dict[str, Any]:
+def job_detector_torch(
+    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
+) -> dict[str, Any]:
     from edgeskin.report.common import set_offline_ultralytics
 
-    set_offline_ultralytics()
+    set_offline_ultralytics(given)
     import torch
     from ultralytics import YOLO
 
     torch.set_num_threads(threads)
     from edgeskin.runtime.spec import load_spec
 
-    path = Path(model) if model else detector_baseline()
+    path = Path(model) if model else detector_baseline(given)
     spec = load_spec(models()[1].with_suffix(".json"))
     yolo = YOLO(str(path), task="detect")
-    inputs = [np.ascontiguousarray(f[..., ::-1]) for f in _ph2_frames(images)]  # ultralytics takes BGR arrays
+    frames = [np.ascontiguousarray(f[..., ::-1]) for f in _ph2_frames(given, images)]  # ultralytics takes BGR
     thresholds = spec.thresholds
     options = dict(
         imgsz=ultralytics_imgsz(spec.input.size),
@@ -211,7 +221,7 @@ def job_detector_torch(threads: int, runs: int, model: str | None = None, images
         device="cpu",
         verbose=False,
     )
-    samples = _timed(lambda frame: yolo.predict(frame, **options), inputs, runs, warmup=5)
+    samples = _timed(lambda frame: yolo.predict(frame, **options), frames, runs, warmup=5)
     device = f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU (no GPU available)"
     return _summary(
         samples,
@@ -242,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model file (default: the shipped / baseline one)")
     parser.add_argument("--size", help="pipeline: frame size WxH (default 768x576)")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = JOB_FUNCTIONS[args.job](
-            threads=args.threads, runs=args.runs, model=args.model, images=args.images, size=args.size
-        )
+            ReportInputs.from_args(args),
+            threads=args.threads, runs=args.runs, model=args.model, images=args.images, size=args.size,
+        )  # fmt: skip
     except Missing as exc:
         result = {"missing": str(exc)}
     result = {"job": args.job, **result}

@@ -20,7 +20,7 @@ Two ultralytics variants are timed:
 Ultralytics' TFLite backend decodes only the one-output ``[1, 4 + nc, N]`` form (spec ``layout: "yolo"``). When
 the shipped detector ends before the box decoding (``layout: "yolo_dfl"``), both sides run an export of the
 same weights (the same ``provenance.weights_sha256``) with the decoding in the graph, found in
-:data:`PEER_MODELS` (``python -m convert.export_detector --decode graph --out artifacts/bench/peers ...``).
+the ``peers/`` folder of ``--float-dir`` (``python -m convert.export_detector --decode graph --out <that folder>``).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import numpy as np
 
 from edgeskin.core.boxes import pair_iou
 from edgeskin.report.common import (
-    BENCH_ARTIFACTS,
-    REPO_ROOT,
     Missing,
+    ReportInputs,
+    add_input_arguments,
+    display_path,
     emit_json,
     models,
     ph2_validation,
@@ -46,19 +47,23 @@ from edgeskin.report.common import (
     ultralytics_imgsz,
 )
 
-PEER_MODELS = BENCH_ARTIFACTS / "peers"
 
-
-def peer_model(detector: Path, folder: Path = PEER_MODELS) -> Path:
+def peer_model(detector: Path, folder: Path | None) -> Path:
     """The INT8 detector both sides run: ``detector`` itself when ultralytics can decode its output, else an
     export of the same weights with the box decoding in the graph from ``folder``.
 
     Raises:
-        Missing: ``detector`` is a ``yolo_dfl`` model and ``folder`` has no ``yolo`` export of its weights.
+        Missing: ``detector`` is a ``yolo_dfl`` model and ``folder`` (None: not given) has no ``yolo`` export of
+            its weights.
     """
     spec = json.loads(detector.with_suffix(".json").read_text())
     if spec.get("layout", "yolo") != "yolo_dfl":
         return detector
+    if folder is None:
+        raise Missing(
+            f"{detector.name} ends before the box decoding (layout yolo_dfl), which ultralytics' TFLite backend "
+            "cannot decode: an export of its weights with the decoding in the graph is needed (--float-dir, peers/)"
+        )
     provenance = spec.get("provenance") or {}
     sha = provenance.get("weights_sha256")
     for candidate in sorted(folder.glob("*.json")) if sha else ():
@@ -72,7 +77,7 @@ def peer_model(detector: Path, folder: Path = PEER_MODELS) -> Path:
     raise Missing(
         f"{detector.name} ends before the box decoding (layout yolo_dfl), which ultralytics' TFLite backend cannot "
         f"decode, and {folder} holds no export of its weights ({str(sha)[:12]}) with the decoding in the graph: "
-        f"python -m convert.export_detector --weights {weights}{imgsz} --decode graph --out {folder} --models-dir ''"
+        f"python -m convert.export_detector --weights {weights}{imgsz} --decode graph --out {folder}"
     )
 
 
@@ -82,9 +87,9 @@ def _top_box(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
     return np.asarray(boxes[int(np.argmax(scores))], np.float32)
 
 
-def _ultralytics_model(path: Path, threads: int | None) -> Any:
+def _ultralytics_model(given: ReportInputs, path: Path, threads: int | None) -> Any:
     """``YOLO(path)``; its LiteRT interpreter gets ``threads`` (None: ultralytics' own default)."""
-    set_offline_ultralytics()
+    set_offline_ultralytics(given)
     import ultralytics.nn.backends.litert as litert
     import ultralytics.utils
     from ultralytics import YOLO
@@ -94,15 +99,17 @@ def _ultralytics_model(path: Path, threads: int | None) -> Any:
     return YOLO(str(path), task="detect")
 
 
-def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path: Path | None = None) -> dict[str, Any]:
+def run_peers(
+    given: ReportInputs, threads: int = 2, runs: int = 100, images: int = 20, detector_path: Path | None = None
+) -> dict[str, Any]:
     """Time our Detector and ultralytics' predict on the same INT8 model and frames; see the module docstring."""
     from edgeskin.bench import peak_rss_mb, percentiles
     from edgeskin.image import read_image
     from edgeskin.tasks.detector import Detector
 
     shipped = models()[1]
-    path = detector_path or peer_model(shipped)
-    frames = [read_image(f.path) for f in ph2_validation(limit=images)]
+    path = detector_path or peer_model(shipped, given.float_dir / "peers" if given.float_dir else None)
+    frames = [read_image(f.path) for f in ph2_validation(given, limit=images)]
     bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
     ours = Detector.from_model(path, threads=threads)
     options = dict(
@@ -121,7 +128,7 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
     if default_threads != threads:
         variants.append(("adapted_default_threads", True, None))
     for variant, adapt, variant_threads in variants:
-        yolo = _ultralytics_model(path, variant_threads)
+        yolo = _ultralytics_model(given, path, variant_threads)
         yolo.predict(bgr[0], **options)  # builds the predictor and its backend
         backend = yolo.predictor.model.backend
         if adapt:
@@ -170,7 +177,7 @@ def run_peers(threads: int = 2, runs: int = 100, images: int = 20, detector_path
             {
                 "model_note": f"not the shipped {shipped.name} (box decoding outside the model, which ultralytics "
                 f"cannot decode) but an export of its weights with the decoding in the graph: "
-                f"{path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
+                f"{display_path(path)}"
             }
             if detector_path is None and path != shipped
             else {}
@@ -215,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--model", help="detector .tflite (default: the shipped one)")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        result = run_peers(args.threads, args.runs, args.images, Path(args.model) if args.model else None)
+        given = ReportInputs.from_args(args)
+        result = run_peers(given, args.threads, args.runs, args.images, Path(args.model) if args.model else None)
     except Missing as exc:
         result = {"missing": str(exc)}
     return emit_json(result, args.out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeskin.report.common import CONTENDED_CORES, REPO_ROOT
+from edgeskin.report.common import CONTENDED_CORES, display_path
 
 TARGETS = {
     "end_to_end_p50_ms": 15.0,
@@ -310,33 +310,59 @@ def _header_section(results: dict[str, Any]) -> list[str]:
 
 
 def _contention_line(results: dict[str, Any]) -> list[str]:
-    """One bullet: which timing jobs were re-run because other processes used the CPU."""
-    lines: list[str] = []
+    """One bullet: which timing jobs were re-run, why (other processes, or a busy host), and which stayed so."""
     timed_jobs = {**results.get("latency", {}), "peers": results.get("peers", {})}
-    reruns = {
-        k: len(v["contention_attempts"]) - 1
-        for k, v in timed_jobs.items()
-        if len(v.get("contention_attempts") or []) > 1
-    }
+    reruns = {k: _rerun_counts(v) for k, v in timed_jobs.items() if len(v.get("contention_attempts") or []) > 1}
     still = {
-        k: v["other_processes_cpu"]["average_cores"]
+        k: f"{v['other_processes_cpu']['average_cores']} cores used by others"
         for k, v in timed_jobs.items()
         if (v.get("other_processes_cpu") or {}).get("average_cores", 0.0) > CONTENDED_CORES
     }
-    checked = any("contention_attempts" in v for v in timed_jobs.values())
-    lines.append(
-        "- **Contention check**: not recorded in this run."
-        if not checked
-        else f"- **Contention check**: a timing job during which other processes used more than {CONTENDED_CORES} "
-        "of a core on average is run again (at most twice; all attempts in report.json). "
-        + (f"Re-run: {', '.join(f'{k} ({n}x)' for k, n in reruns.items())}. " if reruns else "No job needed a re-run. ")
-        + (
-            f"**Still contended after the re-runs** (cores used by others): {', '.join(f'{k} {c}' for k, c in still.items())}."
-            if still
-            else "Every timing job used here ran without contention above that level."
-        ),
+    for k, v in timed_jobs.items():
+        noise = v.get("host_noise") or {}
+        final = noise.get("quiet") if "host_level" in noise else (v.get("host_quiet_attempts") or [None])[-1]
+        if final is False and k not in still:
+            spread = max((v.get("host_noise") or {}).get("invoke_p50_over_min", {}).values(), default=None)
+            still[k] = f"host busy (invoke spread {spread})"
+    if not any("contention_attempts" in v for v in timed_jobs.values()):
+        return ["- **Contention check**: not recorded in this run."]
+    # The host's level only falls as the run goes on: the last job's verdict used the lowest.
+    judged = min(
+        (v["host_noise"] for v in timed_jobs.values() if "host_level" in (v.get("host_noise") or {})),
+        key=lambda noise: noise["host_level"],
+        default=None,
     )
-    return lines
+    host = (
+        f"or whose bare invokes' p50 / fastest call exceeded this host's quiet level ({judged['host_level']}, the "
+        f"lowest of this run's jobs) by more than {round(100 * (judged['limit'] / judged['host_level'] - 1))}% "
+        if judged
+        else ""
+    )
+    return [
+        f"- **Contention check**: a timing job during which other processes used more than {CONTENDED_CORES} "
+        f"of a core on average {host}is run again ({_at_most(results)}; all attempts in report.json). "
+        + (f"Re-run: {', '.join(f'{k} ({n})' for k, n in reruns.items())}. " if reruns else "No job needed a re-run. ")
+        + (
+            f"**Still disturbed after the re-runs**: {', '.join(f'{k} ({why})' for k, why in still.items())}."
+            if still
+            else "Every timing job used here ran undisturbed by that measure."
+        )
+    ]
+
+
+def _at_most(results: dict[str, Any]) -> str:
+    """How many re-runs the run allowed (reports before 2026-12-07 did not record it: they allowed two)."""
+    retries = results.get("settings", {}).get("retries", 2)
+    return {0: "not at all: --retries 0", 1: "at most once", 2: "at most twice"}.get(
+        retries, f"at most {retries} times"
+    )
+
+
+def _rerun_counts(job: dict[str, Any]) -> str:
+    """``2x: busy, contended``: how often a job was re-run, and why each time (reasons recorded since 2026-12-07)."""
+    count = len(job["contention_attempts"]) - 1
+    reasons = job.get("rerun_reasons")
+    return f"{count}x" + (f": {', '.join(reasons)}" if reasons else "")
 
 
 def _acceptance_section(results: dict[str, Any]) -> list[str]:
@@ -654,29 +680,35 @@ def _cam_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _closing_sections(results: dict[str, Any]) -> list[str]:
-    """Per-device references, what is missing and why, and how to reproduce."""
-    lines: list[str] = []
-    accuracy = results.get("accuracy", {})
-    float_device = _float_device(results)
-    reference_dir = REPO_ROOT / "benchmarks" / "reference"
+def _reference_lines(reference_dir: Path | None) -> tuple[list[str], list[str]]:
+    """The per-device reference section, and the devices whose results are absent."""
+    if reference_dir is None:
+        return ["## Per-device reference results", "", "No reference folder was given (--reference-dir).", ""], []
+    shown = display_path(reference_dir)
     present = sorted(p.stem for p in reference_dir.glob("*.json"))
-    lines += [
+    absent = [d for d in DEVICES_TO_FILL if d not in present]
+    return [
         "## Per-device reference results",
         "",
-        f"`benchmarks/reference/<device>.json` (the JSON of `edgeskin bench`): present here: {', '.join(present) or 'none'}. "
-        f"Not measured (no such device here): {', '.join(d for d in DEVICES_TO_FILL if d not in present)}. On the device:",
+        f"`{shown}/<device>.json` (the JSON of `edgeskin bench`): present here: {', '.join(present) or 'none'}. "
+        f"Not measured (no such device here): {', '.join(absent)}. On the device, with PH2's `IMD002.jpg` (the "
+        "frame of every reference file):",
         "",
         "```sh",
         "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
-        "edgeskin bench --threads 4 --json benchmarks/reference/$(edgeskin bench --device-id).json",
+        f"edgeskin bench --threads 4 --image IMD002.jpg --json {shown}/$(edgeskin bench --device-id).json",
         "```",
         "",
-        "## What is missing, and why",
-        "",
-    ]
+    ], absent
+
+
+def _closing_sections(results: dict[str, Any], reference_dir: Path | None) -> list[str]:
+    """Per-device references, what is missing and why, and how to reproduce."""
+    accuracy = results.get("accuracy", {})
+    float_device = _float_device(results)
+    lines, absent = _reference_lines(reference_dir)
+    lines += ["## What is missing, and why", ""]
     missing = missing_items(results)
-    absent = [d for d in DEVICES_TO_FILL if d not in present]
     if absent:
         missing.append(
             f"reference results for {', '.join(absent)}: no such device here; the command above fills them in on the device"
@@ -694,9 +726,9 @@ def _closing_sections(results: dict[str, Any]) -> list[str]:
         "## Reproduce",
         "",
         "```sh",
-        "edgeskin bench report --out docs/benchmarks          # this page (python -m benchmarks.report)",
-        "edgeskin bench --json out.json                       # the quick suite alone",
-        "pytest benchmarks [--full]                           # pytest-benchmark suites, JSON in artifacts/bench/",
+        f"{results['settings']['command'].strip()}   # this page",
+        "edgeskin bench --json out.json   # the quick suite alone",
+        "pytest benchmarks [--full]       # pytest-benchmark suites (in a source checkout)",
         "```",
         "",
         "Raw numbers of this run: [report.json](report.json).",
@@ -705,8 +737,9 @@ def _closing_sections(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> str:
-    """The report page from the raw ``results`` (report.json) and the plots written beside it."""
+def render_markdown(results: dict[str, Any], plots: dict[str, Path | None], reference_dir: Path | None = None) -> str:
+    """The report page from the raw ``results`` (report.json), the plots written beside it and the folder of the
+    per-device reference results (None: not given, the page says so)."""
     lines = _header_section(results)
     if "missing_models" in results:
         return "\n".join(lines + [f"**Nothing measured**: {results['missing_models']}", ""])
@@ -718,7 +751,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, Path | None]) -> s
         _pipeline_section(results, plots),
         _peers_section(results),
         _cam_section(results),
-        _closing_sections(results),
+        _closing_sections(results, reference_dir),
     ):
         lines += section
     return "\n".join(lines)

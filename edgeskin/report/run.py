@@ -15,11 +15,16 @@ then writes ``report.md``, ``report.json`` (every number, raw) and PNG plots int
 the page comes from this run; whatever could not be measured is listed with the reason. What each row needs:
 
 * the runtime alone (any install): the INT8 pipeline rows;
-* an edgeskin source checkout with ``../shared/data``: the per-model rows on real images and the accuracy;
-* ``[train]`` (TensorFlow/Keras, torch, ultralytics) and the float models under ``artifacts/``: the float rows,
-  the peers and the CAM fidelity; the float TFLite rows need ``python -m benchmarks.export_float`` first
-  (``python -m benchmarks.report`` in the checkout runs it, then this report);
+* the data folder and the validation splits (``--data``, ``--classifier-split``, ``--detector-split``): the
+  per-model rows on real images and the accuracy;
+* ``[train]`` (TensorFlow/Keras, torch, ultralytics) and the float models (``--float-classifier``,
+  ``--float-detector``): the float rows, the peers and the CAM fidelity; the float TFLite rows need their files
+  (``--float-dir``, made by ``python -m benchmarks.export_float`` in a source checkout);
 * ``[eval]`` (matplotlib): the plots.
+
+Every input is an option (:func:`edgeskin.report.common.add_input_arguments`); the package knows no checkout.
+``python -m benchmarks.report`` in a source checkout passes the checkout's paths and makes the float TFLite files
+first.
 
 A row that cannot be measured says which of these it lacked.
 
@@ -36,7 +41,7 @@ must be BASE's (the default then) and the Keras backend defaults to BASE's. When
 runs the page says which part was measured where, and warns where it sets rows of different machines side by
 side::
 
-    python -m edgeskin.report --from-json docs/benchmarks/report.json --refresh pipeline --out docs/benchmarks
+    python -m edgeskin.report --from-json REPORT/report.json --refresh pipeline --out REPORT
 """
 
 from __future__ import annotations
@@ -55,7 +60,15 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from edgeskin.report.common import BENCH_ARTIFACTS, CHECKOUT, CONTENDED_CORES, Missing, float_tflite_paths, models
+from edgeskin.report.common import (
+    CONTENDED_CORES,
+    Missing,
+    ReportInputs,
+    add_input_arguments,
+    display_path,
+    float_tflite_paths,
+    models,
+)
 from edgeskin.report.render import _ok, acceptance, render_markdown
 
 # --------------------------------------------------------------------------------------------------
@@ -70,18 +83,25 @@ class Runner:
     while the job ran (:func:`other_cpu_share`) goes into the result as ``other_processes_cpu``. A timing job
     during which others used more than ``CONTENDED_CORES`` of a core on average is run again, at most
     ``retries`` times; every attempt's share is kept (``contention_attempts``) and the last result is used.
-    A job whose result says its host was busy (``host_noise.quiet`` false, from :func:`edgeskin.bench.host_noise`:
-    its bare invokes ran well above their fastest call, which other virtual machines on a shared host cause
-    without showing in this machine's CPU counters) is run again in the same way.
+
+    A job that reports its bare invokes (``host_noise`` of :func:`edgeskin.bench.host_noise`: each model's invoke
+    p50 over its fastest call) is judged against this host's own quiet level, the lowest such spread any job of
+    this run measured here (:class:`HostCheck`): other virtual machines on a shared host slow the invokes without
+    showing in this machine's CPU counters, but how steady an idle host's invokes are differs between hosts, so no
+    fixed limit fits them all. A job whose spread is well above the host's level is run again in the same way; the
+    verdict replaces the job's own (``host_noise``, and its warning), so the page gives one verdict per job.
     """
 
     CONTENDED_CORES = CONTENDED_CORES
 
-    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str], retries: int = 2, job_args: Sequence[str] = ()) -> None:
         self.log_dir = log_dir
         self.env = env
         self.retries = retries
+        self.job_args = tuple(job_args)  # given to every job (the report's inputs)
         self.timings: dict[str, float] = {}
+        self.host = HostCheck()
+        self.judged: list[dict[str, Any]] = []  # the results judged by the host check, in order
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(
@@ -89,28 +109,45 @@ class Runner:
     ) -> dict[str, Any]:
         attempts: list[dict[str, float] | None] = []
         quiet: list[bool | None] = []
+        reasons: list[str] = []
         for attempt in range(1 + (self.retries if timed else 0)):
             before = cpu_seconds()
             result = self._once(name, module, args, env, attempt)
             share = other_cpu_share(before, cpu_seconds())
             attempts.append(share)
             contended = share is not None and share["average_cores"] > self.CONTENDED_CORES
+            if timed and "host_noise" in result:
+                result["host_noise"] = self.host.judge(result["host_noise"])
+                result["warnings"] = _host_warning_replaced(result.get("warnings"), result["host_noise"])
+                self.judged.append(result)
             quiet.append(result.get("host_noise", {}).get("quiet"))
             busy = quiet[-1] is False
             if not timed or "missing" in result or not (contended or busy):
                 break
+            reasons.append("contended" if contended else "busy")
+            if attempt == self.retries:
+                break
             why = (
                 f"other processes used {share['average_cores']} cores meanwhile"  # type: ignore[index]
                 if contended
-                else f"the host was busy (bare invoke p50 / fastest {result['host_noise']['invoke_p50_over_min']})"
+                else f"the host was busy (bare invoke p50 / fastest {result['host_noise']['invoke_p50_over_min']}, "
+                f"this host's quiet level {result['host_noise']['host_level']})"
             )
             print(f"  ({name}: {why}: again)", file=sys.stderr)
         if timed and "missing" not in result:
             result["other_processes_cpu"] = attempts[-1]
             result["contention_attempts"] = attempts
+            result["rerun_reasons"] = reasons[: len(attempts) - 1]
             if any(value is not None for value in quiet):
                 result["host_quiet_attempts"] = quiet
         return result
+
+    def rejudge(self) -> None:
+        """Judge every kept result again against the host's final level: a job run before a quieter one was measured
+        was judged against a higher level (it is not run again; its verdict and warning say what holds now)."""
+        for result in self.judged:
+            result["host_noise"] = self.host.judge(result["host_noise"], learn=False)
+            result["warnings"] = _host_warning_replaced(result.get("warnings"), result["host_noise"])
 
     def _once(
         self, name: str, module: str, args: tuple[str, ...], env: dict[str, str] | None, attempt: int
@@ -123,8 +160,7 @@ class Runner:
         try:
             with log.open("w") as handle:
                 code = subprocess.call(
-                    [sys.executable, "-m", module, *args, "--out", str(out)],
-                    cwd=CHECKOUT or self.log_dir,
+                    [sys.executable, "-m", module, *args, *self.job_args, "--out", str(out)],
                     env={**self.env, **(env or {})},
                     stdout=handle,
                     stderr=subprocess.STDOUT,
@@ -141,6 +177,53 @@ class Runner:
             out.unlink(missing_ok=True)
 
 
+# A job's bare invokes may spread this much above the host's own quiet level (the lowest spread measured here in
+# this run) and still be quiet: the spread of one idle host's runs (1.01-1.05 over the eleven quiet runs of the
+# reference host, benchmarks/reference/README.md) stays well inside it.
+HOST_NOISE_TOLERANCE = 1.05
+
+
+class HostCheck:
+    """This host's quiet level, learnt from the jobs it runs, and each job's verdict against it.
+
+    The level is the lowest bare-invoke spread (the larger of the models' p50 / fastest call) any job measured on
+    this host so far, so the first job defines it and is quiet; a later job is busy when its spread exceeds the
+    level by more than :data:`HOST_NOISE_TOLERANCE`.
+    """
+
+    def __init__(self, tolerance: float = HOST_NOISE_TOLERANCE) -> None:
+        self.tolerance = tolerance
+        self.level: float | None = None
+
+    def judge(self, noise: dict[str, Any], learn: bool = True) -> dict[str, Any]:
+        """``noise`` (a job's ``host_noise``) with ``limit``, ``quiet`` and ``host_level`` from this host's level
+        (``learn``: lowered first to this job's spread when that is lower)."""
+        spreads = noise.get("invoke_p50_over_min") or {}
+        if not spreads:
+            return noise
+        spread = max(spreads.values())
+        if learn or self.level is None:
+            self.level = spread if self.level is None else min(self.level, spread)
+        limit = round(self.level * self.tolerance, 4)
+        return {
+            **noise,
+            "limit": limit,
+            "quiet": spread <= limit,
+            "host_level": self.level,
+            "judged": f"against this host's quiet level {self.level} (the lowest spread of this run's jobs) "
+            f"x {self.tolerance}",
+        }
+
+
+def _host_warning_replaced(warnings: list[str] | None, noise: dict[str, Any]) -> list[str]:
+    """The job's warnings with its own host verdict (made against a fixed limit) replaced by ``noise``'s."""
+    from edgeskin.bench import host_noise_warning
+
+    kept = [w for w in warnings or [] if not w.startswith("the host was busy")]
+    verdict = host_noise_warning(noise)
+    return kept + ([verdict] if verdict else [])
+
+
 @dataclass(frozen=True)
 class Jobs:
     """What the jobs of one run share: the runner and the arguments every job is given."""
@@ -152,6 +235,7 @@ class Jobs:
     backend_args: tuple[str, ...]
     classifier: Path
     detector: Path
+    inputs: ReportInputs
 
 
 def _pipeline_jobs(jobs: Jobs) -> dict[str, Any]:
@@ -187,14 +271,15 @@ def _pipeline_jobs(jobs: Jobs) -> dict[str, Any]:
 def _model_jobs(jobs: Jobs) -> dict[str, Any]:
     """``models``: each model alone as INT8, float16 and float32 TFLite, the float Keras classifier and torch detector."""
     latency: dict[str, Any] = {}
-    floats = float_tflite_paths(jobs.classifier, jobs.detector)
+    floats = float_tflite_paths(jobs.inputs, jobs.classifier, jobs.detector)
     threads, runs = jobs.threads, jobs.runs
     for task, int8 in (("classifier", jobs.classifier), ("detector", jobs.detector)):
         for variant, path in (("int8", int8), ("float16", floats.get(f"{task}-float16")),
                               ("float32", floats.get(f"{task}-float32"))):  # fmt: skip
             name = f"{task}-{variant}"
             if path is None:
-                latency[name] = {"missing": f"no {variant} TFLite {task} (see export_float)"}
+                where = "--float-dir not given" if jobs.inputs.float_dir is None else "see export_float"
+                latency[name] = {"missing": f"no {variant} TFLite {task} ({where})"}
                 continue
             latency[name] = jobs.runner(
                 name, "edgeskin.report.latency", f"{task}-tflite", "--threads", threads, "--runs", runs,
@@ -299,9 +384,9 @@ def measure(
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.keras_backend:
         env["KERAS_BACKEND"] = args.keras_backend
-    # Job logs: beside the artifacts in a checkout; otherwise a temporary folder (nothing written where it runs).
-    log_dir = BENCH_ARTIFACTS / "logs" if CHECKOUT else Path(tempfile.mkdtemp(prefix="edgeskin-report-logs-"))
-    runner = Runner(log_dir, env, retries=args.retries)
+    given = ReportInputs.from_args(args)
+    # Job logs: in the work folder when one was given, else a temporary folder (nothing written where it runs).
+    runner = Runner(given.work_dir("logs"), env, retries=args.retries, job_args=given.argv())
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "device_id": device_id(),
@@ -311,8 +396,10 @@ def measure(
             "runs": args.runs,
             "full": args.full,
             "cam_images": args.cam_images,
+            "retries": args.retries,
             "keras_backend": args.keras_backend or env.get("KERAS_BACKEND", "tensorflow"),
             "command": " ".join([args.prog, *args.argv]),
+            "inputs": {key: display_path(value) for key, value in vars(given).items() if value is not None},
         },
     }
     results["load_average_at_start"] = _load_average()
@@ -329,7 +416,7 @@ def measure(
     if "models" in groups:
         results["export_float"] = export_float or {
             "missing": "float TFLite companions are made in the source checkout by python -m benchmarks.export_float "
-            "(python -m benchmarks.report runs it first); existing ones under artifacts/bench are used"
+            "(python -m benchmarks.report runs it first); existing ones in --float-dir are used"
         }
     jobs = Jobs(
         runner=runner,
@@ -339,10 +426,12 @@ def measure(
         backend_args=("--keras-backend", args.keras_backend) if args.keras_backend else (),
         classifier=classifier,
         detector=detector,
+        inputs=given,
     )
     for group in GROUPS:
         if group in groups:
             _place(results, group, STEPS[group](jobs))
+    runner.rejudge()
     results["load_average_at_end"] = _load_average()
     results["other_processes_cpu"] = other_cpu_share(cpu_start, cpu_seconds())
     results["other_busy_processes_at_end"] = busy_processes()
@@ -493,14 +582,18 @@ def _refresh_groups(parser: argparse.ArgumentParser, text: str) -> list[str]:
 
 
 def main(
-    argv: list[str] | None = None, prog: str = "python -m edgeskin.report", export_float: dict[str, Any] | None = None
+    argv: list[str] | None = None,
+    prog: str = "python -m edgeskin.report",
+    export_float: dict[str, Any] | None = None,
+    shown_argv: list[str] | None = None,
 ) -> int:
     """Measure (or ``--from-json``: re-render; with ``--refresh``: re-measure part of) and write the report.
 
-    ``export_float``: the checkout's float export.
+    ``export_float``: the checkout's float export. ``shown_argv``: the arguments the report records as its
+    command (default ``argv``; a wrapper that adds its defaults records what was typed).
     """
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/benchmarks", help="report folder (default docs/benchmarks)")
+    parser.add_argument("--out", required=True, help="report folder (report.md, report.json, plots)")
     parser.add_argument(
         "--threads", type=int, default=None, help="threads of the main comparisons (default 2; --refresh: BASE's)"
     )
@@ -528,6 +621,7 @@ def main(
         default=2,
         help="re-runs of a timing job that other processes disturbed or that found its host busy (default 2)",
     )
+    add_input_arguments(parser.add_argument_group("inputs (each optional: the rows that need one say so)"))
     args = parser.parse_args(argv)
     if args.retries < 0:
         parser.error(f"--retries: expected 0 or more, got {args.retries}")
@@ -549,7 +643,7 @@ def main(
             )
         args.threads = base["settings"]["threads"]
         args.keras_backend = args.keras_backend or base["settings"].get("keras_backend")
-    args.prog, args.argv = prog, list(sys.argv[1:] if argv is None else argv)
+    args.prog, args.argv = prog, list(shown_argv if shown_argv is not None else sys.argv[1:] if argv is None else argv)
     args.threads = args.threads or 2
     args.runs = args.runs or (300 if args.full else 100)
     args.cam_images = args.cam_images or (100000 if args.full else 300)
@@ -567,7 +661,7 @@ def main(
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(results, indent=1) + "\n")
     plots = write_plots(results, out)
-    (out / "report.md").write_text(render_markdown(results, plots))
+    (out / "report.md").write_text(render_markdown(results, plots, ReportInputs.from_args(args).reference_dir))
     print(
         f"wrote {out / 'report.md'}, report.json and {sum(p is not None for p in plots.values())} plots",
         file=sys.stderr,

@@ -229,6 +229,7 @@ def _open_interpreter(
     num_threads: int | None = None,
     delegate: str = "cpu",
     backend: InterpreterBackend | None = None,
+    default_delegates: bool = True,
 ) -> tuple[Any, str]:
     """Create and allocate an interpreter; return it with the delegate actually used ("cpu"/"edgetpu")."""
     check_delegate(delegate)
@@ -252,6 +253,9 @@ def _open_interpreter(
         kwargs["num_threads"] = num_threads
     if delegates:
         kwargs["experimental_delegates"] = delegates
+    resolver = None if default_delegates else _builtin_ops_without_default_delegates(backend)
+    if resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver
     try:
         with _filter_native_stderr():
             interpreter = backend.Interpreter(**kwargs)
@@ -273,11 +277,25 @@ def _open_interpreter(
     return interpreter, used
 
 
+def _builtin_ops_without_default_delegates(backend: InterpreterBackend) -> Any:
+    """The op resolver that keeps XNNPACK from taking over the graph (None when the package has none)."""
+    module = importlib.import_module("tensorflow").lite.experimental if backend.name == "tensorflow.lite" else None
+    module = module or importlib.import_module(backend.name)
+    resolver = getattr(module, "OpResolverType", None)
+    return getattr(resolver, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+
+
 def _has_edgetpu_op(path: Path) -> bool:
     return EDGETPU_CUSTOM_OP in path.read_bytes()
 
 
-def make_interpreter(model_path: str | Path, *, num_threads: int | None = None, delegate: Delegate = "cpu") -> Any:
+def make_interpreter(
+    model_path: str | Path,
+    *,
+    num_threads: int | None = None,
+    delegate: Delegate = "cpu",
+    default_delegates: bool = True,
+) -> Any:
     """Create an allocated TFLite interpreter for ``model_path``.
 
     Args:
@@ -285,13 +303,17 @@ def make_interpreter(model_path: str | Path, *, num_threads: int | None = None, 
         num_threads: CPU threads for the kernels (None: the interpreter's default).
         delegate: ``"cpu"``; ``"edgetpu"`` (the Coral Edge TPU, an error if absent); or ``"auto"`` (the
             Edge TPU when present, else the CPU, logged once per process).
+        default_delegates: False: the builtin kernels alone, without the default XNNPACK delegate, so the
+            graph's own operators stay listed (an operator report); where the package cannot say so, its default.
 
     Raises:
         ModelError: missing file, not a TFLite flatbuffer, truncated or corrupt.
         DelegateError: ``"edgetpu"`` was asked but is not available.
         InterpreterNotFoundError: no interpreter package is installed.
     """
-    interpreter, _ = _open_interpreter(model_path, num_threads=num_threads, delegate=delegate)
+    interpreter, _ = _open_interpreter(
+        model_path, num_threads=num_threads, delegate=delegate, default_delegates=default_delegates
+    )
     return interpreter
 
 

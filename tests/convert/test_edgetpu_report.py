@@ -33,5 +33,19 @@ def test_softmax_shape_limitation(shape: list[int], limited: bool) -> None:
 
 
 def test_missing_file_fails_loudly(tmp_path: Path) -> None:
-    with pytest.raises((ValueError, OSError, RuntimeError)):
+    from edgeskin.errors import ModelError
+
+    with pytest.raises(ModelError, match="missing.tflite"):
         edgetpu_report(tmp_path / "missing.tflite")
+
+
+def test_the_report_lists_the_graphs_own_operators_not_a_delegate_node() -> None:
+    """The runtime's interpreter without its default delegate: XNNPACK would fold the ops into DELEGATE nodes."""
+    from edgeskin.models import default_detector_path
+    from edgeskin.runtime.interpreter import make_interpreter
+
+    path = default_detector_path()
+    ops = {op["op_name"] for op in make_interpreter(path, default_delegates=False)._get_ops_details()}
+    assert "DELEGATE" not in ops and "CONV_2D" in ops
+    with_xnnpack = {op["op_name"] for op in make_interpreter(path)._get_ops_details()}
+    assert "DELEGATE" in with_xnnpack

@@ -1,6 +1,7 @@
-"""The README's end-to-end row, rewritten from a benchmark report's ``report.json``.
+"""The README's end-to-end row, rewritten from a benchmark report's ``report.json`` (a checkout tool: it edits the
+README beside it).
 
-``python -m edgeskin.report.readme [--report docs/benchmarks/report.json] [--readme README.md]``
+``python -m benchmarks.report_readme [--report docs/benchmarks/report.json] [--readme README.md]``
 
 The row of the README table that starts with ``| end to end, 768×576 frame`` is replaced by one made from the
 report: the machine, the threads, end-to-end p50, the overhead ratio, annotate / detect, the CAM's share of
@@ -68,7 +69,7 @@ def update_readme(text: str, report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeskin.report.readme", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report_readme", description=__doc__.splitlines()[0])
     parser.add_argument("--report", default="docs/benchmarks/report.json", help="the report's JSON")
     parser.add_argument("--readme", default="README.md", help="the README to update in place")
     args = parser.parse_args(argv)
