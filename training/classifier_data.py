@@ -16,6 +16,7 @@ so lesions have their real shape, as in a camera frame.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,13 +139,23 @@ class SampleMaker:
         self.images = images
         self.size = config["input_size"]
         self.crop = config["crop"]
-        self.augment = build_augment(config)
+        self.config = config
         self.profile = get_profile(config["profile"])
+        # One albumentations pipeline per thread: seeding a shared one from two batch workers at once would
+        # interleave their random streams, and the same seed would no longer give the same sample.
+        self._local = threading.local()
+
+    @property
+    def augment(self):
+        if not hasattr(self._local, "augment"):
+            self._local.augment = build_augment(self.config)
+        return self._local.augment
 
     def __call__(self, index: int, rng: np.random.Generator) -> np.ndarray:
         image = random_crop(self.images.frames[index], self.images.boxes[index], self.size, self.crop, rng)
-        self.augment.set_random_seed(int(rng.integers(2**31)))
-        image = self.augment(image=image)["image"]
+        augment = self.augment
+        augment.set_random_seed(int(rng.integers(2**31)))
+        image = augment(image=image)["image"]
         return self.profile.apply(np.ascontiguousarray(image)).astype(np.float32)
 
     def validation(self, index: Sequence[int] | np.ndarray, margin: float) -> np.ndarray:

@@ -1,8 +1,12 @@
 """Train the edgeskin skin-lesion classifier (Keras): 8 ISIC 2019 diagnoses from several clinics.
 
-Example (the shipped model)::
+A run is a folder. It checkpoints every epoch and continues where it stopped, on this machine or another
+(after the folder was committed)::
 
-    python -m training.train_classifier --config training/configs/classifier.json --out artifacts/classifier
+    python -m training.train_classifier --config training/configs/classifier.json --out training/runs/NAME \
+        --time-budget 9000          # stops at the last epoch boundary inside 2.5 h (exit status 3)
+    git add training/runs/NAME && git commit -m "NAME: epoch k"    # the backup outlives the machine
+    python -m training.train_classifier --resume training/runs/NAME --time-budget 9000    # next session
 
 Data: HAM10000 (two Vienna/Queensland clinics) and the ISIC 2017/2018 images of other clinics (mostly Memorial
 Sloan Kettering), labelled from the ISIC 2019 and 2017 ground truth (``edgeskin.datasets.load_multisource``).
@@ -10,13 +14,18 @@ A seeded third of one source (``holdout``; the ISIC 2017 images) is held out who
 the rest is split by lesion, stratified by dx and source. Each epoch draws images with source-balanced
 probabilities (``source_shares``) and weights the loss so the classes are balanced as drawn. Every sample is
 the runtime's lesion crop (``training.classifier_data``), augmented with albumentations, then passed through
-the spec's preprocessing profile exactly as on the device (bit-exact resize).
+the spec's preprocessing profile exactly as on the device (bit-exact resize). Decoded frames are cached in
+``.cache/frames`` (``training.frame_cache``; never committed).
 
-Writes to ``--out``: ``model.keras`` (EMA weights when ``ema`` is set, no optimizer state), ``checkpoint.keras``
-(raw weights after the latest epoch), ``split.json`` (train / val / source_holdout image ids and sources),
+The run folder: ``resume/`` (``keras.callbacks.BackupAndRestore``: weights, EMA weights, optimizer state with
+the schedule's step, completed epochs; the sampler's state is its seed and the epoch), ``state.json``
+(epochs done, training seconds), ``checkpoint.keras`` (raw weights after the latest epoch, for evaluation; not
+committed: ``--materialize RUN`` writes it and ``ema.keras`` from ``resume/``), ``split.json`` (train / val /
+source_holdout image ids and sources; a resumed run checks that its data still give this split),
 ``config.json``, ``history.csv``, ``epochs.jsonl`` (validation metrics per epoch, for the record: nothing is
-selected on them), ``val_probs.npz`` and ``summary.json``. Augmentation runs in numpy/OpenCV/albumentations,
-so the script runs on any Keras 3 backend.
+selected on them). After the last epoch: ``model.keras`` (EMA weights when ``ema`` is set, no optimizer
+state), ``val_probs.npz`` and ``summary.json``. Augmentation runs in numpy/OpenCV/albumentations, so the
+script runs on any Keras 3 backend.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +44,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
-from edgeskin.datasets import apply_split, grouped_stratified_split, save_split  # noqa: E402
+from edgeskin.datasets import LabelledImages, apply_split, grouped_stratified_split, save_split  # noqa: E402
 from edgeskin.labels import DX8_CLASSES, DX8_TO_DX7  # noqa: E402
 
 log = logging.getLogger("train_classifier")
@@ -54,11 +64,13 @@ def make_batches(
     class_weights: np.ndarray,
     config: dict,
     workers: int = 1,
+    start_epoch: int = 0,
 ):
     """A keras.utils.PyDataset of augmented training batches ``(images, one_hot, weights)``.
 
     Each epoch draws ``len(index)`` images with replacement, with the source-balanced ``probabilities``; one
-    generator per batch, seeded from (seed, epoch, batch), so a run is reproducible whatever the worker order.
+    generator per batch, seeded from (seed, epoch, batch), so a run is reproducible whatever the worker order,
+    and a run resumed at ``start_epoch`` draws what an unbroken run draws from that epoch on.
     """
     import keras
 
@@ -68,7 +80,7 @@ def make_batches(
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
-            self.epoch = 0
+            self.epoch = start_epoch
             self._draw()
 
         def _draw(self):
@@ -114,32 +126,6 @@ def resolve(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
-def plan_epochs(model, x, config: dict, steps: int, budget_s: float, loss) -> int:
-    """Epochs that fit ``budget_s`` at the measured step time (never more than the config's).
-
-    Times a few real training steps on this machine (after warm-up), then restores the initial weights,
-    so the run itself starts from the same point as one without a budget.
-    """
-    import keras
-
-    initial = model.get_weights()
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
-    batch = x[: config["batch_size"]].astype(np.float32)
-    target = np.eye(len(DX8_CLASSES), dtype=np.float32)[np.zeros(len(batch), int)]
-    for _ in range(3):
-        model.train_on_batch(batch, target)
-    t0 = time.perf_counter()
-    probe = 10
-    for _ in range(probe):
-        model.train_on_batch(batch, target)
-    step_s = (time.perf_counter() - t0) / probe
-    model.set_weights(initial)
-    epoch_s = 1.25 * step_s * steps  # margin for validation, data and saving
-    epochs = int(max(1, min(config["epochs"], budget_s // epoch_s)))
-    log.info("measured %.1f ms/step: %.0f s/epoch; %d epochs fit %.0f s", 1000 * step_s, epoch_s, epochs, budget_s)
-    return epochs
-
-
 def save_inference_model(model, config: dict, path: Path) -> None:
     """Save the trained layers without optimizer state (a third of the size), loadable on any backend."""
     from training.classifier_model import build_classifier
@@ -180,92 +166,88 @@ def load_data(config: dict, limit: int | None = None):
     return data, rest, split
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", default=str(REPO / "training/configs/classifier.json"), help="JSON config")
-    parser.add_argument("--out", default=str(REPO / "artifacts/classifier"), help="output directory")
-    parser.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "efficientnetb0"))
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--input-size", type=int, dest="input_size")
-    parser.add_argument("--weights", help="imagenet (local files only), none, or a path to an .h5")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, dest="batch_size")
-    parser.add_argument("--learning-rate", type=float, dest="learning_rate")
-    parser.add_argument(
-        "--time-budget", type=float, dest="time_budget", help="seconds: fewer epochs if the measured speed needs it"
-    )
-    parser.add_argument(
-        "--init-from", dest="init_from",
-        help="a saved .keras model of the same architecture to continue from (fresh schedule; warmup_epochs may be 0)",
-    )  # fmt: skip
-    parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
-    parser.add_argument("--limit", type=int, help="use only N random images (smoke tests)")
-    parser.add_argument("--seed", type=int)
-    args = parser.parse_args(argv)
-    local = ("config", "out", "limit", "time_budget", "workers")
-    overrides = {k: v for k, v in vars(args).items() if k not in local}
-    config = load_config(args.config, overrides)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+# Keys that config.json records beside the training config; a resumed run drops them before reusing it.
+RECORDED_KEYS = ("resolved_weights", "class_weights", "classes", "backend", "data_report")
+RESUME_DIR = "resume"  # keras.callbacks.BackupAndRestore's folder: weights, EMA, optimizer, epoch
+SEED_FILE = "seed_state.json"  # the layers' random-number states, which BackupAndRestore does not keep
+EXIT_STOPPED = 3  # stopped by the time budget at an epoch boundary; resumable
 
-    import keras
 
-    from edgeskin.report.common import keras_device
-    from training.classifier_data import (
-        SampleMaker,
-        balanced_class_weights,
-        load_frames,
-        sampling_probabilities,
-    )
-    from training.classifier_model import build_classifier, resolve_weights
+@dataclass
+class TrainingData:
+    """Everything a run trains and validates on, derived from its config alone."""
 
-    keras.utils.set_random_seed(config["seed"])
-    started = time.time()
-    classes = DX8_CLASSES
-    data, rest, split = load_data(config, args.limit)
-    save_split(split, out / "split.json")
+    split: dict
+    train: LabelledImages
+    val: LabelledImages
+    sample: object  # training.classifier_data.SampleMaker
+    train_index: np.ndarray
+    x_val: np.ndarray
+    probabilities: np.ndarray
+    class_weights: np.ndarray
+    data_report: dict
+
+
+def prepare_data(config: dict, out: Path, workers: int, cache: str | None) -> TrainingData:
+    """The split (checked against ``out/split.json`` when it exists), the frames and the validation crops."""
+    from training.classifier_data import SampleMaker, balanced_class_weights, sampling_probabilities
+    from training.frame_cache import cached_frames
+
+    data, rest, split = load_data(config, config.get("limit"))
+    recorded = out / "split.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        if before.get("train") != split["train"] or before.get("val") != split["val"]:
+            raise ValueError(f"{recorded} does not match the split this config gives now: the data changed")
+    else:
+        save_split(split, recorded)
     train, val = apply_split(rest, split, "train"), apply_split(rest, split, "val")
     log.info(
         "split: %d train / %d val (lesion-grouped, stratified by dx and source, seed %d); %d %s images held out",
         len(train), len(val), config["seed"], len(split["source_holdout"]["images"]), config["holdout"]["source"],
     )  # fmt: skip
-    size = config["input_size"]
-    mask_dirs = [resolve(d) for d in config["data"]["masks"]]
-    frames = load_frames(rest, mask_dirs, config["frame_height"], workers=args.workers)
+    frames = cached_frames(rest, [resolve(d) for d in config["data"]["masks"]], config["frame_height"], cache, workers)
     position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
-    train_index = np.array([position[i] for i in train.image_ids])
-    val_index = np.array([position[i] for i in val.image_ids])
     sample = SampleMaker(frames, config)
-    x_val = sample.validation(val_index, config["crop"]["val_margin"]).astype(np.float32)
-    log.info("frames decoded at 4:3 (%d rows), %d with a mask box; %.0f s", config["frame_height"],
-             int(frames.masked.sum()), time.time() - started)  # fmt: skip
-
+    val_index = np.array([position[i] for i in val.image_ids])
     probabilities = sampling_probabilities(train.image_sources, train.labels, config["source_shares"])
-    class_weights = balanced_class_weights(train.labels, probabilities, len(classes))
-    weights_dir = config.get("weights_dir")
-    weights = resolve_weights(
-        config["backbone"], config["alpha"], config["weights"], resolve(weights_dir) if weights_dir else None
+    return TrainingData(
+        split=split,
+        train=train,
+        val=val,
+        sample=sample,
+        train_index=np.array([position[i] for i in train.image_ids]),
+        x_val=sample.validation(val_index, config["crop"]["val_margin"]).astype(np.float32),
+        probabilities=probabilities,
+        class_weights=balanced_class_weights(train.labels, probabilities, len(DX8_CLASSES)),
+        data_report=data.extras,
     )
+
+
+def compile_model(config: dict, steps: int, resuming: bool):
+    """The model with its optimizer; ImageNet (or ``init_from``) weights only for a new run."""
+    import keras
+
+    from training.classifier_model import build_classifier, resolve_weights
+
+    weights = None
+    if not resuming:
+        weights_dir = config.get("weights_dir")
+        weights = resolve_weights(
+            config["backbone"], config["alpha"], config["weights"], resolve(weights_dir) if weights_dir else None
+        )
     model = build_classifier(
         backbone=config["backbone"],
         alpha=config["alpha"],
-        input_size=size,
-        n_classes=len(classes),
+        input_size=config["input_size"],
+        n_classes=len(DX8_CLASSES),
         weights=weights,
         dropout=config["dropout"],
         bn_momentum=config["bn_momentum"],
     )
-    if config.get("init_from"):
+    if config.get("init_from") and not resuming:
         model.set_weights(keras.models.load_model(resolve(config["init_from"]), compile=False).get_weights())
         log.info("continuing from %s", config["init_from"])
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
-    steps = int(np.ceil(len(train) / config["batch_size"]))
-    if args.time_budget:
-        config["epochs_configured"] = config["epochs"]
-        config["epochs"] = plan_epochs(model, x_val, config, steps, args.time_budget, loss)
     warmup = config["warmup_epochs"] * steps
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config["learning_rate"] / 20 if warmup else config["learning_rate"],
@@ -277,67 +259,149 @@ def main(argv=None) -> int:
     optimizer = keras.optimizers.AdamW(
         schedule, weight_decay=config["weight_decay"], use_ema=bool(ema), ema_momentum=ema or 0.99
     )
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    log.info(
-        "class weights (balanced as drawn): %s",
-        {c: round(float(w), 2) for c, w in zip(classes, class_weights, strict=True)},
-    )
+    return model, weights
+
+
+def epochs_done(out: Path) -> int:
+    """Epochs that the run in ``out`` has completed and backed up (0 for a new run)."""
+    metadata = out / RESUME_DIR / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
+
+
+def val_metrics(data: TrainingData, probs: np.ndarray) -> dict:
+    """The validation figures of the record: overall, and the 7-dx balanced accuracy per source."""
+    metrics = evaluate_probs(data.val.labels, probs, DX8_CLASSES)
+    sources = np.array(data.val.image_sources)
+    for source in sorted(set(sources.tolist())):
+        part = sources == source
+        key = f"balanced_accuracy_7dx_{source}"
+        metrics[key] = evaluate_probs(data.val.labels[part], probs[part], DX8_CLASSES)["balanced_accuracy_7dx"]
+    return metrics
+
+
+def make_callbacks(config: dict, data: TrainingData, out: Path, budget_s: float | None, seconds_before: float):
+    """Backup (every epoch), the validation record, the CSV log and the time budget, in that order."""
+    import keras
+
+    started = time.time()
+
+    class EpochReport(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = val_metrics(data, self.model.predict(data.x_val, batch_size=64, verbose=0))
+            elapsed = round(seconds_before + time.time() - started, 1)
+            metrics.update(epoch=epoch + 1, loss=float(logs["loss"]), elapsed_s=elapsed)
+            with (out / "epochs.jsonl").open("a") as handle:
+                handle.write(json.dumps(metrics) + "\n")
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+            # The raw (non-EMA) weights as a loadable model, for evaluation and export; not a selection.
+            save_inference_model(self.model, config, out / "checkpoint.keras")
+            write_state(out, epoch + 1, config["epochs"], elapsed)
+
+    class TimeBudget(keras.callbacks.Callback):
+        """Stop at an epoch boundary when the next epoch would not end inside the budget."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if budget_s is None:
+                return
+            longest = time.time() - self.epoch_started
+            left = budget_s - (time.time() - started)
+            if left < 1.1 * longest:
+                log.info(
+                    "time budget: %.0f s left, an epoch takes %.0f s: stopping after epoch %d", left, longest, epoch + 1
+                )
+                self.model.stop_training = True
+
+    class SeedState(keras.callbacks.Callback):
+        """The random-number states of the model's layers (dropout), which ``save_weights`` leaves out.
+
+        Without them a resumed run draws other dropout masks than an unbroken one from its first step on.
+        Runs after BackupAndRestore: it restores them once the weights are back, and saves them beside them.
+        """
+
+        path = out / RESUME_DIR / SEED_FILE
+
+        def states(self) -> dict:
+            return {v.path: v for v in self.model.non_trainable_variables if v.path.endswith("seed_generator_state")}
+
+        def on_train_begin(self, logs=None):
+            if self.path.is_file():
+                saved = json.loads(self.path.read_text())
+                for path, variable in self.states().items():
+                    variable.assign(np.array(saved[path], dtype=variable.dtype))
+
+        def on_epoch_end(self, epoch, logs=None):
+            saved = {path: np.asarray(v.numpy()).tolist() for path, v in self.states().items()}
+            self.path.write_text(json.dumps(saved) + "\n")
+
+    backup = keras.callbacks.BackupAndRestore(str(out / RESUME_DIR), save_freq="epoch", delete_checkpoint=False)
+    csv = keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)
+    return [backup, SeedState(), EpochReport(), csv, TimeBudget()]
+
+
+def write_state(out: Path, done: int, total: int, train_seconds: float) -> None:
+    """``state.json``: how far the run is, for people and for the next session."""
+    state = {"epochs_done": done, "epochs": total, "complete": done >= total, "train_seconds": train_seconds}
+    (out / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+
+
+def trim_records(out: Path, done: int) -> None:
+    """Drop the records of epochs after the last backup (a run killed mid-epoch, or after its backup)."""
+    path = out / "epochs.jsonl"
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= done]
+        path.write_text("".join(row + "\n" for row in rows))
+    history = out / "history.csv"
+    if history.is_file():
+        lines = history.read_text().splitlines()
+        history.write_text("".join(line + "\n" for line in lines[: 1 + done]))
+
+
+def record_config(config: dict, out: Path, data: TrainingData, weights: str | None) -> None:
+    import keras
+
     (out / "config.json").write_text(
         json.dumps(
             {
                 **config,
-                "resolved_weights": weights,
-                "class_weights": dict(zip(classes, map(float, class_weights), strict=True)),
-                "classes": list(classes),
+                "resolved_weights": Path(weights).name if weights else None,
+                "class_weights": dict(zip(DX8_CLASSES, map(float, data.class_weights), strict=True)),
+                "classes": list(DX8_CLASSES),
                 "backend": keras.backend.backend(),
-                "data_report": data.extras,
+                "data_report": data.data_report,
             },
             indent=1,
         )
     )
-    val_sources = np.array(val.image_sources)
 
-    def val_metrics(probs: np.ndarray) -> dict:
-        metrics = evaluate_probs(val.labels, probs, classes)
-        for source in sorted(set(val_sources.tolist())):
-            part = val_sources == source
-            metrics[f"balanced_accuracy_7dx_{source}"] = evaluate_probs(val.labels[part], probs[part], classes)[
-                "balanced_accuracy_7dx"
-            ]
-        return metrics
 
-    class EpochReport(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            probs = self.model.predict(x_val, batch_size=64, verbose=0)
-            metrics = val_metrics(probs)
-            metrics.update(epoch=epoch + 1, loss=float(logs["loss"]), elapsed_s=round(time.time() - started, 1))
-            with (out / "epochs.jsonl").open("a") as handle:
-                handle.write(json.dumps(metrics) + "\n")
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
-            # A checkpoint of the raw (non-EMA) weights, for a run that must be cut short; not a selection.
-            save_inference_model(self.model, config, out / "checkpoint.keras")
+def finish(model, config: dict, data: TrainingData, out: Path, train_seconds: float) -> dict:
+    """After the last epoch: the EMA (or last) weights as ``model.keras``, their validation scores, the summary."""
+    import keras
 
-    (out / "epochs.jsonl").unlink(missing_ok=True)
-    model.fit(
-        make_batches(sample, train_index, train.labels, probabilities, class_weights, config, workers=args.workers),
-        epochs=config["epochs"],
-        callbacks=[EpochReport(), keras.callbacks.CSVLogger(str(out / "history.csv"))],
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    train_seconds = time.time() - started
+    from edgeskin.report.common import keras_device
+
     # fit() ends by writing the EMA weights into the model (when EMA is on): that is the model saved.
     save_inference_model(model, config, out / "model.keras")
-    probs = model.predict(x_val, batch_size=64, verbose=0)
+    probs = model.predict(data.x_val, batch_size=64, verbose=0)
     np.savez_compressed(
-        out / "val_probs.npz", image_ids=np.array(val.image_ids), labels=val.labels, probs=probs, sources=val_sources
+        out / "val_probs.npz",
+        image_ids=np.array(data.val.image_ids),
+        labels=data.val.labels,
+        probs=probs,
+        sources=np.array(data.val.image_sources),
     )
     summary = {
-        "val": val_metrics(probs),
-        "weights": "EMA" if ema else "last epoch",
-        "classes": list(classes),
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_source_holdout": len(split["source_holdout"]["images"]),
+        "val": val_metrics(data, probs),
+        "weights": "EMA" if config.get("ema") else "last epoch",
+        "classes": list(DX8_CLASSES),
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_source_holdout": len(data.split["source_holdout"]["images"]),
         "epochs": config["epochs"],
         "train_seconds": round(train_seconds, 1),
         "keras": keras.__version__,
@@ -345,8 +409,135 @@ def main(argv=None) -> int:
         "device": keras_device(keras.backend.backend()),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    log.info("done in %.0f s: %s", summary["train_seconds"], summary["val"])
+    return summary
+
+
+def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache: str | None) -> int:
+    """Train (or continue) the run in ``out`` until its last epoch or the time budget."""
+    import keras
+
+    keras.utils.set_random_seed(config["seed"])
+    started = time.time()
+    done = epochs_done(out)
+    resuming = done > 0
+    data = prepare_data(config, out, workers, cache)
+    log.info("data ready in %.0f s", time.time() - started)
+    steps = int(np.ceil(len(data.train) / config["batch_size"]))
+    model, weights = compile_model(config, steps, resuming)
+    if resuming:
+        trim_records(out, done)
+        log.info("resuming %s after epoch %d of %d", out, done, config["epochs"])
+    else:
+        for name in ("epochs.jsonl", "history.csv"):
+            (out / name).unlink(missing_ok=True)
+        record_config(config, out, data, weights)
+    log.info(
+        "class weights (balanced as drawn): %s",
+        {c: round(float(w), 2) for c, w in zip(DX8_CLASSES, data.class_weights, strict=True)},
+    )
+    before = json.loads((out / "state.json").read_text())["train_seconds"] if resuming else 0.0
+    batches = make_batches(
+        data.sample, data.train_index, data.train.labels, data.probabilities, data.class_weights, config,
+        workers=workers, start_epoch=done,
+    )  # fmt: skip
+    model.fit(
+        batches,
+        epochs=config["epochs"],
+        # The sampler draws each epoch's order from (seed, epoch); Keras' own batch shuffle would draw from the
+        # process's global random state, which a resumed process does not share with an unbroken one.
+        shuffle=False,
+        callbacks=make_callbacks(config, data, out, budget_s, before),
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    done = epochs_done(out)
+    if done < config["epochs"]:
+        log.info("stopped after epoch %d of %d; continue with: python -m training.train_classifier --resume %s",
+                 done, config["epochs"], out)  # fmt: skip
+        return EXIT_STOPPED
+    train_seconds = json.loads((out / "state.json").read_text())["train_seconds"]
+    summary = finish(model, config, data, out, train_seconds)
+    log.info("done: %d epochs, %.0f s of training: %s", done, train_seconds, summary["val"])
     return 0
+
+
+def materialize(config: dict, out: Path) -> None:
+    """Write the backed-up weights as loadable models: raw (``checkpoint.keras``) and EMA (``ema.keras``).
+
+    A committed run holds only its backup (``resume/``); this recreates the models from it on a new machine.
+    """
+    model, _ = compile_model(config, steps=1, resuming=True)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(out / RESUME_DIR / "latest.weights.h5")
+    save_inference_model(model, config, out / "checkpoint.keras")
+    if config.get("ema"):
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        save_inference_model(model, config, out / "ema.keras")
+    log.info("%s: models of epoch %d written", out, epochs_done(out))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--config", default=str(REPO / "training/configs/classifier.json"), help="JSON config")
+    parser.add_argument("--out", help="run folder (new runs); default artifacts/classifier")
+    parser.add_argument(
+        "--resume", metavar="RUN",
+        help="continue the run in this folder from its last completed epoch, with the config it recorded",
+    )  # fmt: skip
+    parser.add_argument(
+        "--materialize", metavar="RUN",
+        help="write RUN's backed-up weights as checkpoint.keras (raw) and ema.keras, then exit (no training)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-budget", type=float, dest="time_budget",
+        help=f"seconds for this process: stop at the last epoch boundary that fits (exit status {EXIT_STOPPED})",
+    )  # fmt: skip
+    parser.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "efficientnetb0"))
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--input-size", type=int, dest="input_size")
+    parser.add_argument("--weights", help="imagenet (local files only), none, or a path to an .h5")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument("--learning-rate", type=float, dest="learning_rate")
+    parser.add_argument(
+        "--init-from", dest="init_from",
+        help="a saved .keras model of the same architecture to continue from (fresh schedule; warmup_epochs may be 0)",
+    )  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
+    parser.add_argument("--cache", default=None, help="frame cache folder (default: .cache/frames); 'none' to decode")
+    parser.add_argument("--limit", type=int, help="use only N random images (smoke tests)")
+    parser.add_argument("--seed", type=int)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from training.frame_cache import DEFAULT_CACHE
+
+    cache = None if args.cache == "none" else (args.cache or str(DEFAULT_CACHE))
+    try:
+        existing = args.resume or args.materialize
+        if existing:
+            out = Path(existing)
+            recorded = json.loads((out / "config.json").read_text())
+            config = {k: v for k, v in recorded.items() if k not in RECORDED_KEYS}
+            if args.materialize:
+                materialize(config, out)
+                return 0
+        else:
+            local = ("config", "out", "resume", "materialize", "time_budget", "workers", "cache")
+            config = load_config(args.config, {k: v for k, v in vars(args).items() if k not in local})
+            out = Path(args.out or REPO / "artifacts/classifier")
+            if epochs_done(out):
+                raise ValueError(f"{out} holds a run already: continue it with --resume {out}, or name a new --out")
+        out.mkdir(parents=True, exist_ok=True)
+        return run(config, out, workers=args.workers, budget_s=args.time_budget, cache=cache)
+    except (OSError, ValueError) as error:
+        print(f"train_classifier: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
