@@ -153,7 +153,10 @@ def _quality(report: Any) -> None:
     if messages:
         st.warning("**Image quality:** " + "; ".join(messages) + ".", icon=":material/photo_camera:")
     else:
-        st.caption(f"Image quality: ok (sharpness {report.sharpness:.0f}, brightness {report.mean_luminance:.0f}/255)")
+        st.caption(
+            f"Image quality: ok (edge softness {report.edge_softness:.2f}, skin brightness "
+            f"{report.skin_luminance:.0f}/255)"
+        )
 
 
 def _timings(result: Any) -> None:
