@@ -5,7 +5,8 @@ images, read as they are (HAM10000 and ISIC at 224-256 pixels, PH2 at about 765x
 in one seeded order; ``--part choose`` takes the first ``--per-source`` images of it, ``--part report`` the next
 ``--per-source`` (disjoint from the first; PH2 has only 100 images, so both parts hold all of them).
 
-Each image is also degraded: a Gaussian blur of σ pixels *at the gate's analysis size* (σ times the image's long
+Each image is also viewed closer (``zoom ×2``: its centre half, so that the lesion fills more of the frame; it
+must pass like the original) and degraded: a Gaussian blur of σ pixels *at the gate's analysis size* (σ times the image's long
 side / 320 in its own pixels when it is larger), a gain (×0.4 darker, ×1.6 brighter, clipped), or both. The table
 gives, per source and degradation, the share of images with any quality warning and with each one, and the
 measures' spread. The gate's defaults (``edgeskin/capture/quality.py``) were chosen on the ``choose`` part by the
@@ -44,6 +45,19 @@ def _blur(sigma: float) -> Callable[[np.ndarray, int], np.ndarray]:
     return degrade
 
 
+def _zoom(zoom: float) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A closer view: the centre 1/zoom of the image, not resized (the gate measures small frames as they are;
+    enlarging a 256-pixel image would blur it)."""
+
+    def view(image: np.ndarray, side: int) -> np.ndarray:
+        height, width = image.shape[:2]
+        h, w = round(height / zoom), round(width / zoom)
+        y, x = (height - h) // 2, (width - w) // 2
+        return np.ascontiguousarray(image[y : y + h, x : x + w])
+
+    return view
+
+
 def _gain(gain: float) -> Callable[[np.ndarray, int], np.ndarray]:
     def degrade(image: np.ndarray, side: int) -> np.ndarray:
         return np.clip(np.rint(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
@@ -55,6 +69,7 @@ def _gain(gain: float) -> Callable[[np.ndarray, int], np.ndarray]:
 # set the acceptance's "degraded copies" figure is stated on; the milder ones show where each check stops.
 DEGRADATIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "original": lambda image, side: image,
+    "zoom ×2": _zoom(2.0),  # not a degradation: a closer, in-focus view, which must pass like the originals
     "blur σ=2": _blur(2.0),
     "blur σ=3": _blur(3.0),
     "dark ×0.6": _gain(0.6),
@@ -137,11 +152,14 @@ def summarise(records: Sequence[dict]) -> dict:
             }
         table[name] = block
     originals = [r for r in records if r["degradation"] == "original"]
+    zoomed = [r for r in records if r["degradation"] == "zoom ×2"]
     strong = [r for r in records if r["degradation"] in STRONG]
     expected = [EXPECTED[r["degradation"].split(" ")[0]] in r["issues"] for r in strong]
     table["headline"] = {
         "originals": len(originals),
         "originals_warned": sum(bool(r["issues"]) for r in originals),
+        "zoomed_views": len(zoomed),
+        "zoomed_views_warned": sum(bool(r["issues"]) for r in zoomed),
         "strong_copies": len(strong),
         "strong_copies_with_expected_warning": int(sum(expected)),
     }
@@ -169,7 +187,8 @@ def print_table(table: dict) -> None:
             print(f"{name:<13}min/p50/max  {spread}")
     head = table["headline"]
     print(
-        f"originals with a warning: {head['originals_warned']} of {head['originals']}; strong copies "
+        f"originals with a warning: {head['originals_warned']} of {head['originals']}; zoomed views "
+        f"{head['zoomed_views_warned']} of {head['zoomed_views']}; strong copies "
         f"({', '.join(STRONG)}) with the expected warning: {head['strong_copies_with_expected_warning']} of "
         f"{head['strong_copies']}"
     )
