@@ -307,3 +307,31 @@ def test_evaluate_detect_counts_unsure_below_the_model_confidence(tmp_path, monk
     assert (gated["no_box"], gated["unsure_band"], gated["no_lesion_found"]) == (4, 2, 2)
     assert report["no_box"] == 3  # the box statistics keep the model's own confidence floor (0.25)
     assert "2 in the unsure band, 2 below it" in capsys.readouterr().out
+
+
+def test_a_smooth_but_colourful_frame_is_a_scene():
+    """A bird on a blurred green background: few edges, but a colour spread no dermoscopy frame has."""
+    hue = np.tile(np.linspace(0, 179, 320, dtype=np.float32), (240, 1)).astype(np.uint8)
+    hsv = np.dstack([hue, np.full_like(hue, 200), np.full_like(hue, 200)])
+    frame = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    evidence = lesion_evidence(frame, BOX[0])
+    assert evidence.edge_density < 0.2 and evidence.chroma_spread >= 14 and evidence.verdict() == SCENE
+
+
+@pytest.mark.shared
+def test_the_shipped_models_answer_a_ph2_melanoma_of_the_unsure_band(shared_file):
+    """IMD240, a PH2 melanoma filling most of the frame, scores 0.37 (under presence 0.44): answered, flagged,
+    referred; the cat's unsure-band box is not answered (issue 29)."""
+    from tiny_models import shipped_model_paths
+
+    from edgeskin.image import read_image
+
+    shipped_model_paths()
+    with LesionPipeline.from_defaults(threads=2, cam=False) as pipeline:
+        result = pipeline(read_image(shared_file("data/ph2/images/IMD240.jpg")))
+        cat = pipeline(read_image(shared_file("data/non_lesion/cat.bmp")))
+    assert len(result.lesions) == 1 and result.messages == (DETECTOR_UNSURE,)
+    lesion = result.lesions[0]
+    assert lesion.detector_unsure and 0.13 <= lesion.score < 0.44
+    assert lesion.label == "mel" and lesion.refer
+    assert cat.lesions == () and cat.messages == (NOT_SKIN,)
