@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unsure",
         type=float,
         default=None,
-        help="lower end of the 'unsure: retake' band (spec thresholds.unsure; also the confidence floor)",
+        help="lower end of the unsure band (spec thresholds.unsure; also the confidence floor)",
     )
     parser.add_argument(
         "--presence-report",
