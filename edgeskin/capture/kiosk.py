@@ -247,7 +247,8 @@ class KioskApp:
 
     def _wrap_notice(self, width: int) -> None:
         wrap = max(100, width - 20)
-        if int(self.notice.cget("wraplength")) != wrap:  # configuring the same value again would loop on <Configure>
+        # Configuring the same value again would fire <Configure> again, for ever.
+        if int(str(self.notice.cget("wraplength"))) != wrap:
             self.notice.configure(wraplength=wrap)
 
     # -- worker side (runs on the loop's thread)
