@@ -14,7 +14,8 @@ answered only when the frame backs it up:
   L90`` in CIE L*. The brightest tenth of the field is skin however large and dark the lesion is, so a
   frame-filling melanoma on well-lit skin scores high; a box on plain skin scores near 0.
 
-Everything is measured on the frame resized to ``work_side`` pixels on its long side. The thresholds, and the
+Everything is measured on the frame shrunk by integer block means to at most ``work_side`` pixels on its long
+side, with integer arithmetic after that: the same verdict on every CPU. The thresholds, and the
 rule that chose them, are in :class:`EvidenceThresholds`; ``benchmarks/unsure_band.py`` measures what they do.
 """
 
@@ -107,28 +108,53 @@ class LesionEvidence:
         }
 
 
+def _block_mean(frame_rgb: np.ndarray, factor: int) -> np.ndarray:
+    """The frame shrunk by an integer factor, each pixel the rounded mean of a factor x factor block (integer
+    arithmetic: the same on every CPU). Rows and columns past the last whole block are dropped."""
+    if factor == 1:
+        return np.ascontiguousarray(frame_rgb)
+    height, width = (frame_rgb.shape[0] // factor) * factor, (frame_rgb.shape[1] // factor) * factor
+    blocks = frame_rgb[:height, :width].reshape(height // factor, factor, width // factor, factor, 3)
+    sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
+    area = factor * factor
+    return ((sums + area // 2) // area).astype(np.uint8)
+
+
+def _spread(values: np.ndarray) -> float:
+    """Variance of integer values, from exact integer sums."""
+    n = int(values.size)
+    if n == 0:
+        return 0.0
+    total = int(values.sum(dtype=np.int64))
+    squares = int(np.square(values, dtype=np.int64).sum())
+    return (n * squares - total * total) / (n * n)
+
+
 def lesion_evidence(frame_rgb: np.ndarray, box: np.ndarray | list[float], work_side: int = 256) -> LesionEvidence:
-    """Measure the frame around one box (pixel ``xyxy`` in ``frame_rgb``)."""
+    """Measure the frame around one box (pixel ``xyxy`` in ``frame_rgb``).
+
+    The frame is shrunk by the smallest integer factor that brings its long side to ``work_side`` or less, by
+    integer block means; every measure after that is integer arithmetic or a correctly rounded float operation,
+    so the verdict is the same on every CPU.
+    """
     height, width = frame_rgb.shape[:2]
-    scale = min(1.0, work_side / max(height, width))
-    small = frame_rgb
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA)
-    small = np.ascontiguousarray(small)
+    factor = max(1, -(-max(height, width) // work_side))
+    small = _block_mean(frame_rgb, factor)
     h, w = small.shape[:2]
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
     lightness = lab[..., 0]
     field = field_of_view(lightness)
-    lit = lightness[field].astype(np.float32)
+    lit = lightness[field]
 
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    gradient = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
-    edge_density = float(np.count_nonzero(gradient[field] > _EDGE_LEVEL)) / max(1, lit.size)
-    chroma = lab[..., 1:][field].astype(np.float32)
-    chroma_spread = float(np.sqrt(chroma[:, 0].var() + chroma[:, 1].var())) if len(chroma) else 0.0
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    dx = cv2.Sobel(grey, cv2.CV_16S, 1, 0).astype(np.int32)
+    dy = cv2.Sobel(grey, cv2.CV_16S, 0, 1).astype(np.int32)
+    strong = dx * dx + dy * dy > _EDGE_LEVEL * _EDGE_LEVEL
+    edge_density = float(np.count_nonzero(strong[field])) / max(1, lit.size)
+    chroma = lab[..., 1:][field]
+    chroma_spread = float(np.sqrt(_spread(chroma[:, 0]) + _spread(chroma[:, 1])))
 
-    x0, y0, x1, y1 = (float(v) * scale for v in np.asarray(box, np.float64).reshape(4))
+    x0, y0, x1, y1 = (float(v) / factor for v in np.asarray(box, np.float64).reshape(4))
     quarter_w, quarter_h = (x1 - x0) / 4.0, (y1 - y0) / 4.0
     cx0, cx1 = int(np.clip(x0 + quarter_w, 0, w - 1)), int(np.clip(np.ceil(x1 - quarter_w), 1, w))
     cy0, cy1 = int(np.clip(y0 + quarter_h, 0, h - 1)), int(np.clip(np.ceil(y1 - quarter_h), 1, h))
