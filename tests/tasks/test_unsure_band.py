@@ -324,14 +324,18 @@ def test_the_shipped_models_answer_a_ph2_melanoma_of_the_unsure_band(shared_file
     referred; the cat's unsure-band box is not answered (issue 29)."""
     from tiny_models import shipped_model_paths
 
+    from edgeskin.capture.quality import assess_quality
     from edgeskin.image import read_image
 
     shipped_model_paths()
+    frame = read_image(shared_file("data/ph2/images/IMD240.jpg"))
     with LesionPipeline.from_defaults(threads=2, cam=False) as pipeline:
-        result = pipeline(read_image(shared_file("data/ph2/images/IMD240.jpg")))
+        result = pipeline(frame)
         cat = pipeline(read_image(shared_file("data/non_lesion/cat.bmp")))
     assert len(result.lesions) == 1 and result.messages == (DETECTOR_UNSURE,)
     lesion = result.lesions[0]
     assert lesion.detector_unsure and 0.13 <= lesion.score < 0.44
     assert lesion.label == "mel" and lesion.refer
+    # Nor is it "too dark" or "too small": the gate judges the skin around it (the app passes the lesion's box).
+    assert assess_quality(frame, lesion.box).ok
     assert cat.lesions == () and cat.messages == (NOT_SKIN,)
