@@ -14,7 +14,7 @@ weights through ultralytics) at a very low confidence on
 and keeps each image's top box and score. From these it derives, for every threshold of a grid, the share
 of each lesion set whose top score is below it ("no lesion found" if it is the lower threshold) and the
 share of non-lesion frames at or above it (a lesion reported). :func:`choose_thresholds` picks the
-presence threshold (lowest with non-lesion false lesions <= ``--max-fp``) and the lower "unsure: retake"
+presence threshold (lowest with non-lesion false lesions <= ``--max-fp``) and the lower "unsure"
 threshold (highest at or below it with "no lesion found" <= ``--max-miss`` on every held-out set, or on the
 sets named by ``--choose-on``, and on no malignant lesion there: melanoma, BCC, akiec/AK/SCC). ``--json`` writes the per-image records, the curve
 and the choice; ``--records`` reads them back to choose and report again without running a model.

@@ -185,6 +185,7 @@ def measure(pipeline, frames: Sequence[Frame]) -> list[dict]:
                 "lesions": len(result.lesions),
                 "top_score": None if top is None else round(float(top.score), 4),
                 "top_dx": None if top is None else top.label,
+                "detector_unsure": None if top is None else top.detector_unsure,
                 "messages": list(result.messages),
             }
         )

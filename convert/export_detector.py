@@ -337,7 +337,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--unsure",
         type=float,
         default=None,
-        help="lower end of the 'unsure: retake' band (spec thresholds.unsure; also the confidence floor)",
+        help="lower end of the unsure band (spec thresholds.unsure; also the confidence floor)",
     )
     parser.add_argument(
         "--presence-report",

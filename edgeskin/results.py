@@ -13,6 +13,24 @@ from typing import Any
 
 import numpy as np
 
+# The messages of a frame (PipelineResult.messages). Without an answer, one of the first three says why; the UI,
+# the kiosk and the CLI show RETAKE_ADVICE after it. The best box of the detector's unsure band (spec
+# thresholds.unsure <= score < presence) is answered when the frame backs it up (edgeskin.core.evidence): retaking
+# the picture would give the same frame and the same score. The lesion then carries ``detector_unsure`` and the
+# frame DETECTOR_UNSURE.
+NO_LESION_FOUND = "no lesion found"
+NOT_SKIN = "no lesion found: this does not look like skin"
+NOTHING_STANDS_OUT = "no lesion found: nothing in the box stands out from the skin"
+DETECTOR_UNSURE = "detector unsure: check that the box is on the lesion"
+RETAKE_ADVICE: Mapping[str, str] = MappingProxyType(
+    {
+        NO_LESION_FOUND: "Centre the lesion, fill most of the frame, and take the picture again.",
+        NOT_SKIN: "Point the camera at the skin lesion, close enough that skin fills the picture.",
+        NOTHING_STANDS_OUT: "The detector's best guess is plain skin. If a lesion is there, centre it and take "
+        "the picture again in even light.",
+    }
+)
+
 
 def _frozen_array(values: Any, dtype: Any, shape_tail: tuple[int, ...], name: str) -> np.ndarray:
     arr = np.array(values, dtype=dtype, copy=True)
@@ -126,6 +144,9 @@ class Lesion:
         refer: True when ``malignant`` is at or above the model's triage threshold.
         cam: (h, w) float32 heatmap in [0, 1] over ``crop_box`` (None when CAM is off).
         crop_box: (4,) int pixel xyxy of the crop that was classified.
+        detector_unsure: True when the detector scored the box in its unsure band (below its presence
+            threshold) and it was answered because the frame backed it up; the answer is the classifier's as
+            for any lesion, and the user should check that the box is on the lesion.
     """
 
     box: np.ndarray
@@ -136,6 +157,7 @@ class Lesion:
     refer: bool
     crop_box: np.ndarray
     cam: np.ndarray | None = None
+    detector_unsure: bool = False
 
     @property
     def label(self) -> str:
@@ -151,6 +173,7 @@ class Lesion:
             "group": self.group.as_dict(),
             "malignant": round(float(self.malignant), 6),
             "refer": bool(self.refer),
+            "detector_unsure": bool(self.detector_unsure),
             "crop_box": [int(v) for v in self.crop_box],
         }
 
@@ -200,4 +223,15 @@ def merge_timings(*parts: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-__all__: Sequence[str] = ("Detections", "Classification", "Lesion", "PipelineResult", "merge_timings")
+__all__: Sequence[str] = (
+    "DETECTOR_UNSURE",
+    "NO_LESION_FOUND",
+    "NOT_SKIN",
+    "NOTHING_STANDS_OUT",
+    "RETAKE_ADVICE",
+    "Detections",
+    "Classification",
+    "Lesion",
+    "PipelineResult",
+    "merge_timings",
+)

@@ -48,7 +48,7 @@ def run(out: Path, images: list[Path], threads: int = 1) -> None:
                 digests[f"{key}/detector_input"] = _digest(detector.preprocess(frame)[0])
             result = pipeline(frame)
             arrays[f"{key}/lesions"] = np.array(len(result.lesions))
-            # Everything else the result reports (labels, messages such as "no lesion" or "unsure: retake").
+            # Everything else the result reports (labels, flags, messages such as "no lesion found" or "detector unsure").
             report = {k: v for k, v in result.to_dict().items() if k not in ("timings_ms", "source")}
             arrays[f"{key}/report"] = np.array(json.dumps(report, sort_keys=True, default=str))
             for i, lesion in enumerate(result.lesions):

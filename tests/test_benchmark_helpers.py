@@ -195,3 +195,33 @@ def test_the_pipeline_profile_times_every_piece_of_the_shipped_models():
     assert all(low > 0 and median >= low for low, median in pieces.values())
     assert result["lesions"] >= 1 and set(result["variants"]) == {"batched views", "per-view loop"}
     assert any("Invoke" in row["function"] for row in result["cprofile_predict"])
+
+
+def test_unsure_band_counts_outcomes_per_kind_and_melanomas_left_without_an_answer():
+    from benchmarks.unsure_band import lesion_summary, non_lesion_summary, outcome
+    from edgeskin.results import DETECTOR_UNSURE, NOT_SKIN, NOTHING_STANDS_OUT, Classification, Lesion, PipelineResult
+
+    dx = Classification(np.full(len(DX_CLASSES), 1 / len(DX_CLASSES)), DX_CLASSES)
+    box = np.array([0, 0, 10, 10], np.float32)
+
+    def lesion(unsure: bool) -> Lesion:
+        return Lesion(box, 0.3, dx, dx, 0.5, True, box.astype(int), detector_unsure=unsure)
+
+    assert outcome(PipelineResult((10, 10), (lesion(False),))) == "lesion"
+    assert outcome(PipelineResult((10, 10), (lesion(True),), messages=(DETECTOR_UNSURE,))) == "lesion_unsure"
+    assert outcome(PipelineResult((10, 10), (), messages=(NOT_SKIN,))) == "not_skin"
+    assert outcome(PipelineResult((10, 10), (), messages=(NOTHING_STANDS_OUT,))) == "nothing_stands_out"
+    assert outcome(PipelineResult((10, 10), ())) == "no_lesion_found"
+    rows = [
+        {"dx": "mel", "outcome": "lesion_unsure", "refer": True},
+        {"dx": "MEL", "outcome": "nothing_stands_out", "refer": None},
+        {"dx": "nv", "outcome": "lesion", "refer": False},
+    ]
+    summary = lesion_summary(rows)
+    assert summary["melanoma"]["n"] == 2 and summary["melanoma"]["lesion_unsure"] == 1
+    assert summary["melanoma"]["nothing_stands_out"] == 1 and summary["melanoma"]["referred"] == 1
+    frames = [{"kind": "cat", "outcome": "lesion_unsure"}, {"kind": "cat", "outcome": "not_skin"}]
+    assert non_lesion_summary(frames)["cat"] == {
+        "n": 2, "lesion": 0, "lesion_unsure": 1, "no_lesion_found": 0, "not_skin": 1, "nothing_stands_out": 0,
+        "answered": 1, "answered_rate": 0.5,
+    }  # fmt: skip

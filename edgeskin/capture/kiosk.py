@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeskin.capture.live import LiveFrame, LiveLoop, LiveSummary, StillAnalysis, draw_result, render_live
 from edgeskin.errors import ConfigError, MissingExtraError
-from edgeskin.results import PipelineResult
+from edgeskin.results import DETECTOR_UNSURE, RETAKE_ADVICE, PipelineResult
 from edgeskin.roles import PipelineRole
 
 __all__ = ["NOTICE", "KioskApp", "run_kiosk", "import_tk", "fit_image", "to_photo_data"]
@@ -66,18 +66,30 @@ def to_photo_data(image_rgb: np.ndarray) -> bytes:
     return b"P6 %d %d 255\n" % (w, h) + np.ascontiguousarray(image_rgb, dtype=np.uint8).tobytes()
 
 
+def _absent_text(messages: tuple[str, ...] | list[str]) -> str:
+    """Why there is no answer, each reason on its own line, with the advice that fits it."""
+    lines = [m[:1].upper() + m[1:] for m in messages]
+    lines += [RETAKE_ADVICE[m] for m in messages if m in RETAKE_ADVICE]
+    return "\n".join(lines)
+
+
 def _diagnosis_text(live: LiveFrame) -> str:
     if live.entry.get("error"):
         return "This frame could not be analysed."
     if live.withheld or live.smoothed is None:
-        return "\n".join(m.capitalize() for m in live.messages) or "Looking for a lesion..."
+        return _absent_text(live.messages) or "Looking for a lesion..."
     s = live.smoothed
+    lesions = live.entry.get("lesions") or []
+    main = live.entry.get("main_lesion")
+    unsure = main is not None and main < len(lesions) and bool(lesions[main].get("detector_unsure"))
     top = sorted(s.dx.items(), key=lambda kv: -kv[1])[:3]
     lines = [f"{s.label}  {s.dx[s.label]:.0%}", "  ".join(f"{k} {v:.0%}" for k, v in top[1:])]
     if np.isfinite(s.malignant):
         lines.append(f"malignant {s.malignant:.0%}")
     if s.refer:
         lines.append("Please show this lesion to a doctor.")
+    if unsure:
+        lines.append(DETECTOR_UNSURE[:1].upper() + DETECTOR_UNSURE[1:] + ".")
     return "\n".join(lines)
 
 
@@ -85,11 +97,13 @@ def _still_text(still: StillAnalysis) -> str:
     if still.error or still.result is None:
         return f"Capture failed: {still.error}"
     if not still.result.lesions:
-        return "Still: " + ("; ".join(still.result.messages) or "no lesion found")
+        return "Still: " + (_absent_text(still.result.messages) or "no lesion found")
     lesion = max(still.result.lesions, key=lambda le: float(le.score))
     text = f"Still: {lesion.label} {float(lesion.dx.probabilities.max()):.0%}, malignant {float(lesion.malignant):.0%}"
     if lesion.refer:
         text += "\nPlease show this lesion to a doctor."
+    if lesion.detector_unsure:
+        text += "\n" + DETECTOR_UNSURE[:1].upper() + DETECTOR_UNSURE[1:] + "."
     return text
 
 
@@ -159,6 +173,7 @@ class KioskApp:
         root = self.root
         root.title("edgeskin")
         screen_w, screen_h = root.winfo_screenwidth(), root.winfo_screenheight()
+        window_w = screen_w if fullscreen else min(1024, screen_w)
         if fullscreen:
             root.geometry(f"{screen_w}x{screen_h}+0+0")
             try:
@@ -215,11 +230,13 @@ class KioskApp:
             foreground="#000000",
             justify="center",
             font=("DejaVu Sans", max(10, base - 2), "bold"),
-            wraplength=screen_w - 20,
+            wraplength=max(100, window_w - 20),
         )
         self.notice.grid(row=1, column=0, columnspan=2, sticky="ew")
 
         side.bind("<Configure>", lambda event: self._wrap(event.width))
+        # The notice spans the window, which in windowed mode is narrower than the screen: wrap it to the window.
+        self.notice.bind("<Configure>", lambda event: self._wrap_notice(event.width))
         root.bind("<Escape>", lambda event: self.close())
         root.bind("<KeyPress-c>", lambda event: self.capture())
         root.protocol("WM_DELETE_WINDOW", self.close)
@@ -227,6 +244,12 @@ class KioskApp:
     def _wrap(self, width: int) -> None:
         self.diagnosis.configure(wraplength=max(50, width - 8))
         self.still_text.configure(wraplength=max(50, width - 8))
+
+    def _wrap_notice(self, width: int) -> None:
+        wrap = max(100, width - 20)
+        # Configuring the same value again would fire <Configure> again, for ever.
+        if int(str(self.notice.cget("wraplength"))) != wrap:
+            self.notice.configure(wraplength=wrap)
 
     # -- worker side (runs on the loop's thread)
 

@@ -4,8 +4,8 @@
 with ``DIR/<id>.jpg|.png`` (scored on the 8 ISIC 2019 dx when both the model and the CSV have them, else on the
 7-dx view);
 the classifier sees the whole image (these datasets are lesion-centred crops), or the full pipeline with
-``--detect`` (images without a reported lesion are counted as "unsure: retake" or "no lesion found", per dx
-and per source, and classified as a whole). ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
+``--detect`` (each image counted, per dx and per source, as a lesion, a lesion answered with the detector
+unsure, or "no lesion found", and then classified as a whole). ``detect``: ``<id>_segmentation.png`` masks (ISIC 2018 Task 1 / PH2 layout), the ground-truth
 box being the tight box of the mask. Both print a summary and write the JSON report with ``--json OUT``.
 """
 
@@ -204,7 +204,6 @@ def _score_images(data: Any, classifier: Any, pipeline: Any, model_path: Path) -
 
     from edgeskin.image import read_image
     from edgeskin.labels import DX8_CLASSES, DX_CLASSES, is_dx_labels
-    from edgeskin.tasks.pipeline import UNSURE_RETAKE
 
     if not is_dx_labels(classifier.labels):
         raise ConfigError(
@@ -225,10 +224,10 @@ def _score_images(data: Any, classifier: Any, pipeline: Any, model_path: Path) -
             if pipeline is not None:
                 result = pipeline.predict(frame, source=str(path))
                 if result.lesions:
-                    outcome = "lesion"
+                    outcome = "lesion_unsure" if result.lesions[0].detector_unsure else "lesion"
                     probabilities = result.lesions[0].dx.probabilities  # the highest-scoring box
                 else:
-                    outcome = "unsure_retake" if UNSURE_RETAKE in result.messages else "no_lesion_found"
+                    outcome = "no_lesion_found"
                     probabilities = classifier.classify(frame).probabilities
                 outcomes.append((report_labels[int(label)], source, outcome))
             else:
@@ -284,8 +283,8 @@ def _run_classify(args: argparse.Namespace) -> int:
             **_outcome_counts([o for _, _, o in outcomes]),
             "per_dx": _outcomes_by(outcomes, 0),
             "per_source": _outcomes_by(outcomes, 1),
-            "fallback": "images without a reported lesion ('unsure: retake' or 'no lesion found') were "
-            "classified as a whole",
+            "fallback": "images without an answered lesion ('no lesion found', for any reason) were classified "
+            "as a whole; 'lesion_unsure': answered from the detector's unsure band",
             "lesion_used": "the highest-scoring detected box",
         }
     report.update(_write_classify_files(args, scored, report))
@@ -325,11 +324,14 @@ def _write_text(destination: str, text: str) -> str:
     return str(target)
 
 
-OUTCOMES = ("lesion", "unsure_retake", "no_lesion_found")
+OUTCOMES = ("lesion", "lesion_unsure", "no_lesion_found")
+# `evaluate detect` sees the detector alone: a top box at or above presence, in the unsure band, or below it.
+DETECT_OUTCOMES = ("lesion", "unsure_band", "no_lesion_found")
 
 
 def _outcome_counts(outcomes: list[str]) -> dict[str, int]:
-    """``n`` and how many images got a reported lesion, "unsure: retake" and "no lesion found"."""
+    """``n`` and how many images got a lesion (at the presence threshold), a lesion answered from the detector's
+    unsure band, and "no lesion found"."""
     return {"n": len(outcomes), **{name: outcomes.count(name) for name in OUTCOMES}}
 
 
@@ -350,12 +352,12 @@ def _print_classify_summary(report: dict[str, Any]) -> None:
           f"{report['unreadable_images']} unreadable")  # fmt: skip
     if "detect" in report:
         found = report["detect"]
-        print(f"  no lesion found in {found['no_lesion_found']}, unsure: retake in {found['unsure_retake']} "
-              "(classified as a whole)")  # fmt: skip
+        print(f"  no lesion found in {found['no_lesion_found']} (classified as a whole), answered with the "
+              f"detector unsure in {found['lesion_unsure']}")  # fmt: skip
         for dx, counts in found["per_dx"].items():
-            if counts["no_lesion_found"] or counts["unsure_retake"]:
+            if counts["no_lesion_found"] or counts["lesion_unsure"]:
                 print(f"    {dx:6s} of {counts['n']}: no lesion found {counts['no_lesion_found']}, "
-                      f"unsure: retake {counts['unsure_retake']}")  # fmt: skip
+                      f"detector unsure {counts['lesion_unsure']}")  # fmt: skip
     for section in ("dx8", "dx", "group"):
         if section not in report:
             continue
@@ -459,7 +461,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         gated = detection_report(ground_truth, kept)
         outcomes = [
             "lesion" if top is not None and top >= presence
-            else "unsure_retake" if top is not None and unsure is not None and top >= unsure
+            else "unsure_band" if top is not None and unsure is not None and top >= unsure
             else "no_lesion_found"
             for top in top_scores
         ]  # fmt: skip
@@ -467,10 +469,11 @@ def _run_detect(args: argparse.Namespace) -> int:
             "presence": presence,
             "unsure": unsure,
             **{key: gated[key] for key in ("mean_iou", "median_iou", "iou50_rate", "no_box")},
-            **{key: outcomes.count(key) for key in OUTCOMES[1:]},
+            **{key: outcomes.count(key) for key in DETECT_OUTCOMES[1:]},
             "definition": "the same top-box statistics counting only boxes scoring >= presence, the boxes "
-            "`edgeskin predict` reports as lesions (an image with none counts as IoU 0); of the images without "
-            "one, 'unsure: retake' (top box >= unsure) and 'no lesion found'",
+            "`edgeskin predict` reports at the presence threshold (an image with none counts as IoU 0); of the "
+            "images without one, 'unsure_band' (top box >= unsure: the pipeline answers it when the frame backs "
+            "it up) and 'no lesion found'",
         }
     report["model"] = model_info
     report["missing_images"] = len(missing)
@@ -487,7 +490,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         if gated:
             print(f"  reported lesions (score >= {gated['presence']})  mean IoU {_fmt(gated['mean_iou'])}  "
                   f"IoU>=0.5 {_fmt(gated['iou50_rate'])}  {gated['no_box']} images without a reported lesion: "
-                  f"{gated['unsure_retake']} unsure: retake, {gated['no_lesion_found']} no lesion found")  # fmt: skip
+                  f"{gated['unsure_band']} in the unsure band, {gated['no_lesion_found']} below it")  # fmt: skip
     return 0
 
 

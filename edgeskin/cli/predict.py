@@ -75,6 +75,7 @@ def _document(path: str, result: Any) -> dict[str, Any]:
 
 def _print_human(path: str, result: Any) -> None:
     from edgeskin.labels import DX_NAMES
+    from edgeskin.results import RETAKE_ADVICE
 
     width, height = result.image_size
     count = len(result.lesions)
@@ -83,12 +84,16 @@ def _print_human(path: str, result: Any) -> None:
         if count
         else f"{path} ({width}x{height}): {'; '.join(result.messages)}"
     )
+    advice = [RETAKE_ADVICE[m] for m in result.messages if m in RETAKE_ADVICE]
+    if not count and advice:
+        print(f"  {' '.join(advice)}")
     for i, lesion in enumerate(result.lesions, 1):
         x0, y0, x1, y1 = (round(float(v)) for v in lesion.box)
         dx = lesion.dx.top_k(3)
         group = lesion.group.top_k(1)[0]
         flag = "REFER to a doctor" if lesion.refer else "not flagged"
-        print(f"  #{i} box [{x0}, {y0}, {x1}, {y1}]  detector score {lesion.score:.2f}")
+        unsure = "  (detector unsure: check that the box is on the lesion)" if lesion.detector_unsure else ""
+        print(f"  #{i} box [{x0}, {y0}, {x1}, {y1}]  detector score {lesion.score:.2f}{unsure}")
         print(f"     {DX_NAMES.get(dx[0][0], dx[0][0])} ({dx[0][0]}) {dx[0][1]:.2f}   others: "
               + ", ".join(f"{name} {p:.2f}" for name, p in dx[1:]))  # fmt: skip
         print(f"     group {group[0]} {group[1]:.2f}   malignant {lesion.malignant:.2f}   {flag}")

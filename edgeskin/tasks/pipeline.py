@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeskin.core.crop import crop_with_margin
+from edgeskin.core.evidence import SCENE, EvidenceThresholds, lesion_evidence
 from edgeskin.errors import ConfigError, check_fraction
 from edgeskin.image import validate_frame
 from edgeskin.labels import (  # refer_decision and refer_rule: re-exported from here, as before
@@ -29,7 +30,15 @@ from edgeskin.labels import (  # refer_decision and refer_rule: re-exported from
     refer_rule,
     to_groups,
 )
-from edgeskin.results import Classification, Lesion, PipelineResult
+from edgeskin.results import (  # the messages: re-exported from here, as before
+    DETECTOR_UNSURE,
+    NO_LESION_FOUND,
+    NOT_SKIN,
+    NOTHING_STANDS_OUT,
+    Classification,
+    Lesion,
+    PipelineResult,
+)
 from edgeskin.roles import ClassifierRole, DetectorRole
 from edgeskin.runtime.interpreter import check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec
@@ -38,8 +47,10 @@ from edgeskin.tasks.cam import CamExplainer
 
 __all__ = [
     "CLASSICAL",
+    "DETECTOR_UNSURE",
     "NO_LESION_FOUND",
-    "UNSURE_RETAKE",
+    "NOT_SKIN",
+    "NOTHING_STANDS_OUT",
     "LesionPipeline",
     "PipelineOptions",
     "TIMING_STAGES",
@@ -50,10 +61,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CLASSICAL = "classical"
-NO_LESION_FOUND = "no lesion found"
-# The top box scored in the detector's "unsure" band (spec thresholds.unsure <= score < presence): something
-# may be a lesion, so the frame is not called lesion-free; like the quality gate, it asks for a new picture.
-UNSURE_RETAKE = "unsure: retake"
 TIMING_STAGES: tuple[str, ...] = ("preprocess", "detect", "crop", "classify", "cam", "total")
 
 
@@ -74,10 +81,13 @@ class PipelineOptions:
         max_lesions: Analyse at most this many boxes per frame, highest detector confidence first.
         min_confidence: Detector score a box needs to be reported as a lesion (None: the detector spec's
             ``thresholds.presence``, else every box the detector keeps). Lower-scoring boxes are
-            candidates, not lesions: the frame is then "no lesion found", or "unsure: retake" when the best
-            candidate scores at least ``unsure_confidence``.
-        unsure_confidence: Lower end of the "unsure: retake" band (None: the detector spec's
+            candidates: when none reaches it, the best candidate is answered if it scores at least
+            ``unsure_confidence`` and the frame backs it up (``unsure_evidence``), flagged ``detector_unsure``;
+            otherwise the frame has no lesion and a message that says why.
+        unsure_confidence: Lower end of the detector's unsure band (None: the detector spec's
             ``thresholds.unsure``; no band when neither gives one).
+        unsure_evidence: The limits that decide whether an unsure-band box is answered (None: the measured
+            defaults of :class:`~edgeskin.core.evidence.EvidenceThresholds`).
         cam: Compute a class activation map for each lesion's top diagnosis.
         refer_threshold: Malignant-probability threshold for "refer" (None: the classifier spec's
             ``triage.malignant_threshold``; without one, refer when the top group is malignant).
@@ -98,6 +108,7 @@ class PipelineOptions:
     refer_threshold: float | None = None
     tta: Sequence[str] | None = None
     unsure_confidence: float | None = None
+    unsure_evidence: EvidenceThresholds | None = None
 
     def __post_init__(self) -> None:
         check_delegate(self.delegate)
@@ -120,7 +131,9 @@ class LesionPipeline:
     whole frame as one lesion) → crop each box with a margin → classify the crop (the classifier applies
     its own spec's resize and preprocessing profile to the model-input-sized crop) → dx probabilities,
     4 group probabilities (sums), malignant probability and the refer flag → CAM of the top diagnosis
-    over the crop. No box: no lesion and the message ``"no lesion found"``.
+    over the crop. No box at the presence threshold: the best box of the unsure band is answered, flagged
+    ``detector_unsure``, when the frame looks like skin and the box stands out from it
+    (:mod:`edgeskin.core.evidence`); otherwise no lesion and a message that says why.
 
     Example::
 
@@ -134,7 +147,8 @@ class LesionPipeline:
         classifier: A :class:`~edgeskin.tasks.classifier.Classifier` over the 8 ISIC 2019 (or the 7 HAM10000) diagnoses.
         detector: Anything with ``detect(frame) -> Detections`` (:class:`~edgeskin.tasks.detector.Detector`,
             :class:`~edgeskin.tasks.detector.ClassicalDetector`), or None for whole-frame classification.
-        crop_margin, max_lesions, min_confidence, cam, refer_threshold: see :class:`PipelineOptions`.
+        crop_margin, max_lesions, min_confidence, cam, refer_threshold, unsure_confidence, unsure_evidence: see
+            :class:`PipelineOptions`.
         explainer: The CAM explainer (default: from the classifier's spec when ``cam`` is on).
 
     One instance owns its interpreters and is not thread-safe; make one per thread. Closing the
@@ -153,6 +167,7 @@ class LesionPipeline:
         refer_threshold: float | None = None,
         explainer: CamExplainer | None = None,
         unsure_confidence: float | None = None,
+        unsure_evidence: EvidenceThresholds | None = None,
     ) -> None:
         labels = tuple(classifier.labels)
         if not is_dx_labels(labels):
@@ -181,6 +196,7 @@ class LesionPipeline:
         self.max_lesions = max_lesions
         self.min_confidence = min_confidence
         self.unsure_confidence = unsure_confidence
+        self.unsure_evidence = unsure_evidence or EvidenceThresholds()
         # Every view of every lesion in one invoke when the classifier offers it (edgeskin's Classifier does).
         self._classify_many = getattr(classifier, "classify_many", None)
         spec = getattr(classifier, "spec", None)
@@ -247,6 +263,7 @@ class LesionPipeline:
                 cam=options.cam,
                 refer_threshold=options.refer_threshold,
                 unsure_confidence=options.unsure_confidence,
+                unsure_evidence=options.unsure_evidence,
             )
 
     @classmethod
@@ -313,7 +330,14 @@ class LesionPipeline:
         height, width = frame.shape[:2]
         validated = time.perf_counter()
 
-        boxes, scores, top_score = self._detect(frame)
+        boxes, scores, top_score, top_box = self._detect(frame)
+        unsure, absent = False, NO_LESION_FOUND
+        if not len(boxes) and self._in_band(top_score):
+            verdict = lesion_evidence(frame, top_box, self.unsure_evidence.work_side).verdict(self.unsure_evidence)
+            if verdict is None:
+                boxes, scores, unsure = top_box[np.newaxis], np.array([top_score], np.float32), True
+            else:
+                absent = NOT_SKIN if verdict == SCENE else NOTHING_STANDS_OUT
         detected = time.perf_counter()
 
         kept, crops, crop_boxes = [], [], []
@@ -349,7 +373,7 @@ class LesionPipeline:
                     cams[j] = self.explainer.explain(features, int(np.argmax(dx.probabilities)))
         explained = time.perf_counter()
         lesions = [
-            self._lesion(boxes[i], scores[i], dx, crop_box, cam)
+            self._lesion(boxes[i], scores[i], dx, crop_box, cam, unsure)
             for i, (dx, _), crop_box, cam in zip(kept, classified, crop_boxes, cams, strict=True)
         ]
         crop_ms = (cropped - detected) * 1000.0
@@ -365,32 +389,38 @@ class LesionPipeline:
             "cam": cam_ms,
             "total": (end - start) * 1000.0,
         }
-        messages = () if lesions else (self._absent_message(top_score),)
+        messages = (DETECTOR_UNSURE,) if unsure and lesions else () if lesions else (absent,)
         return PipelineResult((width, height), tuple(lesions), timings, messages, source)
 
-    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
-        """The boxes to analyse (at most ``max_lesions``, best first), their scores, and the best candidate's
-        score before the reporting threshold (None without a detector or a candidate)."""
+    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None, np.ndarray | None]:
+        """The boxes to report (at most ``max_lesions``, best first), their scores, and the best candidate's
+        score and box before the reporting threshold (None without a detector or a candidate)."""
         if self.detector is None:
             height, width = frame.shape[:2]
-            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32), None
+            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32), None, None
         detections = self.detector.detect(frame)
         scores = detections.confidence
-        top_score = float(scores.max()) if len(scores) else None
+        best = int(np.argmax(scores)) if len(scores) else None
+        top_score = None if best is None else float(scores[best])
+        top_box = None if best is None else np.asarray(detections.xyxy[best], np.float32)
         keep = np.ones(len(scores), bool) if self.min_confidence is None else scores >= self.min_confidence
         index = np.flatnonzero(keep)
         order = index[np.argsort(-scores[index], kind="stable")][: self.max_lesions]
-        return detections.xyxy[order], scores[order], top_score
+        return detections.xyxy[order], scores[order], top_score, top_box
 
-    def _absent_message(self, top_score: float | None) -> str:
-        """Why no lesion is reported: "unsure: retake" when the best candidate is in the unsure band."""
+    def _in_band(self, top_score: float | None) -> bool:
+        """True when the best candidate is in the unsure band (below the reporting threshold, at or above its floor)."""
         low = self.unsure_confidence
-        if top_score is not None and low is not None and top_score >= low:
-            return UNSURE_RETAKE
-        return NO_LESION_FOUND
+        return top_score is not None and low is not None and top_score >= low
 
     def _lesion(
-        self, box: np.ndarray, score: float, dx: Classification, crop_box: np.ndarray, cam: np.ndarray | None
+        self,
+        box: np.ndarray,
+        score: float,
+        dx: Classification,
+        crop_box: np.ndarray,
+        cam: np.ndarray | None,
+        detector_unsure: bool = False,
     ) -> Lesion:
         probs = dx.probabilities
         groups = to_groups(probs, self.dx_labels)
@@ -405,6 +435,7 @@ class LesionPipeline:
             refer=refer,
             crop_box=crop_box,
             cam=cam,
+            detector_unsure=detector_unsure,
         )
 
     def __repr__(self) -> str:

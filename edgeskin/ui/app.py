@@ -102,7 +102,7 @@ def _summary(index: int, lesion: Any, pipeline: Any) -> None:
     st.markdown(
         f"#### Lesion {index + 1}: most likely **{launch.dx_title(lesion.dx.label)}** ({dx_p:.0%})\n"
         f"Group **{lesion.group.label}** ({group_p:.0%}) · malignant probability {lesion.malignant:.0%} · "
-        f"detector confidence {lesion.score:.0%}"
+        f"detector confidence {lesion.score:.0%}{' (unsure)' if lesion.detector_unsure else ''}"
     )
     if lesion.refer:
         spec = launch.classifier_spec(pipeline)
@@ -153,7 +153,10 @@ def _quality(report: Any) -> None:
     if messages:
         st.warning("**Image quality:** " + "; ".join(messages) + ".", icon=":material/photo_camera:")
     else:
-        st.caption(f"Image quality: ok (sharpness {report.sharpness:.0f}, brightness {report.mean_luminance:.0f}/255)")
+        st.caption(
+            f"Image quality: ok (edge softness {report.edge_softness:.2f}, skin brightness "
+            f"{report.skin_luminance:.0f}/255)"
+        )
 
 
 def _timings(result: Any) -> None:
@@ -201,24 +204,24 @@ def _render(key: str, analysis: launch.Analysis, pipeline: Any, opacity: float) 
     with text:
         _quality(analysis.quality)
         if not result.found:
-            said = [m.strip().lower() for m in result.messages if m]
-            reasons = [m for m in result.messages if m and m.strip().lower() not in launch.ABSENT_MESSAGES]
-            detail = ": " + "; ".join(reasons) if reasons else ""
-            if launch.UNSURE_MESSAGE in said:
-                st.warning(
-                    f"**Unsure: retake**{detail}. Something here may be a lesion, but the detector is not sure. "
-                    "Centre the lesion, fill most of the frame, and take the picture again.",
-                    icon=":material/refresh:",
-                )
-            else:
-                st.info(
-                    f"**No lesion found**{detail}. Centre the lesion, fill most of the frame, and try again.",
-                    icon=":material/search_off:",
-                )
+            reason = next((m for m in result.messages if m in launch.RETAKE_ADVICE), launch.NO_LESION_MESSAGE)
+            others = [m for m in result.messages if m and m not in launch.RETAKE_ADVICE]
+            detail = " (" + "; ".join(others) + ")" if others else ""
+            st.info(
+                f"**{reason[:1].upper()}{reason[1:]}**{detail}. {launch.RETAKE_ADVICE[reason]}",
+                icon=":material/search_off:",
+            )
         else:
+            if any(lesion.detector_unsure for lesion in result.lesions):
+                st.warning(
+                    "**Detector unsure.** The detector scored this box below its presence threshold. It is "
+                    "answered because the image looks like skin and the box stands out from it: check that the "
+                    "box is on the lesion.",
+                    icon=":material/help:",
+                )
             for index, lesion in enumerate(result.lesions):
                 _summary(index, lesion, pipeline)
-            other = [m for m in result.messages if m]
+            other = [m for m in result.messages if m and m != launch.UNSURE_MESSAGE]
             if other:
                 st.caption(" · ".join(other))
         _timings(result)

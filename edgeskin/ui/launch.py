@@ -21,7 +21,7 @@ from edgeskin.capture.quality import QualityReport
 from edgeskin.capture.quality import assess_quality as assess
 from edgeskin.errors import ConfigError, EdgeskinError
 from edgeskin.labels import DX_NAMES
-from edgeskin.results import Lesion, PipelineResult
+from edgeskin.results import DETECTOR_UNSURE, NO_LESION_FOUND, RETAKE_ADVICE, Lesion, PipelineResult
 from edgeskin.roles import HasSpec, InspectablePipeline
 from edgeskin.runtime.spec import ModelSpec
 
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_STREAMLIT_OPTIONS",
     "NOT_A_DIAGNOSIS",
     "NO_LESION_MESSAGE",
+    "RETAKE_ADVICE",
     "UNSURE_MESSAGE",
     "Analysis",
     "ModelFacts",
@@ -64,12 +65,11 @@ DEFAULT_STREAMLIT_OPTIONS: Mapping[str, str] = {
     "client.toolbarMode": "minimal",
 }
 
-# The pipeline's message when it finds no lesion (edgeskin.tasks.pipeline.NO_LESION_FOUND); the page says it
-# in its own words.
-NO_LESION_MESSAGE = "no lesion found"
-# The pipeline's message when its best box is in the detector's unsure band (edgeskin.tasks.pipeline.UNSURE_RETAKE).
-UNSURE_MESSAGE = "unsure: retake"
-ABSENT_MESSAGES = (NO_LESION_MESSAGE, UNSURE_MESSAGE)
+# The pipeline's messages (edgeskin.results): a frame without an answer says why with one of RETAKE_ADVICE's keys,
+# and the page adds the advice; a lesion answered from the detector's unsure band comes with UNSURE_MESSAGE.
+NO_LESION_MESSAGE = NO_LESION_FOUND
+UNSURE_MESSAGE = DETECTOR_UNSURE
+ABSENT_MESSAGES = tuple(RETAKE_ADVICE)
 
 NOT_A_DIAGNOSIS = (
     "Research prototype, not a medical device. The results are not a diagnosis and must not replace "

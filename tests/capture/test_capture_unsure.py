@@ -1,4 +1,5 @@
-"""The live loop and the kiosk show the pipeline's "unsure: retake" instead of "no lesion found"."""
+"""The live loop and the kiosk show a lesion answered from the detector's unsure band, with its flag, and say why a
+frame has no answer, with advice that fits the case."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from edgeskin.capture.kiosk import _diagnosis_text, _still_text
 from edgeskin.capture.live import LiveLoop, StillAnalysis
 from edgeskin.capture.sources import Frame, SourceBase
 from edgeskin.labels import DX_CLASSES
-from edgeskin.results import Classification, Detections, PipelineResult
+from edgeskin.results import (
+    DETECTOR_UNSURE,
+    NO_LESION_FOUND,
+    NOTHING_STANDS_OUT,
+    RETAKE_ADVICE,
+    Classification,
+    Detections,
+    PipelineResult,
+)
 from edgeskin.runtime.spec import ModelSpec
-from edgeskin.tasks.pipeline import UNSURE_RETAKE, LesionPipeline
+from edgeskin.tasks.pipeline import LesionPipeline
 
 
 class _Frames(SourceBase):
@@ -55,24 +64,52 @@ class _Detector:
         pass
 
 
-def test_live_loop_entries_say_unsure_retake_and_carry_no_diagnosis():
-    frames = [np.full((240, 320, 3), 170, np.uint8) for _ in range(3)]
+def _lesion_frame() -> np.ndarray:
+    import cv2
+
+    frame = np.empty((240, 320, 3), np.uint8)
+    frame[:] = (205, 165, 145)
+    cv2.ellipse(frame, (120, 110), (50, 45), 0, 0, 360, (95, 60, 45), -1)
+    return frame
+
+
+def test_live_loop_entries_carry_the_unsure_answer_and_its_flag():
+    frames = [_lesion_frame() for _ in range(3)]
     pipeline = LesionPipeline(_Classifier(), _Detector(0.45), cam=False)
-    summary = LiveLoop(_Frames(frames), pipeline, quality_gate=None, keep_records=True).run()
+    summary = LiveLoop(_Frames(frames), pipeline, quality_gate="default", keep_records=True).run()
     assert summary.processed == 3
     for entry in summary.frames:
-        assert entry["messages"] == [UNSURE_RETAKE]
+        assert entry["messages"] == [DETECTOR_UNSURE]
+        assert len(entry["lesions"]) == 1 and entry["lesions"][0]["detector_unsure"] is True
+        assert entry["smoothed"] is not None and not entry["diagnosis_withheld"]
+
+
+def test_live_loop_on_plain_skin_says_why_and_gives_no_diagnosis():
+    frames = [np.full((240, 320, 3), (205, 165, 145), np.uint8) for _ in range(2)]
+    pipeline = LesionPipeline(_Classifier(), _Detector(0.45), cam=False)
+    summary = LiveLoop(_Frames(frames), pipeline, quality_gate=None, keep_records=True).run()
+    for entry in summary.frames:
+        assert entry["messages"] == [NOTHING_STANDS_OUT]
         assert entry["lesions"] == [] and entry["smoothed"] is None
 
 
-def test_kiosk_texts_show_unsure_retake():
-    result = PipelineResult((320, 240), (), {}, (UNSURE_RETAKE,))
+def test_kiosk_texts_show_the_reason_the_advice_and_the_flag():
+    result = PipelineResult((320, 240), (), {}, (NOTHING_STANDS_OUT,))
     still = StillAnalysis(image=np.zeros((4, 4, 3), np.uint8), result=result)
-    assert _still_text(still) == f"Still: {UNSURE_RETAKE}"
+    text = _still_text(still)
+    assert text.lower().startswith(f"still: {NOTHING_STANDS_OUT}") and RETAKE_ADVICE[NOTHING_STANDS_OUT] in text
+    assert "fill most of the frame" not in text
 
     class Live:  # the fields _diagnosis_text reads from a LiveFrame
-        entry = {"messages": [UNSURE_RETAKE]}
+        entry = {"messages": [NO_LESION_FOUND]}
         withheld, smoothed = False, None
-        messages = (UNSURE_RETAKE,)
+        messages = (NO_LESION_FOUND,)
 
-    assert _diagnosis_text(Live()) == "Unsure: retake"
+    assert _diagnosis_text(Live()) == "No lesion found\n" + RETAKE_ADVICE[NO_LESION_FOUND]
+
+    pipeline = LesionPipeline(_Classifier(), _Detector(0.45), cam=False)
+    summary = LiveLoop(_Frames([_lesion_frame()]), pipeline, quality_gate=None, keep_records=True)
+    live = summary.process(Frame(rgb=_lesion_frame(), timestamp=0.0, index=0))
+    assert _diagnosis_text(live).endswith("Detector unsure: check that the box is on the lesion.")
+    answered = StillAnalysis(image=np.zeros((4, 4, 3), np.uint8), result=pipeline(_lesion_frame()))
+    assert _still_text(answered).endswith("Detector unsure: check that the box is on the lesion.")

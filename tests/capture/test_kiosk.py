@@ -177,6 +177,27 @@ def test_kiosk_shows_live_preview_captures_a_still_and_the_notice(xvfb, image_fo
     assert not [obj for obj in gc.get_objects() if issubclass(type(obj), tk.PhotoImage)]  # type(): no attribute access
 
 
+def test_windowed_kiosk_wraps_the_notice_to_the_window_not_the_screen(xvfb, image_folder):
+    tk = import_tk()
+    root = tk.Tk()
+    source = ImageFolderSource(image_folder, loop=True)
+    app = KioskApp(root, LiveLoop(source, FakePipeline(delay=0.01)), fullscreen=False)
+    root.geometry("600x400")  # a window narrower than the screen, as a user may size it
+    try:
+        app.start()
+        assert _pump(root, lambda: app.frames_shown >= 1), "no live frames reached the window"
+        _pump(root, lambda: False, timeout=0.3)
+        window = root.winfo_width()
+        assert window < SCREEN[0], "the window should be narrower than the screen"
+        wrap = int(app.notice.cget("wraplength"))
+        assert 0 < wrap <= window - 20
+        # The whole notice fits the window: its label asks for no more width than the window has.
+        assert app.notice.winfo_reqwidth() <= window
+    finally:
+        app.close()
+        source.close()
+
+
 def test_run_kiosk_closes_when_the_loop_ends(xvfb, image_folder):
     with ImageFolderSource(image_folder) as source:
         summary = run_kiosk(source, FakePipeline(), fullscreen=False, close_when_done=True, max_frames=5)

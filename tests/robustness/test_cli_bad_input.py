@@ -74,7 +74,7 @@ def test_good_and_bad_files_mixed_the_good_ones_are_analysed(edgeskin_cli, model
         if path in bad:
             assert set(entry) == {key, "error"}
         elif command == "predict":
-            assert entry["lesions"] or entry["messages"] in (["no lesion found"], ["unsure: retake"])
+            assert entry["lesions"] or entry["messages"][0].startswith("no lesion found")
         else:
             assert entry["label"] and len(entry["top_k"]) == 5
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgeskin.labels import DX_CLASSES
-from edgeskin.results import Classification
+from edgeskin.results import RETAKE_ADVICE, Classification
 from edgeskin.tasks.detector import ClassicalDetector
-from edgeskin.tasks.pipeline import NO_LESION_FOUND, UNSURE_RETAKE, LesionPipeline
+from edgeskin.tasks.pipeline import NO_LESION_FOUND, NOT_SKIN, LesionPipeline
 
 PHOTOS = ("panda.jpg", "cat.bmp", "bird.bmp", "grace_hopper.bmp")
 
@@ -37,12 +37,10 @@ class UniformClassifier:
         pass
 
 
-def assert_no_lesion(result, what: str, unsure_ok: bool = False) -> None:
-    """No lesion and no diagnosis; with ``unsure_ok`` the detector's "unsure: retake" band is accepted too
-    (the shipped detector's band starts low, at its spec's ``thresholds.unsure``)."""
+def assert_no_lesion(result, what: str, reasons: tuple[str, ...] = (NO_LESION_FOUND,)) -> None:
+    """No lesion and no diagnosis, and one of ``reasons`` says why."""
     assert result.lesions == (), f"{what}: {len(result.lesions)} lesion(s), top score {result.lesions[0].score:.2f}"
-    allowed = ((NO_LESION_FOUND,), (UNSURE_RETAKE,)) if unsure_ok else ((NO_LESION_FOUND,),)
-    assert result.messages in allowed, result.messages
+    assert len(result.messages) == 1 and result.messages[0] in reasons, result.messages
 
 
 def plain_skin(seed: int, size=(480, 640)) -> np.ndarray:
@@ -149,10 +147,17 @@ def test_the_benchmark_summary_counts_false_positives(non_lesion_benchmark):
 
 @pytest.fixture
 def shipped_acceptance(shipped_models_dir) -> None:
-    """The shipped models (the fixture fails when they are missing). Their detector reports a lesion only
-    at or above its spec's ``thresholds.presence`` (0.45, calibrated by benchmarks/detector_presence.py): 2/160
-    non-lesion frames with a lesion and none of the 4 photos; below it, down to ``thresholds.unsure`` (0.10), the
-    frame says "unsure: retake" (49/160 non-lesion frames), never a diagnosis."""
+    """The shipped models (the fixture fails when they are missing). Their detector reports a lesion at or above
+    its spec's ``thresholds.presence`` (0.44, calibrated by benchmarks/detector_presence.py); below it, down to
+    ``thresholds.unsure`` (0.13), the best box is answered only when the frame looks like skin and the box stands
+    out from it (edgeskin.core.evidence; figures in benchmarks/unsure_band.py and DETECTOR_CARD.md)."""
+
+
+# What the shipped pipeline says about each photo: the cat's best box (0.17) is in the unsure band, and the frame
+# is a scene, not skin (issue 29: lowering the presence threshold answered it "melanoma, refer"); the others have
+# no box at the unsure floor.
+PHOTO_REASONS = {"panda.jpg": NO_LESION_FOUND, "cat.bmp": NOT_SKIN, "bird.bmp": NO_LESION_FOUND,
+                 "grace_hopper.bmp": NO_LESION_FOUND}  # fmt: skip
 
 
 @pytest.mark.shared
@@ -161,7 +166,7 @@ def test_the_shipped_pipeline_finds_no_lesion_in_the_everyday_photos(shipped_acc
     from edgeskin.image import read_image
 
     with LesionPipeline.from_defaults(threads=1, cam=False) as pipeline:
-        assert_no_lesion(pipeline(read_image(shared_file(f"data/non_lesion/{name}"))), name, unsure_ok=True)
+        assert_no_lesion(pipeline(read_image(shared_file(f"data/non_lesion/{name}"))), name, (PHOTO_REASONS[name],))
 
 
 @pytest.mark.shared
@@ -170,10 +175,11 @@ def test_predict_on_the_panda_reports_no_lesion_and_no_diagnosis(edgeskin_cli, s
     proc = edgeskin_cli("predict", panda)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] in (f"{panda} (696x613): {NO_LESION_FOUND}", f"{panda} (696x613): {UNSURE_RETAKE}")
-    assert lines[1].startswith("  timings ms: ") and len(lines) == 3  # then the "not a diagnosis" notice
+    assert lines[0] == f"{panda} (696x613): {NO_LESION_FOUND}"
+    assert lines[1] == f"  {RETAKE_ADVICE[NO_LESION_FOUND]}"
+    assert lines[2].startswith("  timings ms: ") and len(lines) == 4  # then the "not a diagnosis" notice
     for word in ("#1", "box [", "REFER", "group ", *DX_CLASSES):
-        assert word not in "\n".join(lines[:2]), word
+        assert word not in "\n".join(lines[:3]), word
 
 
 @pytest.mark.shared
@@ -184,4 +190,4 @@ def test_the_shipped_pipeline_false_positive_rate_on_a_subset(shipped_acceptance
     natural = table["natural (all)"]
     assert natural["fp_rate"] <= MAX_FP_NATURAL_SHIPPED, table
     for record in records:  # a false positive still carries no diagnosis when nothing was reported
-        assert (record["lesions"] == 0) == (record["messages"] in ([NO_LESION_FOUND], [UNSURE_RETAKE]))
+        assert (record["lesions"] == 0) == bool(record["messages"] and record["messages"][0] in RETAKE_ADVICE)

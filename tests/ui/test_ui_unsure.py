@@ -1,4 +1,5 @@
-"""The Streamlit page says "Unsure: retake" (a warning) when the detector's best box is in the unsure band."""
+"""The Streamlit page answers a lesion from the detector's unsure band with a "Detector unsure" warning, and says
+why a frame has no answer with advice that fits the case."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ pytest.importorskip("streamlit", reason="the [ui] extra (streamlit) is not insta
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from edgeskin.tasks.pipeline import UNSURE_RETAKE  # noqa: E402
+from edgeskin.results import DETECTOR_UNSURE, NOTHING_STANDS_OUT, RETAKE_ADVICE  # noqa: E402
 from edgeskin.ui import launch  # noqa: E402
 
 
@@ -40,15 +41,33 @@ def _unsure_app():
 
 
 def test_the_ui_message_names_match_the_pipeline():
-    assert launch.UNSURE_MESSAGE == UNSURE_RETAKE
-    assert launch.UNSURE_MESSAGE in launch.ABSENT_MESSAGES
+    assert launch.UNSURE_MESSAGE == DETECTOR_UNSURE
+    assert NOTHING_STANDS_OUT in launch.ABSENT_MESSAGES and set(launch.ABSENT_MESSAGES) == set(RETAKE_ADVICE)
 
 
-def test_the_page_asks_for_a_retake():
-    ok, png = cv2.imencode(".png", np.full((120, 160, 3), 170, np.uint8))
+def _upload(frame: np.ndarray):
+    ok, png = cv2.imencode(".png", frame[..., ::-1])
     at = AppTest.from_function(_unsure_app, default_timeout=120).run()
     at.file_uploader[0].set_value([("frame.png", png.tobytes(), "image/png")]).run()
     assert not at.exception
+    return at
+
+
+def test_the_page_answers_the_unsure_band_with_a_flag():
+    frame = np.empty((120, 160, 3), np.uint8)
+    frame[:] = (205, 165, 145)
+    cv2.ellipse(frame, (40, 40), (14, 12), 0, 0, 360, (95, 60, 45), -1)
+    at = _upload(frame)
     warnings = [str(w.value) for w in at.warning]
-    assert any(text.startswith("**Unsure: retake**") for text in warnings)
+    assert any(text.startswith("**Detector unsure.**") for text in warnings)
+    assert any("detector confidence 40% (unsure)" in str(m.value) for m in at.markdown)
     assert not any("No lesion found" in str(i.value) for i in at.info)
+
+
+def test_plain_skin_says_why_and_does_not_ask_to_fill_the_frame():
+    at = _upload(np.full((120, 160, 3), (205, 165, 145), np.uint8))
+    infos = [str(i.value) for i in at.info]
+    assert any(text.startswith("**No lesion found: nothing in the box stands out") for text in infos)
+    assert any(RETAKE_ADVICE[NOTHING_STANDS_OUT] in text for text in infos)
+    assert not any("fill most of the frame" in text for text in infos)
+    assert not any(str(w.value).startswith("**Detector unsure") for w in at.warning)
