@@ -200,32 +200,71 @@ def load_train_config(path: str | Path) -> dict:
     return {**TRAIN_DEFAULTS, **section}
 
 
-def train(dataset_dir: Path, run_dir: Path, options: dict) -> Path:
-    """Train with ultralytics; returns the path of ``best.pt``."""
+RESUME_CHECKPOINT = "resume.pt"  # last.pt as saved at a budget stop, before ultralytics strips its optimizer
+
+
+def budget_callback(budget_s: float, started: float):
+    """An ultralytics ``on_fit_epoch_end`` callback: stop at the epoch boundary when the next epoch would not fit.
+
+    Ultralytics strips the optimizer from ``last.pt`` when a run ends, so the epoch's full checkpoint (weights,
+    EMA, optimizer, epoch) is kept as ``weights/resume.pt`` first: ``--resume`` continues from it.
+    """
+
+    def on_fit_epoch_end(trainer) -> None:
+        epoch_s = getattr(trainer, "epoch_time", None) or 0.0
+        left = budget_s - (time.time() - started)
+        if trainer.epoch + 1 < trainer.epochs and left < 1.1 * epoch_s:
+            LOG.info("time budget: %.0f s left, an epoch takes %.0f s: stopping after epoch %d", left, epoch_s,
+                     trainer.epoch + 1)  # fmt: skip
+            shutil.copyfile(trainer.last, Path(trainer.last).with_name(RESUME_CHECKPOINT))
+            trainer.stop = True
+
+    return on_fit_epoch_end
+
+
+def train(dataset_dir: Path, run_dir: Path, options: dict, budget_s: float | None = None, resume: bool = False) -> Path:
+    """Train with ultralytics, or continue ``run_dir``'s checkpoint; returns the path of ``best.pt``.
+
+    A run stopped by ``budget_s`` leaves ``weights/resume.pt``; a run that reaches its last epoch removes it.
+    """
     from ultralytics import YOLO
 
     options = dict(options)
     model_cfg = options.pop("model")
     time_hours = options.pop("time_hours", None)
-    # A .pt model continues from its weights (ultralytics builds the cfg afresh and loads them only when pretrained).
-    pretrained = str(model_cfg).endswith(".pt")
-    extra = {"time": time_hours} if time_hours else {}
-    model = YOLO(model_cfg, task="detect")
-    model.train(
-        data=str(dataset_dir / "data.yaml"),
-        project=str(run_dir.parent),
-        name=run_dir.name,
-        exist_ok=True,
-        pretrained=pretrained,
-        amp=False,
-        plots=True,
-        device="cpu" if not _cuda_available() else 0,
-        deterministic=False,
-        verbose=True,
-        **extra,
-        **options,
-    )
-    return run_dir / "weights" / "best.pt"
+    started = time.time()
+    weights = run_dir / "weights"
+    stop_marker = weights / RESUME_CHECKPOINT
+    if resume:
+        checkpoint = next((p for p in (stop_marker, weights / "last.pt") if p.is_file()), None)
+        if checkpoint is None:
+            raise FileNotFoundError(f"nothing to resume: no {RESUME_CHECKPOINT} or last.pt in {weights}")
+        model = YOLO(str(checkpoint), task="detect")
+        arguments = {"resume": str(checkpoint), "data": str(dataset_dir / "data.yaml")}
+    else:
+        # A .pt model continues from its weights (ultralytics builds the cfg afresh and loads them only when pretrained).
+        model = YOLO(model_cfg, task="detect")
+        arguments = {
+            "data": str(dataset_dir / "data.yaml"),
+            "project": str(run_dir.parent),
+            "name": run_dir.name,
+            "exist_ok": True,
+            "pretrained": str(model_cfg).endswith(".pt"),
+            "amp": False,
+            "plots": True,
+            "device": "cpu" if not _cuda_available() else 0,
+            "deterministic": False,
+            "verbose": True,
+            **({"time": time_hours} if time_hours else {}),
+            **options,
+        }
+    stamp = stop_marker.stat().st_mtime if stop_marker.is_file() else None
+    if budget_s is not None:
+        model.add_callback("on_fit_epoch_end", budget_callback(budget_s, started))
+    model.train(**arguments)
+    if stop_marker.is_file() and stop_marker.stat().st_mtime == stamp:
+        stop_marker.unlink()  # this call ran to the last epoch: the earlier stop's checkpoint is spent
+    return weights / "best.pt"
 
 
 def _cuda_available() -> bool:
@@ -243,7 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-dataset", action="store_true", help="reuse an existing OUT/dataset")
     parser.add_argument("--skip-train", action="store_true", help="only evaluate OUT/run/weights/best.pt")
     parser.add_argument("--epochs", type=int, help="override train.epochs")
-    parser.add_argument("--time-hours", type=float, help="override train.time_hours (wall-clock budget)")
+    parser.add_argument("--time-hours", type=float,
+                        help="override train.time_hours (ultralytics' 'time': it refits the epochs and the schedule)")  # fmt: skip
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="stop at the last epoch boundary inside this many seconds, resumable (exit status 3)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/run from its last checkpoint (weights, EMA, optimizer, epoch), with its args")  # fmt: skip
     parser.add_argument("--init", help="continue from these ultralytics weights (.pt) instead of train.model")
     # A quick check of the whole chain: e.g. --fraction 0.05 --epochs 1 --limit 10 (with --skip-dataset when built).
     parser.add_argument("--fraction", type=float,
@@ -280,8 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = run_dir / "weights" / "best.pt"
     if not args.skip_train:
         started = time.time()
-        best = train(dataset_dir, run_dir, options)
+        best = train(dataset_dir, run_dir, options, budget_s=args.time_budget, resume=args.resume)
         timings["train_s"] = round(time.time() - started, 1)
+        if (run_dir / "weights" / RESUME_CHECKPOINT).is_file():
+            LOG.info("stopped by the time budget; continue with: python -m training.train_detector --config %s "
+                     "--out %s --skip-dataset --resume", args.config, out)  # fmt: skip
+            return 3
         LOG.info("training took %.1f min; best weights %s", timings["train_s"] / 60, best)
     items = ph2_validation_items(dataset_dir, data_config)
     if args.limit is not None:
