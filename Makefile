@@ -72,5 +72,16 @@ ship-detector:
 ship-card:
 	$(PYTHON) -m convert.model_card --out $(CARD_EXPORT) --ship
 
+# Start, or continue, the classifier run training/runs/NAME from training/configs/NAME.json: make train-NAME.
+# Stops at the last epoch boundary inside TRAIN_BUDGET seconds (exit status 3: resumable); commit the folder then.
+TRAIN_BUDGET ?= 9000
+train-%: setup-train
+	@if [ -f training/runs/$*/resume/training_metadata.json ]; then \
+	  $(PYTHON) -m training.train_classifier --resume training/runs/$* --time-budget $(TRAIN_BUDGET); \
+	else \
+	  $(PYTHON) -m training.train_classifier --config training/configs/$*.json --out training/runs/$* \
+	    --time-budget $(TRAIN_BUDGET); \
+	fi
+
 clean:
 	rm -rf .venv demo-output .pytest_cache test-artifacts
