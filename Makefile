@@ -72,7 +72,7 @@ ship-detector:
 ship-card:
 	$(PYTHON) -m convert.model_card --out $(CARD_EXPORT) --ship
 
-# Start, or continue, the classifier run training/runs/NAME from training/configs/NAME.json: make train-NAME.
+# Start, or continue, the classifier run training/runs/NAME from its config NAME in training/configs: make train-NAME.
 # Stops at the last epoch boundary inside TRAIN_BUDGET seconds (exit status 3: resumable); commit the folder then.
 TRAIN_BUDGET ?= 9000
 train-%: setup-train
