@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -374,6 +375,34 @@ def composite_scene(
     return out, vbox + np.array([px, py, px, py], np.float32)
 
 
+def skin_scene(
+    backgrounds: Sequence[tuple[np.ndarray, np.ndarray]], scene_size: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """A lesion-free skin scene: in half the draws, when there is one, a random ``(image, mask)`` of
+    ``backgrounds`` with its lesion inpainted away (:func:`skin_background`); else plain synthetic skin."""
+    bg_image, bg_mask = backgrounds[int(rng.integers(len(backgrounds)))] if backgrounds else (None, None)
+    use_real = rng.random() < 0.5 and bg_image is not None
+    return skin_background(rng, scene_size, bg_image if use_real else None, bg_mask if use_real else None)
+
+
+def composite_sample(
+    sources: Sequence[tuple[np.ndarray, np.ndarray]],
+    backgrounds: Sequence[tuple[np.ndarray, np.ndarray]],
+    scene_size: tuple[int, int],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A :func:`skin_scene` with one (sometimes two) random ``(image, mask)`` lesions of ``sources`` pasted
+    on, and the boxes of those that fit (an empty list when none did)."""
+    scene = skin_scene(backgrounds, scene_size, rng)
+    boxes: list[np.ndarray] = []
+    for _ in range(2 if rng.random() < 0.15 else 1):
+        lesion, lesion_mask = sources[int(rng.integers(len(sources)))]
+        scene, box = composite_scene(scene, lesion, lesion_mask, rng, occupied=boxes)
+        if box is not None:
+            boxes.append(box)
+    return scene, boxes
+
+
 # ------------------------------------------------------------------------------------------ YOLO export
 def _progress(iterable: Iterable, desc: str, enabled: bool = True):
     return progress(iterable, desc, enabled=enabled, min_interval=5.0)  # into the log too, every 5 s
@@ -458,8 +487,123 @@ def empty_yolo_folders(out: Path) -> None:
                 old.unlink()
 
 
+def write_data_yaml(out: Path, built_by: str) -> None:
+    """The ultralytics ``data.yaml`` of a dataset under ``out`` (one class, ``lesion``)."""
+    (out / "data.yaml").write_text(
+        f"# edgeskin lesion detector dataset (built by {built_by})\n"
+        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: lesion\n"
+    )
+
+
+class Ph2Train(NamedTuple):
+    """The PH2 training images as lesion sources (``(image, mask)`` at ``ph2_side``), and how many samples
+    they gave (originals and variants)."""
+
+    sources: list[tuple[np.ndarray, np.ndarray]]
+    written: int
+
+
+class HamSample(NamedTuple):
+    """A HAM10000 image at the working size with its derived lesion mask and box."""
+
+    image_id: str
+    image: np.ndarray
+    mask: np.ndarray
+    box: np.ndarray
+
+
+class HamDerivation(NamedTuple):
+    """The HAM samples kept for the dataset, and ``{"seen", "kept", "no_lesion", "implausible"}`` counts."""
+
+    samples: list[HamSample]
+    counts: dict[str, int]
+
+
+def write_ph2_train(
+    out: Path, items: Sequence[Ph2Item], config: DatasetConfig, rng: np.random.Generator, progress: bool = True
+) -> Ph2Train:
+    """Stage 1: each PH2 training image at ``ph2_side`` with ``ph2_copies - 1`` random variants."""
+    sources: list[tuple[np.ndarray, np.ndarray]] = []
+    written = 0
+    for item in _progress(items, "PH2 train", progress):
+        image, mask = read_rgb(item.image_path), read_mask(item.mask_path)
+        image, mask = _fit_long_side(image, mask, config.ph2_side)
+        sources.append((image, mask))
+        _write_sample(out, "train", f"ph2_{item.image_id}", image, [mask_to_box(mask)])
+        written += 1
+        for copy in range(1, config.ph2_copies):
+            v_image, v_mask = _ph2_variant(image, mask, rng)
+            _write_sample(out, "train", f"ph2_{item.image_id}_v{copy}", v_image, [mask_to_box(v_mask)])
+            written += 1
+    return Ph2Train(sources, written)
+
+
+def ham_box_size_correction(labeller_quality: dict, enabled: bool) -> tuple[float, float]:
+    """The (w, h) factors that put derived boxes on the expert convention (the inverse of the labeller's
+    measured size bias, within 0.8-1.25), or ``(1.0, 1.0)`` when not ``enabled``."""
+    if not enabled:
+        return (1.0, 1.0)
+    return tuple(float(np.clip(1.0 / r, 0.8, 1.25)) for r in labeller_quality["size_ratio_wh"])
+
+
+def derive_ham_samples(
+    config: DatasetConfig, size_correction: tuple[float, float], rng: np.random.Generator, progress: bool = True
+) -> HamDerivation:
+    """Stage 2: HAM images in a seeded random order, segmented, until ``ham_train + ham_val`` are plausible."""
+    paths = sorted(Path(config.ham_images).glob("*.jpg"))
+    order = rng.permutation(len(paths))
+    wanted = config.ham_train + config.ham_val
+    kept: list[HamSample] = []
+    counts = {"seen": 0, "kept": 0, "no_lesion": 0, "implausible": 0}
+    for index in _progress(range(len(order)), "HAM boxes", progress):
+        if len(kept) >= wanted:
+            break
+        path = paths[order[index]]
+        image = ham_to_4x3(read_rgb(path), config.ham_width)
+        counts["seen"] += 1
+        small_mask = segment_lesion(image)
+        if small_mask is None:
+            counts["no_lesion"] += 1
+            continue
+        size = (image.shape[1], image.shape[0])
+        mask = cv2.resize(small_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        mask = scale_mask(mask, *size_correction)
+        box = mask_to_box(mask)
+        if not box_is_plausible(box, image.shape[1], image.shape[0]):
+            counts["implausible"] += 1
+            continue
+        counts["kept"] += 1
+        kept.append(HamSample(path.stem, image, mask, box))
+    return HamDerivation(kept, counts)
+
+
+def write_composites(
+    out: Path,
+    split: str,
+    n: int,
+    sources: Sequence[tuple[np.ndarray, np.ndarray]],
+    backgrounds: Sequence[tuple[np.ndarray, np.ndarray]],
+    scene_size: tuple[int, int],
+    rng: np.random.Generator,
+    progress: bool = True,
+) -> int:
+    """Stage 3: up to ``n`` composites (:func:`composite_sample`) named ``comp_<split>_<index>``; returns how
+    many were written (a draw where no lesion fit is skipped)."""
+    made = 0
+    for index in _progress(range(n), f"composites {split}", progress):
+        scene, boxes = composite_sample(sources, backgrounds, scene_size, rng)
+        if boxes:
+            _write_sample(out, split, f"comp_{split}_{index:05d}", scene, boxes)
+            made += 1
+    return made
+
+
 def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = True) -> dict:
-    """Write the YOLO dataset and its manifest; returns the manifest (counts, split, labeller quality)."""
+    """Write the YOLO dataset and its manifest; returns the manifest (counts, split, labeller quality).
+
+    PH2 variants, the HAM order and the composites draw, in that order, from one generator seeded with
+    ``config.seed``: moving a stage changes the files after it.
+    """
     started = time.time()
     out = Path(out_dir)
     empty_yolo_folders(out)
@@ -468,95 +612,42 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig, progress: bool = T
     split = split_ph2(items, n_val=config.ph2_val, seed=config.split_seed)
     (out / "ph2_split.json").write_text(json.dumps(split, indent=1))
     train_items = [it for it in items if it.image_id in set(split["train"])]
-    counts = {"ph2_train": 0, "ham_train": 0, "ham_val": 0, "composite_train": 0, "composite_val": 0}
-
-    # Lesion sources for compositing: PH2 training images (expert masks) and HAM images (derived masks).
-    ph2_sources: list[tuple[np.ndarray, np.ndarray]] = []
-    for item in _progress(train_items, "PH2 train", progress):
-        image, mask = read_rgb(item.image_path), read_mask(item.mask_path)
-        image, mask = _fit_long_side(image, mask, config.ph2_side)
-        ph2_sources.append((image, mask))
-        _write_sample(out, "train", f"ph2_{item.image_id}", image, [mask_to_box(mask)])
-        counts["ph2_train"] += 1
-        for copy in range(1, config.ph2_copies):
-            v_image, v_mask = _ph2_variant(image, mask, rng)
-            _write_sample(out, "train", f"ph2_{item.image_id}_v{copy}", v_image, [mask_to_box(v_mask)])
-            counts["ph2_train"] += 1
-
+    ph2 = write_ph2_train(out, train_items, config, rng, progress)
+    # Derived boxes go on the expert convention, measured on the PH2 *training* half only.
     labeller_quality = measure_labeller(train_items, width=config.ham_width)
-    # Put derived boxes on the expert convention, measured on the PH2 *training* half only.
-    if config.correct_ham_box_size:
-        size_correction = tuple(float(np.clip(1.0 / r, 0.8, 1.25)) for r in labeller_quality["size_ratio_wh"])
-    else:
-        size_correction = (1.0, 1.0)
-    ham_paths = sorted(Path(config.ham_images).glob("*.jpg"))
-    order = rng.permutation(len(ham_paths))
-    ham_wanted = config.ham_train + config.ham_val
-    ham_kept: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # id, image, mask, box
-    ham_counts = {"seen": 0, "kept": 0, "no_lesion": 0, "implausible": 0}
-    bar = _progress(range(len(order)), "HAM boxes", progress)
-    for index in bar:
-        if len(ham_kept) >= ham_wanted:
-            break
-        path = ham_paths[order[index]]
-        image = ham_to_4x3(read_rgb(path), config.ham_width)
-        ham_counts["seen"] += 1
-        small_mask = segment_lesion(image)
-        if small_mask is None:
-            ham_counts["no_lesion"] += 1
-            continue
-        mask = (
-            cv2.resize(small_mask.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-            > 0
-        )
-        mask = scale_mask(mask, *size_correction)
-        box = mask_to_box(mask)
-        if not box_is_plausible(box, image.shape[1], image.shape[0]):
-            ham_counts["implausible"] += 1
-            continue
-        ham_counts["kept"] += 1
-        ham_kept.append((path.stem, image, mask, box))
-    ham_train, ham_val = ham_kept[: config.ham_train], ham_kept[config.ham_train :]
-    for image_id, image, _, box in ham_train:
-        _write_sample(out, "train", f"ham_{image_id}", image, [box])
-        counts["ham_train"] += 1
-    for image_id, image, _, box in ham_val:
-        _write_sample(out, "val", f"ham_{image_id}", image, [box])
-        counts["ham_val"] += 1
-
-    def make_composites(n: int, split_name: str, sources, backgrounds) -> int:
-        made = 0
-        for index in _progress(range(n), f"composites {split_name}", progress):
-            bg_image, bg_mask = backgrounds[int(rng.integers(len(backgrounds)))]
-            use_real = rng.random() < 0.5
-            scene = skin_background(
-                rng, config.scene_size, bg_image if use_real else None, bg_mask if use_real else None
-            )
-            boxes: list[np.ndarray] = []
-            for _ in range(2 if rng.random() < 0.15 else 1):
-                lesion, lesion_mask = sources[int(rng.integers(len(sources)))]
-                scene, box = composite_scene(scene, lesion, lesion_mask, rng, occupied=boxes)
-                if box is not None:
-                    boxes.append(box)
-            if boxes:
-                _write_sample(out, split_name, f"comp_{split_name}_{index:05d}", scene, boxes)
-                made += 1
-        return made
-
-    train_sources = ph2_sources + [(im, m) for _, im, m, _ in ham_train]
-    train_backgrounds = [(im, m) for _, im, m, _ in ham_train]
-    val_sources = [(im, m) for _, im, m, _ in ham_val]
-    counts["composite_train"] = make_composites(config.composites_train, "train", train_sources, train_backgrounds)
-    counts["composite_val"] = make_composites(config.composites_val, "val", val_sources, val_sources)
-
-    (out / "data.yaml").write_text(
-        f"# edgeskin lesion detector dataset (built by training/detector_data.py)\n"
-        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: lesion\n"
+    size_correction = ham_box_size_correction(labeller_quality, config.correct_ham_box_size)
+    ham = derive_ham_samples(config, size_correction, rng, progress)
+    ham_train, ham_val = ham.samples[: config.ham_train], ham.samples[config.ham_train :]
+    for split_name, samples in (("train", ham_train), ("val", ham_val)):
+        for sample in samples:
+            _write_sample(out, split_name, f"ham_{sample.image_id}", sample.image, [sample.box])
+    ham_train_pairs = [(sample.image, sample.mask) for sample in ham_train]
+    ham_val_pairs = [(sample.image, sample.mask) for sample in ham_val]
+    composites_train = write_composites(
+        out,
+        "train",
+        config.composites_train,
+        ph2.sources + ham_train_pairs,
+        ham_train_pairs,
+        config.scene_size,
+        rng,
+        progress,
     )
+    composites_val = write_composites(
+        out, "val", config.composites_val, ham_val_pairs, ham_val_pairs, config.scene_size, rng, progress
+    )
+    counts = {
+        "ph2_train": ph2.written,
+        "ham_train": len(ham_train),
+        "ham_val": len(ham_val),
+        "composite_train": composites_train,
+        "composite_val": composites_val,
+    }
+    write_data_yaml(out, "training/detector_data.py")
     manifest = {
         "config": asdict(config),
         "counts": counts,
-        "ham_box_derivation": ham_counts,
+        "ham_box_derivation": ham.counts,
         "labeller_quality_on_ph2_train": labeller_quality,
         "ham_box_size_correction_wh": [round(v, 4) for v in size_correction],
         "ph2_split": split,

@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -41,16 +42,19 @@ import numpy as np
 from edgeskin.core.boxes import mask_to_box
 from training.detector_data import (
     SHARED_DATA,
+    _fit_long_side,
+    _ph2_variant,
     _progress,
     _write_sample,
-    composite_scene,
     empty_yolo_folders,
     inpaint_hole,
     load_ph2,
     read_mask,
     read_rgb,
-    skin_background,
+    skin_scene,
     split_ph2,
+    write_composites,
+    write_data_yaml,
 )
 
 LOG = logging.getLogger("edgeskin.detector_masks")
@@ -482,164 +486,213 @@ def _photos() -> list[np.ndarray]:
     return photos
 
 
-def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress: bool = True) -> dict:
-    """Write the YOLO dataset (``images/``, ``labels/``, ``data.yaml``, ``manifest.json``, the split files)."""
-    started = time.time()
-    out = Path(out_dir)
-    empty_yolo_folders(out)
-    rng = np.random.default_rng(config.seed)
-    sets = heldout_sets(config, REPO_ROOT / "training" / "runs" / "detector" / "ph2_split.json", ISIC_HOLDOUT)
-    (out / "ph2_split.json").write_text(json.dumps(sets["ph2_split"], indent=1))
-    (out / "isic_holdout.json").write_text(json.dumps(sets["isic_holdout"], indent=1))
-    counts: dict[str, int] = {}
+# A dermoscopy image read and sized for the dataset, with its (non-empty) lesion mask.
+LoadedImage = tuple[MaskedImage, np.ndarray, np.ndarray]
 
-    def pick(pool: Sequence[MaskedImage], n: int) -> list[MaskedImage]:
-        order = rng.permutation(len(pool))[: min(n, len(pool))]
-        return [pool[i] for i in sorted(order)]
 
-    def load(items: Sequence[MaskedImage], desc: str) -> list[tuple[MaskedImage, np.ndarray, np.ndarray]]:
-        loaded = []
-        for item in _progress(items, desc, progress):
-            ham_width = config.ham_width if item.source == "ham10000" else None
-            image, mask = read_pair(item, ham_width)
-            if item.source == "ph2":
-                scale = config.ph2_side / max(image.shape[:2])
-                size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-            if box_from_mask(mask) is not None:
-                loaded.append((item, image, mask))
-        return loaded
+@dataclass(frozen=True)
+class LoadedPools:
+    """The dermoscopy images each slice of the dataset draws from, read and sized (see :func:`load_pools`)."""
 
+    ham_train: list[LoadedImage]
+    isic_train: list[LoadedImage]
+    ph2_train: list[LoadedImage]
+    ham_val: list[LoadedImage]
+    isic_val: list[LoadedImage]
+
+    @property
+    def train_lesions(self) -> list[LoadedImage]:
+        """The lesion sources of the training close-ups and composites."""
+        return self.ham_train + self.isic_train + self.ph2_train
+
+    @property
+    def val_lesions(self) -> list[LoadedImage]:
+        """The lesion sources of the validation close-ups, composites and skin negatives."""
+        return self.ham_val + self.isic_val
+
+
+class RealSkin(NamedTuple):
+    """The ``(image, mask)`` of the HAM images fit to be a real-skin scene, per split (:func:`real_skin_sources`)."""
+
+    train: list[tuple[np.ndarray, np.ndarray]]
+    val: list[tuple[np.ndarray, np.ndarray]]
+
+
+class NegativeMix(NamedTuple):
+    """How many hard negatives of each kind one split gets."""
+
+    skin: int
+    scene: int
+    photo: int
+    clutter: int
+
+    @classmethod
+    def train(cls, config: MaskDatasetConfig) -> NegativeMix:
+        return cls(config.neg_skin_train, config.neg_scene_train, config.neg_photo_train, config.neg_clutter_train)
+
+    @classmethod
+    def val(cls, config: MaskDatasetConfig) -> NegativeMix:
+        """``negatives_val`` shared out: a quarter each of scenes, photos and clutter, the rest skin crops."""
+        quarter = config.negatives_val // 4
+        return cls(config.negatives_val - 3 * quarter, quarter, quarter, quarter)
+
+
+class SampleWriter:
+    """Writes samples into the YOLO folders under ``out`` and counts them per ``<kind>_<split>``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.counts: dict[str, int] = {}  # insertion order is the manifest's order
+
+    def write(self, split: str, name: str, image: np.ndarray, boxes: Sequence[np.ndarray], kind: str) -> None:
+        _write_sample(self.out, split, name, image, boxes)
+        self.count(kind, split)
+
+    def count(self, kind: str, split: str, n: int = 1) -> None:
+        """Add ``n`` samples written elsewhere; a kind with none gets no entry."""
+        if n:
+            self.counts[f"{kind}_{split}"] = self.counts.get(f"{kind}_{split}", 0) + n
+
+
+def pick(pool: Sequence[MaskedImage], n: int, rng: np.random.Generator) -> list[MaskedImage]:
+    """``n`` random items of ``pool`` (all when it is smaller), in pool order."""
+    order = rng.permutation(len(pool))[: min(n, len(pool))]
+    return [pool[i] for i in sorted(order)]
+
+
+def load_images(
+    items: Sequence[MaskedImage], config: MaskDatasetConfig, desc: str, progress: bool = True
+) -> list[LoadedImage]:
+    """Read ``items`` (HAM at ``ham_width``, PH2 at a long side of ``ph2_side``); drops empty masks."""
+    loaded = []
+    for item in _progress(items, desc, progress):
+        image, mask = read_pair(item, config.ham_width if item.source == "ham10000" else None)
+        if item.source == "ph2":
+            image, mask = _fit_long_side(image, mask, config.ph2_side)
+        if box_from_mask(mask) is not None:
+            loaded.append((item, image, mask))
+    return loaded
+
+
+def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:
+    """Draw and read the images of every slice: the HAM picks (plus the diagnosis boost), ISIC, PH2, validation."""
     pools = sets["train"]
-    ham_picked = pick(pools["ham"], config.ham_train)
+    ham_picked = pick(pools["ham"], config.ham_train, rng)
     if config.ham_boost_train:
         taken = {item.image_id for item in ham_picked}
         boost_pool = [it for it in pools["ham"] if it.dx in config.ham_boost_dx and it.image_id not in taken]
-        ham_picked += pick(boost_pool, config.ham_boost_train)
-    ham_train = load(ham_picked, "HAM train")
-    isic_train = load(pick(pools["isic"], config.isic_train), "ISIC train")
-    ph2_train = load(pools["ph2"], "PH2 train")
-    ham_val = load(pick(sets["ham_val"], config.ham_val), "HAM val")
-    isic_val = load(pick(sets["isic_heldout"], config.isic_val), "ISIC val")
+        ham_picked += pick(boost_pool, config.ham_boost_train, rng)
+    ham_train = load_images(ham_picked, config, "HAM train", progress)
+    isic_train = load_images(pick(pools["isic"], config.isic_train, rng), config, "ISIC train", progress)
+    ph2_train = load_images(pools["ph2"], config, "PH2 train", progress)
+    ham_val = load_images(pick(sets["ham_val"], config.ham_val, rng), config, "HAM val", progress)
+    isic_val = load_images(pick(sets["isic_heldout"], config.isic_val, rng), config, "ISIC val", progress)
+    return LoadedPools(ham_train, isic_train, ph2_train, ham_val, isic_val)
 
-    def write(split: str, name: str, image: np.ndarray, boxes: Sequence[np.ndarray], kind: str) -> None:
-        _write_sample(out, split, name, image, boxes)
-        counts[f"{kind}_{split}"] = counts.get(f"{kind}_{split}", 0) + 1
 
-    # 1. whole images with their mask boxes
-    for item, image, mask in ham_train:
-        write("train", f"ham_{item.image_id}", image, [box_from_mask(mask)], "ham")
-    for item, image, mask in isic_train:
-        write("train", f"isic_{item.image_id}", image, [box_from_mask(mask)], "isic")
-    for item, image, mask in ph2_train:
-        write("train", f"ph2_{item.image_id}", image, [box_from_mask(mask)], "ph2")
-        for copy in range(1, config.ph2_copies):
-            from training.detector_data import _ph2_variant
-
-            v_image, v_mask = _ph2_variant(image, mask, rng)
-            write("train", f"ph2_{item.image_id}_v{copy}", v_image, [box_from_mask(v_mask)], "ph2")
-    for item, image, mask in ham_val:
-        write("val", f"ham_{item.image_id}", image, [box_from_mask(mask)], "ham")
-    for item, image, mask in isic_val:
-        write("val", f"isic_{item.image_id}", image, [box_from_mask(mask)], "isic")
-
-    # 2. close-ups: the lesion fills most or all of the frame
-    def closeups(n: int, split: str, sources) -> None:
-        made = attempts = 0
-        while made < n and attempts < 5 * n:
-            attempts += 1
-            _, image, mask = sources[int(rng.integers(len(sources)))]
-            crop = closeup_crop(image, mask, rng)
-            if crop is not None:
-                write(split, f"close_{split}_{made:05d}", crop[0], [crop[2]], "closeup")
-                made += 1
-
-    closeups(config.closeups_train, "train", ham_train + isic_train + ph2_train)
-    closeups(config.closeups_val, "val", ham_val + isic_val)
-
-    # 3. composites: small, off-centre lesions on skin scenes
-    def plain(backgrounds):
-        """The images fit to be a real-skin scene (few enough lesion pixels to inpaint cleanly)."""
-        limit = config.background_lesion_share_max
-        return [b for b in backgrounds if limit >= 1.0 or float(inpaint_hole(b[2]).mean()) <= limit]
-
-    def background(backgrounds) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
-        """A real-skin source (or None), its mask, and whether to use it: half the scenes, when there is one."""
-        _, bg_image, bg_mask = backgrounds[int(rng.integers(len(backgrounds)))] if backgrounds else (None,) * 3
-        return bg_image, bg_mask, rng.random() < 0.5 and bg_image is not None
-
-    def composites(n: int, split: str, sources, backgrounds) -> None:
-        for index in _progress(range(n), f"composites {split}", progress):
-            bg_image, bg_mask, use_real = background(backgrounds)
-            scene = skin_background(
-                rng, config.scene_size, bg_image if use_real else None, bg_mask if use_real else None
-            )
-            boxes: list[np.ndarray] = []
-            for _ in range(2 if rng.random() < 0.15 else 1):
-                _, lesion, lesion_mask = sources[int(rng.integers(len(sources)))]
-                scene, box = composite_scene(scene, lesion, lesion_mask, rng, occupied=boxes)
-                if box is not None:
-                    boxes.append(box)
-            if boxes:
-                write(split, f"comp_{split}_{index:05d}", scene, boxes, "composite")
-
-    backgrounds_train, backgrounds_val = plain(ham_train), plain(ham_val)
-    counts["real_backgrounds_train"], counts["real_backgrounds_val"] = len(backgrounds_train), len(backgrounds_val)
-    composites(config.composites_train, "train", ham_train + isic_train + ph2_train, backgrounds_train)
-    composites(config.composites_val, "val", ham_val + isic_val, backgrounds_val)
-
-    # 4. hard negatives (empty label files)
-    photos = _photos()
-    counts["photo_sources"] = len(photos)
-
-    def skin_negatives(split: str, n: int, sources, name: str, kind: str) -> None:
-        """``n`` lesion-free crops of randomly drawn ``sources`` (a few tries each)."""
-        made = attempts = 0
-        while made < n and attempts < 10 * max(1, n):
-            attempts += 1
-            _, image, mask = sources[int(rng.integers(len(sources)))]
-            crop = negative_crop(image, mask, rng)
-            if crop is not None:
-                write(split, f"neg_{split}_{name}{made:05d}", crop, [], kind)
-                made += 1
-
-    def negatives(split: str, n_skin: int, n_scene: int, n_photo: int, n_clutter: int, sources, backgrounds) -> None:
-        skin_negatives(split, n_skin, sources, "skin", "neg_skin")
-        for index in range(n_scene):
-            bg_image, bg_mask, use_real = background(backgrounds)
-            scene = skin_background(
-                rng, config.scene_size, bg_image if use_real else None, bg_mask if use_real else None
-            )
-            write(split, f"neg_{split}_scene{index:05d}", scene, [], "neg_scene")
-        for index in range(n_photo if photos else 0):
-            write(
-                split,
-                f"neg_{split}_photo{index:05d}",
-                photo_negative(photos[index % len(photos)], rng),
-                [],
-                "neg_photo",
-            )
-        for index in range(n_clutter):
-            write(split, f"neg_{split}_clutter{index:05d}", clutter_negative(rng), [], "neg_clutter")
-
-    negatives(
-        "train",
-        config.neg_skin_train,
-        config.neg_scene_train,
-        config.neg_photo_train,
-        config.neg_clutter_train,
-        ham_train + isic_train,
-        backgrounds_train,
+def write_whole_images(writer: SampleWriter, pools: LoadedPools, ph2_copies: int, rng: np.random.Generator) -> None:
+    """Stage 1: whole images with their mask boxes; each PH2 training image with ``ph2_copies - 1`` variants."""
+    slices = (
+        ("train", "ham", pools.ham_train),
+        ("train", "isic", pools.isic_train),
+        ("train", "ph2", pools.ph2_train),
+        ("val", "ham", pools.ham_val),
+        ("val", "isic", pools.isic_val),
     )
-    skin_negatives("train", config.neg_skin_ph2_train, ph2_train, "ph2skin", "neg_skin_ph2")
-    quarter = config.negatives_val // 4
-    negatives("val", config.negatives_val - 3 * quarter, quarter, quarter, quarter, ham_val + isic_val, backgrounds_val)
+    for split, kind, loaded in slices:
+        copies = ph2_copies if kind == "ph2" else 1
+        for item, image, mask in loaded:
+            writer.write(split, f"{kind}_{item.image_id}", image, [box_from_mask(mask)], kind)
+            for copy in range(1, copies):
+                v_image, v_mask = _ph2_variant(image, mask, rng)
+                writer.write(split, f"ph2_{item.image_id}_v{copy}", v_image, [box_from_mask(v_mask)], kind)
 
-    (out / "data.yaml").write_text(
-        f"# edgeskin lesion detector dataset (built by training/detector_masks.py)\n"
-        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: lesion\n"
-    )
+
+def write_closeups(
+    writer: SampleWriter, split: str, n: int, sources: Sequence[LoadedImage], rng: np.random.Generator
+) -> None:
+    """Stage 2: ``n`` close-ups (the lesion fills most or all of the frame) of randomly drawn ``sources``."""
+    made = attempts = 0
+    while made < n and attempts < 5 * n:
+        attempts += 1
+        _, image, mask = sources[int(rng.integers(len(sources)))]
+        crop = closeup_crop(image, mask, rng)
+        if crop is not None:
+            writer.write(split, f"close_{split}_{made:05d}", crop[0], [crop[2]], "closeup")
+            made += 1
+
+
+def real_skin_sources(pools: LoadedPools, lesion_share_max: float) -> RealSkin:
+    """The HAM images fit to be a real-skin scene (few enough lesion pixels to inpaint cleanly)."""
+
+    def fit(loaded: list[LoadedImage]) -> list[tuple[np.ndarray, np.ndarray]]:
+        limit = lesion_share_max
+        return [(image, mask) for _, image, mask in loaded if limit >= 1.0 or float(inpaint_hole(mask).mean()) <= limit]
+
+    return RealSkin(fit(pools.ham_train), fit(pools.ham_val))
+
+
+def write_mask_composites(
+    writer: SampleWriter,
+    split: str,
+    n: int,
+    sources: Sequence[LoadedImage],
+    backgrounds: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: MaskDatasetConfig,
+    rng: np.random.Generator,
+    progress: bool = True,
+) -> None:
+    """Stage 3: up to ``n`` skin scenes with one (sometimes two) small, off-centre lesions of ``sources``."""
+    lesions = [(image, mask) for _, image, mask in sources]
+    made = write_composites(writer.out, split, n, lesions, backgrounds, config.scene_size, rng, progress)
+    writer.count("composite", split, made)
+
+
+def write_skin_negatives(
+    writer: SampleWriter,
+    split: str,
+    n: int,
+    sources: Sequence[LoadedImage],
+    rng: np.random.Generator,
+    name: str = "skin",
+    kind: str = "neg_skin",
+) -> None:
+    """``n`` lesion-free crops of randomly drawn ``sources`` (a few tries each)."""
+    made = attempts = 0
+    while made < n and attempts < 10 * max(1, n):
+        attempts += 1
+        _, image, mask = sources[int(rng.integers(len(sources)))]
+        crop = negative_crop(image, mask, rng)
+        if crop is not None:
+            writer.write(split, f"neg_{split}_{name}{made:05d}", crop, [], kind)
+            made += 1
+
+
+def write_negatives(
+    writer: SampleWriter,
+    split: str,
+    mix: NegativeMix,
+    sources: Sequence[LoadedImage],
+    backgrounds: Sequence[tuple[np.ndarray, np.ndarray]],
+    photos: Sequence[np.ndarray],
+    config: MaskDatasetConfig,
+    rng: np.random.Generator,
+) -> None:
+    """Stage 4: hard negatives with empty label files: skin crops, skin scenes, photo crops, clutter."""
+    write_skin_negatives(writer, split, mix.skin, sources, rng)
+    for index in range(mix.scene):
+        scene = skin_scene(backgrounds, config.scene_size, rng)
+        writer.write(split, f"neg_{split}_scene{index:05d}", scene, [], "neg_scene")
+    for index in range(mix.photo if photos else 0):
+        photo = photo_negative(photos[index % len(photos)], rng)
+        writer.write(split, f"neg_{split}_photo{index:05d}", photo, [], "neg_photo")
+    for index in range(mix.clutter):
+        writer.write(split, f"neg_{split}_clutter{index:05d}", clutter_negative(rng), [], "neg_clutter")
+
+
+def write_mask_manifest(out: Path, config: MaskDatasetConfig, sets: dict, counts: dict, started: float) -> dict:
+    """Stage 5: ``data.yaml`` and ``manifest.json`` (config, counts, held-out and pool sizes, seconds)."""
+    write_data_yaml(out, "training/detector_masks.py")
     manifest = {
         "recipe": "masks",
         "config": asdict(config),
@@ -650,6 +703,39 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress: bool = True) -> dict:
+    """Write the YOLO dataset (``images/``, ``labels/``, ``data.yaml``, ``manifest.json``, the split files).
+
+    One generator seeded with ``config.seed`` feeds every stage: the picks (:func:`load_pools`), whole images,
+    close-ups, composites, negatives. Reordering the stages changes every file after the move.
+    """
+    started = time.time()
+    out = Path(out_dir)
+    empty_yolo_folders(out)
+    rng = np.random.default_rng(config.seed)
+    sets = heldout_sets(config, REPO_ROOT / "training" / "runs" / "detector" / "ph2_split.json", ISIC_HOLDOUT)
+    (out / "ph2_split.json").write_text(json.dumps(sets["ph2_split"], indent=1))
+    (out / "isic_holdout.json").write_text(json.dumps(sets["isic_holdout"], indent=1))
+    pools = load_pools(sets, config, rng, progress)
+    writer = SampleWriter(out)
+    write_whole_images(writer, pools, config.ph2_copies, rng)
+    write_closeups(writer, "train", config.closeups_train, pools.train_lesions, rng)
+    write_closeups(writer, "val", config.closeups_val, pools.val_lesions, rng)
+    real_skin = real_skin_sources(pools, config.background_lesion_share_max)
+    writer.counts["real_backgrounds_train"], writer.counts["real_backgrounds_val"] = map(len, real_skin)
+    write_mask_composites(
+        writer, "train", config.composites_train, pools.train_lesions, real_skin.train, config, rng, progress
+    )
+    write_mask_composites(writer, "val", config.composites_val, pools.val_lesions, real_skin.val, config, rng, progress)
+    photos = _photos()
+    writer.counts["photo_sources"] = len(photos)
+    train_skin = pools.ham_train + pools.isic_train
+    write_negatives(writer, "train", NegativeMix.train(config), train_skin, real_skin.train, photos, config, rng)
+    write_skin_negatives(writer, "train", config.neg_skin_ph2_train, pools.ph2_train, rng, "ph2skin", "neg_skin_ph2")
+    write_negatives(writer, "val", NegativeMix.val(config), pools.val_lesions, real_skin.val, photos, config, rng)
+    return write_mask_manifest(out, config, sets, writer.counts, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
