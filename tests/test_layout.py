@@ -157,3 +157,15 @@ def test_the_install_steps_name_only_files_that_exist(script: str) -> None:
     named = set(re.findall(r"(?<![\w$./-])((?:[\w-]+/)+[\w.-]+\.(?:py|sh|toml|txt|json|yaml|md))\b", text))
     absent = sorted(name for name in named if not (REPO_ROOT / name).exists())
     assert named and not absent, f"{script} names files that do not exist: {absent}"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt|opt)/[\w.-]+")
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (REPO_ROOT / "edgeskin" / "models").iterdir() if p.suffix in {".json", ".md"})
+)
+def test_shipped_specs_and_cards_name_no_path_of_the_build_machine(name: str) -> None:
+    """A shipped spec or card records commands and files relative to the checkout, never a machine's own paths."""
+    text = (REPO_ROOT / "edgeskin" / "models" / name).read_text()
+    assert not MACHINE_PATH.findall(text), f"{name} names paths of the machine it was built on"

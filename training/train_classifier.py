@@ -357,8 +357,10 @@ def trim_records(out: Path, done: int) -> None:
         path.write_text("".join(row + "\n" for row in rows))
     history = out / "history.csv"
     if history.is_file():
-        lines = history.read_text().splitlines()
-        history.write_text("".join(line + "\n" for line in lines[: 1 + done]))
+        with history.open(newline="") as handle:  # keep the CSV writer's own line ends
+            lines = handle.read().splitlines(keepends=True)
+        with history.open("w", newline="") as handle:
+            handle.write("".join(lines[: 1 + done]))
 
 
 def record_config(config: dict, out: Path, data: TrainingData, weights: str | None) -> None:
@@ -436,6 +438,10 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
         {c: round(float(w), 2) for c, w in zip(DX8_CLASSES, data.class_weights, strict=True)},
     )
     before = json.loads((out / "state.json").read_text())["train_seconds"] if resuming else 0.0
+    if resuming and budget_s is not None and budget_s < before / done:
+        # A process always finishes the epoch it starts: do not start one that cannot end inside the budget.
+        log.info("time budget %.0f s is shorter than one epoch so far (%.0f s): nothing to do", budget_s, before / done)
+        return EXIT_STOPPED
     batches = make_batches(
         data.sample, data.train_index, data.train.labels, data.probabilities, data.class_weights, config,
         workers=workers, start_epoch=done,
