@@ -126,19 +126,24 @@ def resolve(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
-def save_inference_model(model, config: dict, path: Path) -> None:
-    """Save the trained layers without optimizer state (a third of the size), loadable on any backend."""
+def model_from_config(config: dict, weights: str | None = None):
+    """The classifier that ``config`` describes, over the 8 ISIC 2019 diagnoses."""
     from training.classifier_model import build_classifier
 
-    clean = build_classifier(
+    return build_classifier(
         backbone=config["backbone"],
         alpha=config["alpha"],
         input_size=config["input_size"],
         n_classes=len(DX8_CLASSES),
-        weights=None,
+        weights=weights,
         dropout=config["dropout"],
         bn_momentum=config["bn_momentum"],
     )
+
+
+def save_inference_model(model, config: dict, path: Path) -> None:
+    """Save the trained layers without optimizer state (a third of the size), loadable on any backend."""
+    clean = model_from_config(config)
     clean.set_weights(model.get_weights())
     clean.save(path)
 
@@ -228,7 +233,7 @@ def compile_model(config: dict, steps: int, resuming: bool):
     """The model with its optimizer; ImageNet (or ``init_from``) weights only for a new run."""
     import keras
 
-    from training.classifier_model import build_classifier, resolve_weights
+    from training.classifier_model import resolve_weights
 
     weights = None
     if not resuming:
@@ -236,15 +241,7 @@ def compile_model(config: dict, steps: int, resuming: bool):
         weights = resolve_weights(
             config["backbone"], config["alpha"], config["weights"], resolve(weights_dir) if weights_dir else None
         )
-    model = build_classifier(
-        backbone=config["backbone"],
-        alpha=config["alpha"],
-        input_size=config["input_size"],
-        n_classes=len(DX8_CLASSES),
-        weights=weights,
-        dropout=config["dropout"],
-        bn_momentum=config["bn_momentum"],
-    )
+    model = model_from_config(config, weights)
     if config.get("init_from") and not resuming:
         model.set_weights(keras.models.load_model(resolve(config["init_from"]), compile=False).get_weights())
         log.info("continuing from %s", config["init_from"])
