@@ -419,6 +419,9 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
     started = time.time()
     done = epochs_done(out)
     resuming = done > 0
+    if done >= config["epochs"]:
+        log.info("%s has completed its %d epochs: nothing to do", out, config["epochs"])
+        return 0
     data = prepare_data(config, out, workers, cache)
     log.info("data ready in %.0f s", time.time() - started)
     steps = int(np.ceil(len(data.train) / config["batch_size"]))
