@@ -565,12 +565,17 @@ def qat_candidate(args: argparse.Namespace, inputs: Inputs, reference: FloatRefe
 def ptq_candidate(args: argparse.Namespace, inputs: Inputs, reference: FloatReference) -> Candidate:
     """Post-training quantization, with bias correction on other training crops unless ``--bias-correction 0``."""
     kernel, bias = reference.model.get_layer("logits").get_weights()
-    if args.bias_correction <= 0:
+    train_index = inputs.data.train_index
+    others = np.setdiff1d(np.arange(len(train_index)), inputs.rep_rows)
+    if args.bias_correction > 0 and len(others) == 0:
+        # A small run: every training crop already calibrates the PTQ ranges, none is left to estimate the shift on.
+        log.warning(
+            "no training crop left for bias correction (all %d calibrate PTQ): PTQ without it", len(train_index)
+        )
+    if args.bias_correction <= 0 or len(others) == 0:
         with tempfile.TemporaryDirectory() as tmp:
             save_signature_model(reference.deploy, inputs.size, tmp)
             return Candidate(convert_int8(tmp, inputs.x_rep), kernel, bias)
-    train_index = inputs.data.train_index
-    others = np.setdiff1d(np.arange(len(train_index)), inputs.rep_rows)
     corr_rows = inputs.rng.choice(others, size=min(args.bias_correction, len(others)), replace=False)
     x_corr = inputs.data.maker.validation(train_index[corr_rows], inputs.margin)
     tflite, shift = convert_with_bias_correction(reference.deploy, reference.model, inputs.size, inputs.x_rep, x_corr)
