@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from edgeskin.core.localize import field_of_view
+from edgeskin.errors import check_fraction
 
 __all__ = [
     "GUIDANCE",
@@ -96,9 +97,7 @@ class QualityThresholds:
                 f"{self.min_skin_luminance} and {self.max_median_luminance}"
             )
         for name in ("max_clipped_fraction", "min_lesion_fraction"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+            check_fraction(getattr(self, name), name)
         if not 0 < self.max_edge_softness <= 1:
             raise ValueError(f"max_edge_softness must lie in (0, 1], got {self.max_edge_softness}")
         if self.analysis_side < 32:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from edgeskin.core.localize import field_of_view
+from edgeskin.errors import check_fraction
 
 __all__ = ["EvidenceThresholds", "LesionEvidence", "lesion_evidence", "SCENE", "PLAIN_SKIN"]
 
@@ -66,9 +67,7 @@ class EvidenceThresholds:
 
     def __post_init__(self) -> None:
         for name in ("min_centre_darkness", "scene_edge_density"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: expected a fraction in [0, 1], got {value!r}")
+            check_fraction(getattr(self, name), name)
         for name in ("scene_chroma_spread", "scene_chroma_alone"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a non-negative number, got {getattr(self, name)!r}")
