@@ -26,17 +26,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.checkout import DATA
+from edgeskin.bench import time_ms
 from edgeskin.report.common import models
 
 
 def _min_median(func: Callable[[], Any], runs: int) -> tuple[float, float]:
-    for _ in range(5):
-        func()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000.0)
+    samples = time_ms(func, runs, warmup=5)
     return round(min(samples), 4), round(float(np.median(samples)), 4)
 
 
