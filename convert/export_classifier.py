@@ -46,7 +46,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
-from convert.ship import ShipError, refuse_shipped_folder, ship  # noqa: E402
+from convert.ship import refuse_shipped_out, ship  # noqa: E402
 from edgeskin.calibration import (  # noqa: E402
     calibrated_probabilities,
     expected_calibration_error,
@@ -447,10 +447,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how the run was trained (recorded in the spec)",
     )
     args = parser.parse_args(argv)
-    try:
-        refuse_shipped_folder(args.out)
-    except ShipError as exc:
-        parser.error(str(exc))
+    refuse_shipped_out(parser, args.out)
     if args.choose == "qat" and not (args.qat_epochs > 0 or args.qat_model):
         parser.error("--choose qat: expected --qat-epochs N or --qat-model FILE too (no QAT model is made without)")
     args.onnx_dir = args.onnx_dir or args.out

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.ship import ShipError, refuse_shipped_folder, ship
+from convert.ship import refuse_shipped_out, ship
 from edgeskin.core.boxes import nms, xywh_to_xyxy
 from edgeskin.core.geometry import letterbox
 
@@ -346,10 +346,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.weights = args.weights or str(Path(args.work) / "run" / "weights" / "best.pt")
     args.out = args.out or str(Path(args.work) / "export")
-    try:
-        refuse_shipped_folder(args.out)
-    except ShipError as exc:
-        parser.error(str(exc))
+    refuse_shipped_out(parser, args.out)
     if not Path(args.weights).is_file():
         parser.error(f"--weights: expected the trained detector's best.pt, found no file at {args.weights}")
     return args

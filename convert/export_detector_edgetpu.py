@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.ship import ShipError, refuse_shipped_folder
+from convert.ship import refuse_shipped_out
 
 LOG = logging.getLogger("edgeskin.export_detector_edgetpu")
 INPUT_NAME = "images"
@@ -79,10 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reuse-tflite", action="store_true", help="reuse OUT/tflite from a previous run")
     parser.add_argument("--compare", help="the in-graph-decoding INT8 .tflite to report next to this one")
     args = parser.parse_args(argv)
-    try:
-        refuse_shipped_folder(args.out)
-    except ShipError as exc:
-        parser.error(str(exc))
+    refuse_shipped_out(parser, args.out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from convert.edgetpu_report import edgetpu_report
     from convert.export_detector import convert_tflite, export_onnx, representative_images, tflite_predictor

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from convert.ship import ShipError, refuse_shipped_folder, ship
+from convert.ship import refuse_shipped_out, ship
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -303,10 +303,7 @@ def main(argv=None) -> int:
         help="JSON of benchmarks.ph2_classification for the shipped classifier (section left out if absent)",
     )
     args = parser.parse_args(argv)
-    try:
-        refuse_shipped_folder(args.out)
-    except ShipError as exc:
-        parser.error(str(exc))
+    refuse_shipped_out(parser, args.out)
     models = Path(args.models)
     parts = [
         "# edgeskin model card\n",

@@ -45,7 +45,7 @@ from convert.export_classifier import (
     load_run,
     run_int8,
 )
-from convert.ship import ShipError, refuse_shipped_folder
+from convert.ship import refuse_shipped_out
 from edgeskin.labels import DX8_CLASSES
 from edgeskin.runtime.interpreter import TFLiteModel
 from edgeskin.runtime.spec import ModelSpec, sha256_file
@@ -185,10 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-sensitivity", type=float, default=0.85)
     parser.add_argument("--margin", type=float, default=0.05)
     args = parser.parse_args(argv)
-    try:
-        refuse_shipped_folder(args.out)
-    except ShipError as exc:
-        parser.error(str(exc))
+    refuse_shipped_out(parser, args.out)
     args.command = shlex.join(["python", "-m", "convert.refit_head", *(argv if argv is not None else sys.argv[1:])])
     return args
 

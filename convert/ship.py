@@ -45,6 +45,14 @@ def refuse_shipped_folder(out: str | Path, option: str = "--out", shipped: Path 
         )
 
 
+def refuse_shipped_out(parser: argparse.ArgumentParser, out: str | Path) -> None:
+    """:func:`refuse_shipped_folder` for a script's ``--out``: a refusal ends it with ``parser.error`` (exit 2)."""
+    try:
+        refuse_shipped_folder(out)
+    except ShipError as exc:
+        parser.error(str(exc))
+
+
 def files_to_ship(paths: Sequence[str | Path]) -> list[Path]:
     """``paths`` with each ``.tflite``'s spec added, checked: every file exists, every spec matches its model.
 
