@@ -65,6 +65,12 @@ def check_fraction(value: float | None, name: str) -> None:
         raise ConfigError(f"{name}: expected a number in [0, 1] or None, got {value!r}")
 
 
+def check_at_least(value: float, minimum: float, name: str, unit: str = "") -> None:
+    """Raise ConfigError unless ``value`` is a number of at least ``minimum`` (sizes, counts, spreads)."""
+    if not (isinstance(value, (int, float)) and value >= minimum):
+        raise ConfigError(f"{name}: expected a number of at least {minimum}{unit}, got {value!r}")
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional module lazily, or raise MissingExtraError naming the install command.
 

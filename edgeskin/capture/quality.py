@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from edgeskin.core.localize import field_of_view
-from edgeskin.errors import check_fraction
+from edgeskin.errors import check_at_least, check_fraction
 
 __all__ = [
     "GUIDANCE",
@@ -100,8 +100,7 @@ class QualityThresholds:
             check_fraction(getattr(self, name), name)
         if not 0 < self.max_edge_softness <= 1:
             raise ValueError(f"max_edge_softness must lie in (0, 1], got {self.max_edge_softness}")
-        if self.analysis_side < 32:
-            raise ValueError(f"analysis_side must be at least 32 pixels, got {self.analysis_side}")
+        check_at_least(self.analysis_side, 32, "analysis_side", " pixels")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgeskin.core.localize import field_of_view
-from edgeskin.errors import check_fraction
+from edgeskin.errors import check_at_least, check_fraction
 
 __all__ = ["EvidenceThresholds", "LesionEvidence", "lesion_evidence", "SCENE", "PLAIN_SKIN"]
 
@@ -69,10 +69,8 @@ class EvidenceThresholds:
         for name in ("min_centre_darkness", "scene_edge_density"):
             check_fraction(getattr(self, name), name)
         for name in ("scene_chroma_spread", "scene_chroma_alone"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected a non-negative number, got {getattr(self, name)!r}")
-        if self.work_side < 32:
-            raise ValueError(f"work_side: expected at least 32 pixels, got {self.work_side!r}")
+            check_at_least(getattr(self, name), 0, name)
+        check_at_least(self.work_side, 32, "work_side", " pixels")
 
 
 @dataclass(frozen=True)
