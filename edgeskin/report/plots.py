@@ -8,12 +8,26 @@ from typing import Any
 from edgeskin.report.render import _latency_rows
 
 
-def plot_accuracy(results: dict[str, Any], out: Path) -> Path | None:
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no window)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (PNG, 110 dpi) and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_accuracy(results: dict[str, Any], out: Path) -> Path | None:
+    plt = _pyplot()
     cls = results.get("accuracy", {}).get("classifier", {}).get("rows", {})
     det = results.get("accuracy", {}).get("detector", {}).get("rows", {})
     metrics = [
@@ -54,19 +68,11 @@ def plot_accuracy(results: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("score")
     ax.set_title("Accuracy: edge INT8 vs float baseline (validation images)")
     ax.legend(loc="upper center", fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = out / "accuracy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "accuracy.png")
 
 
 def plot_latency(results: dict[str, Any], out: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = [(task, name, r) for task, name, r, _ in _latency_rows(results) if "latency_ms" in r]
     pipeline = results.get("latency", {}).get(f"pipeline-{results['settings']['threads']}t", {})
     if not rows:
@@ -117,19 +123,11 @@ def plot_latency(results: dict[str, Any], out: Path) -> Path | None:
             f"{pipeline['fps']:.0f} FPS, peak RSS {pipeline['peak_rss_mb']:.0f} MiB",
             fontsize=10,
         )
-    fig.tight_layout()
-    path = out / "latency.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "latency.png")
 
 
 def plot_stages(results: dict[str, Any], out: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     latency = results.get("latency", {})
     columns = [(f"{n} thread{'s' if n > 1 else ''}", latency.get(f"pipeline-{n}t", {})) for n in (1, 2, 4)]
     columns = [(label, r) for label, r in columns if "stages_ms" in r]
@@ -164,8 +162,4 @@ def plot_stages(results: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("ms (p50 per stage)")
     ax.set_title("INT8 pipeline on a 768x576 PH2 frame: where the time goes")
     ax.legend(fontsize=7, loc="upper center", ncol=4)
-    fig.tight_layout()
-    path = out / "pipeline_stages.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "pipeline_stages.png")
