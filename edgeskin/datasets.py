@@ -96,11 +96,10 @@ def find_image(images_dir: Path, image_id: str) -> Path | None:
     return None
 
 
-def load_ham10000(metadata_csv: str | Path, images_dir: str | Path) -> LabelledImages:
-    """Load the HAM10000 layout, skipping (and counting) metadata rows without an image file."""
-    metadata_csv, images_dir = Path(metadata_csv), Path(images_dir)
-    ids, paths, labels, groups = [], [], [], []
-    missing = 0
+def _ham10000_labels(metadata_csv: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """HAM10000 metadata → ``{image_id: dx}`` and ``{image_id: lesion_id}`` (for the rows that have one)."""
+    labels: dict[str, str] = {}
+    lesions: dict[str, str] = {}
     with metadata_csv.open(newline="") as handle:
         reader = csv.DictReader(handle)
         required = {"image_id", "dx"}
@@ -112,26 +111,24 @@ def load_ham10000(metadata_csv: str | Path, images_dir: str | Path) -> LabelledI
                 raise ValueError(
                     f"{metadata_csv}: unknown dx {dx!r} for {row['image_id']}; expected one of {DX_CLASSES}"
                 )
-            path = find_image(images_dir, row["image_id"])
-            if path is None:
-                missing += 1
-                continue
-            ids.append(row["image_id"])
-            paths.append(path)
-            labels.append(DX_CLASSES.index(dx))
-            groups.append(row.get("lesion_id") or row["image_id"])
-    if missing:
-        log.warning("%s: %d metadata rows have no image in %s and were skipped", metadata_csv.name, missing, images_dir)
-    return LabelledImages(
-        tuple(ids), tuple(paths), np.array(labels, dtype=np.int64), tuple(groups), missing, "ham10000"
+            labels[row["image_id"]] = dx
+            if row.get("lesion_id"):
+                lesions[row["image_id"]] = row["lesion_id"]
+    return labels, lesions
+
+
+def load_ham10000(metadata_csv: str | Path, images_dir: str | Path) -> LabelledImages:
+    """Load the HAM10000 layout, skipping (and counting) metadata rows without an image file."""
+    metadata_csv = Path(metadata_csv)
+    labels, lesions = _ham10000_labels(metadata_csv)
+    return _with_images(
+        labels, images_dir, "ham10000", metadata_csv.name, lesions, classes=DX_CLASSES, level=logging.WARNING
     )
 
 
-def load_isic2018_task3(ground_truth_csv: str | Path, images_dir: str | Path) -> LabelledImages:
-    """Load an ISIC 2018 Task 3 one-hot ground-truth CSV (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``)."""
-    ground_truth_csv, images_dir = Path(ground_truth_csv), Path(images_dir)
-    ids, paths, labels = [], [], []
-    missing = 0
+def _isic2018_labels(ground_truth_csv: Path) -> dict[str, str]:
+    """ISIC 2018 Task 3 one-hot ground truth → ``{image: dx}`` in ``DX_CLASSES`` names."""
+    labels: dict[str, str] = {}
     with ground_truth_csv.open(newline="") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
@@ -141,17 +138,21 @@ def load_isic2018_task3(ground_truth_csv: str | Path, images_dir: str | Path) ->
             onehot = np.array([float(row[c]) for c in ISIC2018_COLUMNS])
             if not np.isclose(onehot.sum(), 1.0) or onehot.max() != 1.0:
                 raise ValueError(f"{ground_truth_csv}: row {row['image']} is not one-hot: {onehot.tolist()}")
-            dx = ISIC2018_COLUMNS[int(onehot.argmax())].lower()
-            path = find_image(images_dir, row["image"])
-            if path is None:
-                missing += 1
-                continue
-            ids.append(row["image"])
-            paths.append(path)
-            labels.append(DX_CLASSES.index(dx))
-    if missing:
-        log.warning("%s: %d rows have no image in %s and were skipped", ground_truth_csv.name, missing, images_dir)
-    return LabelledImages(tuple(ids), tuple(paths), np.array(labels, dtype=np.int64), tuple(ids), missing, "isic2018")
+            labels[row["image"]] = ISIC2018_COLUMNS[int(onehot.argmax())].lower()
+    return labels
+
+
+def load_isic2018_task3(ground_truth_csv: str | Path, images_dir: str | Path) -> LabelledImages:
+    """Load an ISIC 2018 Task 3 one-hot ground-truth CSV (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``)."""
+    ground_truth_csv = Path(ground_truth_csv)
+    return _with_images(
+        _isic2018_labels(ground_truth_csv),
+        images_dir,
+        "isic2018",
+        ground_truth_csv.name,
+        classes=DX_CLASSES,
+        level=logging.WARNING,
+    )
 
 
 def read_isic2019_labels(ground_truth_csv: str | Path) -> tuple[dict[str, str], int]:
@@ -230,8 +231,12 @@ def _with_images(
     name: str,
     lesions: dict[str, str] | None = None,
     extras: dict | None = None,
+    *,
+    classes: tuple[str, ...] = DX8_CLASSES,
+    level: int = logging.INFO,
 ) -> LabelledImages:
-    """The 8-dx table of the ``{image_id: dx}`` labels whose image is in ``images_dir`` (the others counted)."""
+    """The table of the ``{image_id: dx}`` labels whose image is in ``images_dir``; the others are counted and
+    logged at ``level`` under ``name``. ``dx`` names one of ``classes``."""
     images_dir = Path(images_dir)
     ids, paths, names, groups = [], [], [], []
     missing = 0
@@ -245,8 +250,8 @@ def _with_images(
         names.append(dx)
         groups.append((lesions or {}).get(image_id, image_id))
     if missing:
-        log.info("%s: %d rows have no image in %s and were skipped", name, missing, images_dir)
-    return _labelled(ids, paths, names, groups, DX8_CLASSES, source, missing, extras)
+        log.log(level, "%s: %d rows have no image in %s and were skipped", name, missing, images_dir)
+    return _labelled(ids, paths, names, groups, classes, source, missing, extras)
 
 
 def load_isic2019(
