@@ -5,6 +5,7 @@ Every number on the page comes from ``results``; a section whose measurement is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,16 @@ def _part_note(results: dict[str, Any], group: str) -> list[str]:
     return [f"*This section was measured {_where(entry)}* (see *Measured in parts* above).", ""]
 
 
+def _heading(results: dict[str, Any], title: str, group: str) -> list[str]:
+    """A section's heading, then (in a report measured in parts) where and when its ``group`` was measured."""
+    return [f"## {title}", "", *_part_note(results, group)]
+
+
+def _figure(plots: dict[str, Path | None], key: str, file: str, alt: str | None = None) -> list[str]:
+    """The Markdown image of plot ``key`` when it was drawn."""
+    return [f"![{alt or key}]({file})", ""] if plots.get(key) else []
+
+
 def _parts_lines(results: dict[str, Any]) -> list[str]:
     """The header's *Measured in parts* bullet, one line per part, or nothing for a report measured in one run."""
     parts = _parts(results)
@@ -384,108 +395,120 @@ def _acceptance_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+CLASSIFIER_ROWS = {
+    "float_keras": "MobileNetV2 float Keras (baseline)",
+    "int8_tflite": "MobileNetV2 INT8 TFLite (edge, as deployed)",
+    "int8_tflite_uncalibrated": "MobileNetV2 INT8 TFLite, T = 1",
+    "float_resnet50": "ResNet50 float",
+    "float_efficientnetb0": "EfficientNetB0 float",
+}
+DETECTOR_ROWS = {
+    "float_pytorch": "YOLOv5n float, ultralytics PyTorch (baseline)",
+    "int8_tflite": "YOLOv5n INT8 TFLite, edgeskin Detector (edge)",
+    "classical": "classical localiser (no model)",
+}
+
+
+def _model_rows(
+    rows: dict[str, Any],
+    names: dict[str, str],
+    columns: list[tuple[str, Callable[[Any], str]]],
+    ratios: list[str],
+    reference: str,
+) -> list[str]:
+    """An accuracy table's body, one row per model of ``names`` in its order.
+
+    A measured model: name, device, size MB, each of ``columns`` as its function writes it, then for an INT8 model
+    its ``ratios`` to the ``reference`` row (empty cells for the others). A model not measured: the first clause
+    of why (the whole reason is listed under *What is missing*).
+    """
+    ref = rows.get(reference, {})
+    lines = []
+    for key, name in names.items():
+        row = rows.get(key, {})
+        if "missing" in row:
+            reason = row["missing"].split(";")[0] + (" (why: see *What is missing*)" if ";" in row["missing"] else "")
+            lines.append(f"| {name} | — | — | {reason} |" + " |" * (len(columns) + len(ratios) - 1))
+            continue
+        cells = [str(row.get("device")), _f(row.get("size_mb"), 2), *(write(row.get(c)) for c, write in columns)]
+        cells += [_ratio(row.get(c), ref.get(c)) if key.startswith("int8") else "" for c in ratios]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _measured_or_why(part: dict[str, Any], what: str) -> list[str]:
+    """The line saying why ``what`` was not measured, or nothing (nothing was asked)."""
+    return [f"{what} accuracy not measured: {part['missing']}", ""] if "missing" in part else []
+
+
+def _agreement(part: dict[str, Any], sentence: Callable[[dict[str, Any]], str]) -> list[str]:
+    """The INT8-vs-float agreement of ``part`` as a paragraph, when it was measured."""
+    return ["", sentence(part["int8_vs_float"])] if part.get("int8_vs_float") else []
+
+
+def _classifier_accuracy(cls: dict[str, Any]) -> list[str]:
+    if "rows" not in cls:
+        return _measured_or_why(cls, "Classifier")
+    metrics = ["balanced_accuracy", "auc", "malignant_sensitivity", "malignant_specificity"]
+    return [
+        f"### Classifier — internal validation split, {cls.get('images')} images ({cls.get('split')})",
+        "",
+        f"Malignant sensitivity/specificity at the spec's triage threshold {_f(cls.get('triage_threshold'), 4)} "
+        f"({cls.get('threshold_note')}).",
+        "",
+        "| model | device | size MB | balanced acc | AUC (ovr) | malignant sens. | malignant spec. | bal. acc INT8/float | AUC INT8/float |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *_model_rows(cls["rows"], CLASSIFIER_ROWS, [(m, _f) for m in metrics], metrics[:2], "float_keras"),
+        *_agreement(
+            cls,
+            lambda a: (
+                f"INT8 vs float top-1 agreement {_f(a.get('top1_agreement'))}, mean |p_float - p_int8(T=1)| "
+                f"{_f(a.get('mean_abs_probability_difference'), 4)}."
+            ),
+        ),
+        "",
+        *_gpu_float_section(cls.get("gpu_float", {}), cls["rows"].get("int8_tflite", {})),
+    ]
+
+
+def _detector_accuracy(det: dict[str, Any]) -> list[str]:
+    if "rows" not in det:
+        return _measured_or_why(det, "Detector")
+    columns = [(m, _f) for m in ("mean_iou", "median_iou", "iou50_rate", "map50")] + [("no_box", str)]
+    return [
+        f"### Detector — held-out PH2 images, {det.get('images')} ({det.get('split')})",
+        "",
+        f"{det.get('definitions')}.",
+        "",
+        "| model | device | size MB | mean IoU | median IoU | IoU >= 0.5 | mAP50 | no box | mean IoU INT8/float |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *_model_rows(det["rows"], DETECTOR_ROWS, columns, ["mean_iou"], "float_pytorch"),
+        *_agreement(
+            det,
+            lambda a: (
+                f"Float vs INT8 top boxes: mean IoU {_f(a.get('mean_top_box_iou_float_vs_int8'))}, "
+                f"share with IoU >= 0.9 {_f(a.get('share_top_boxes_iou_ge_0.9'))}."
+            ),
+        ),
+        "",
+    ]
+
+
 def _accuracy_section(results: dict[str, Any], plots: dict[str, Path | None]) -> list[str]:
     """Classifier and detector accuracy, INT8 against float."""
-    lines: list[str] = []
     accuracy = results.get("accuracy", {})
-    cls_rows = accuracy.get("classifier", {}).get("rows", {})
-    det_rows = accuracy.get("detector", {}).get("rows", {})
-    lines += ["## Accuracy: edge INT8 against the float baseline", "", *_part_note(results, "accuracy")]
-    cls = accuracy.get("classifier", {})
-    if "rows" in cls:
-        thr = cls.get("triage_threshold")
-        ref = cls_rows.get("float_keras", {})
-        lines += [
-            f"### Classifier — internal validation split, {cls.get('images')} images ({cls.get('split')})",
-            "",
-            f"Malignant sensitivity/specificity at the spec's triage threshold {_f(thr, 4)} ({cls.get('threshold_note')}).",
-            "",
-            "| model | device | size MB | balanced acc | AUC (ovr) | malignant sens. | malignant spec. | bal. acc INT8/float | AUC INT8/float |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        names = {
-            "float_keras": "MobileNetV2 float Keras (baseline)",
-            "int8_tflite": "MobileNetV2 INT8 TFLite (edge, as deployed)",
-            "int8_tflite_uncalibrated": "MobileNetV2 INT8 TFLite, T = 1",
-            "float_resnet50": "ResNet50 float",
-            "float_efficientnetb0": "EfficientNetB0 float",
-        }
-        for key in ("float_keras", "int8_tflite", "int8_tflite_uncalibrated", "float_resnet50", "float_efficientnetb0"):
-            row = cls_rows.get(key, {})
-            if "missing" in row:
-                reason = row["missing"].split(";")[0] + (
-                    " (why: see *What is missing*)" if ";" in row["missing"] else ""
-                )
-                lines.append(f"| {names[key]} | — | — | {reason} | | | | | |")
-                continue
-            is_int8 = key.startswith("int8")
-            lines.append(
-                f"| {names[key]} | {row.get('device')} | {_f(row.get('size_mb'), 2)} | {_f(row.get('balanced_accuracy'))} | "
-                f"{_f(row.get('auc'))} | {_f(row.get('malignant_sensitivity'))} | {_f(row.get('malignant_specificity'))} | "
-                f"{_ratio(row.get('balanced_accuracy'), ref.get('balanced_accuracy')) if is_int8 else ''} | "
-                f"{_ratio(row.get('auc'), ref.get('auc')) if is_int8 else ''} |"
-            )
-        agreement = cls.get("int8_vs_float", {})
-        if agreement:
-            lines += [
-                "",
-                f"INT8 vs float top-1 agreement {_f(agreement.get('top1_agreement'))}, mean |p_float - p_int8(T=1)| "
-                f"{_f(agreement.get('mean_abs_probability_difference'), 4)}.",
-            ]
-        lines.append("")
-        lines += _gpu_float_section(cls.get("gpu_float", {}), cls_rows.get("int8_tflite", {}))
-    elif "missing" in cls:
-        lines += [f"Classifier accuracy not measured: {cls['missing']}", ""]
-    det = accuracy.get("detector", {})
-    if "rows" in det:
-        ref = det_rows.get("float_pytorch", {})
-        lines += [
-            f"### Detector — held-out PH2 images, {det.get('images')} ({det.get('split')})",
-            "",
-            f"{det.get('definitions')}.",
-            "",
-            "| model | device | size MB | mean IoU | median IoU | IoU >= 0.5 | mAP50 | no box | mean IoU INT8/float |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        names = {
-            "float_pytorch": "YOLOv5n float, ultralytics PyTorch (baseline)",
-            "int8_tflite": "YOLOv5n INT8 TFLite, edgeskin Detector (edge)",
-            "classical": "classical localiser (no model)",
-        }
-        for key in ("float_pytorch", "int8_tflite", "classical"):
-            row = det_rows.get(key, {})
-            if "missing" in row:
-                lines.append(f"| {names[key]} | — | — | {row['missing']} | | | | | |")
-                continue
-            lines.append(
-                f"| {names[key]} | {row.get('device')} | {_f(row.get('size_mb'), 2)} | {_f(row.get('mean_iou'))} | "
-                f"{_f(row.get('median_iou'))} | {_f(row.get('iou50_rate'))} | {_f(row.get('map50'))} | {row.get('no_box')} | "
-                f"{_ratio(row.get('mean_iou'), ref.get('mean_iou')) if key == 'int8_tflite' else ''} |"
-            )
-        agreement = det.get("int8_vs_float", {})
-        if agreement:
-            lines += [
-                "",
-                f"Float vs INT8 top boxes: mean IoU {_f(agreement.get('mean_top_box_iou_float_vs_int8'))}, "
-                f"share with IoU >= 0.9 {_f(agreement.get('share_top_boxes_iou_ge_0.9'))}.",
-            ]
-        lines.append("")
-    elif "missing" in det:
-        lines += [f"Detector accuracy not measured: {det['missing']}", ""]
-    if plots.get("accuracy"):
-        lines += ["![accuracy](accuracy.png)", ""]
-    return lines
+    lines = [
+        *_heading(results, "Accuracy: edge INT8 against the float baseline", "accuracy"),
+        *_classifier_accuracy(accuracy.get("classifier", {})),
+        *_detector_accuracy(accuracy.get("detector", {})),
+    ]
+    return [*lines, *_figure(plots, "accuracy", "accuracy.png")]
 
 
 def _latency_section(results: dict[str, Any], plots: dict[str, Path | None]) -> list[str]:
     """Each model alone: edge INT8 against the float baselines."""
-    lines: list[str] = []
     threads = results["settings"]["threads"]
-    lines += [
-        f"## Latency: edge INT8 against the float baselines ({threads} threads)",
-        "",
-        *_part_note(results, "models"),
-    ]
+    lines = _heading(results, f"Latency: edge INT8 against the float baselines ({threads} threads)", "models")
     mixed = _mixed(results, "models", "pipeline")
     if mixed:
         models_entry, pipeline_entry = mixed
@@ -519,21 +542,15 @@ def _latency_section(results: dict[str, Any], plots: dict[str, Path | None]) -> 
             f"{_f(row.get('invoke_ms', {}).get('p50'), 2)} | {_f(row.get('model_size_mb'), 2)} | {_f(row.get('peak_rss_mb'), 0)} | "
             f"{_ratio(stats['p50'], int8_p50.get(task))} |"
         )
-    lines.append("")
-    if plots.get("latency"):
-        lines += ["![latency](latency.png)", ""]
-    return lines
+    return [*lines, "", *_figure(plots, "latency", "latency.png")]
 
 
 def _pipeline_section(results: dict[str, Any], plots: dict[str, Path | None]) -> list[str]:
     """The INT8 pipeline end to end, per frame size and thread count, and its stages."""
-    lines: list[str] = []
     threads = results["settings"]["threads"]
     latency = results.get("latency", {})
-    lines += [
-        "## The INT8 pipeline end to end",
-        "",
-        *_part_note(results, "pipeline"),
+    lines = [
+        *_heading(results, "The INT8 pipeline end to end", "pipeline"),
         "`LesionPipeline.predict` on a PH2 frame resized to the given size and held in memory (file decode excluded; "
         "decode is timed apart). Bare invoke = `interpreter.invoke()` of separate interpreters fed this frame's own "
         "tensors, interleaved with the predict calls. overhead ratio = end-to-end p50 / the summed bare invoke p50 "
@@ -578,18 +595,15 @@ def _pipeline_section(results: dict[str, Any], plots: dict[str, Path | None]) ->
         for warning in main_row.get("warnings", []):
             lines.append(f"- note: {warning}")
         lines.append("")
-    if plots.get("stages"):
-        lines += ["![pipeline stages](pipeline_stages.png)", ""]
-    return lines
+    return [*lines, *_figure(plots, "stages", "pipeline_stages.png", "pipeline stages")]
 
 
 def _peers_section(results: dict[str, Any]) -> list[str]:
     """Ultralytics' predict against our Detector on the same INT8 file."""
-    lines: list[str] = []
     threads = results["settings"]["threads"]
     main_row = results.get("latency", {}).get(f"pipeline-{threads}t", {})
     peers = results.get("peers", {})
-    lines += ["## Peers, same run", "", *_part_note(results, "peers")]
+    lines = _heading(results, "Peers, same run", "peers")
     if "ours" in peers:
         lines += [
             f"Ultralytics {peers.get('ultralytics_version')} `YOLO('{peers['model']}').predict` against edgeskin's `Detector.detect` on "
@@ -637,9 +651,8 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
 
 def _cam_section(results: dict[str, Any]) -> list[str]:
     """INT8 CAM against exact Grad-CAM, and the CAM's cost."""
-    lines: list[str] = []
     cam = results.get("cam", {})
-    lines += ["## CAM fidelity: INT8 CAM against exact Grad-CAM", "", *_part_note(results, "cam")]
+    lines = _heading(results, "CAM fidelity: INT8 CAM against exact Grad-CAM", "cam")
     if "metrics" in cam and "cost" in cam:
         check = cam.get("reference_check_grad_cam_vs_analytic_float_cam_pearson", {})
         lines += [
