@@ -434,9 +434,9 @@ def _model_rows(
     return lines
 
 
-def _measured_or_why(part: dict[str, Any], what: str) -> list[str]:
-    """The line saying why ``what`` was not measured, or nothing (nothing was asked)."""
-    return [f"{what} accuracy not measured: {part['missing']}", ""] if "missing" in part else []
+def _not_measured(part: dict[str, Any], what: str = "Not measured") -> list[str]:
+    """The paragraph saying why ``part`` was not measured."""
+    return [f"{what}: {part.get('missing', 'unknown')}", ""]
 
 
 def _agreement(part: dict[str, Any], sentence: Callable[[dict[str, Any]], str]) -> list[str]:
@@ -446,7 +446,7 @@ def _agreement(part: dict[str, Any], sentence: Callable[[dict[str, Any]], str]) 
 
 def _classifier_accuracy(cls: dict[str, Any]) -> list[str]:
     if "rows" not in cls:
-        return _measured_or_why(cls, "Classifier")
+        return _not_measured(cls, "Classifier accuracy not measured") if "missing" in cls else []
     metrics = ["balanced_accuracy", "auc", "malignant_sensitivity", "malignant_specificity"]
     return [
         f"### Classifier — internal validation split, {cls.get('images')} images ({cls.get('split')})",
@@ -471,7 +471,7 @@ def _classifier_accuracy(cls: dict[str, Any]) -> list[str]:
 
 def _detector_accuracy(det: dict[str, Any]) -> list[str]:
     if "rows" not in det:
-        return _measured_or_why(det, "Detector")
+        return _not_measured(det, "Detector accuracy not measured") if "missing" in det else []
     columns = [(m, _f) for m in ("mean_iou", "median_iou", "iou50_rate", "map50")] + [("no_box", str)]
     return [
         f"### Detector — held-out PH2 images, {det.get('images')} ({det.get('split')})",
@@ -602,93 +602,89 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
     main_row = results.get("latency", {}).get(f"pipeline-{threads}t", {})
     peers = results.get("peers", {})
     lines = _heading(results, "Peers, same run", "peers")
-    if "ours" in peers:
+    if "ours" not in peers:
+        return [*lines, *_not_measured(peers)]
+    lines += [
+        f"Ultralytics {peers.get('ultralytics_version')} `YOLO('{peers['model']}').predict` against edgeskin's `Detector.detect` on "
+        f"the same INT8 file and the same {peers['images']} decoded PH2 frames, interleaved call by call, "
+        f"{peers['runs']} runs each. Ultralytics' LiteRT backend quantizes the [0, 1]-scaled image with the input "
+        "tensor's scale; edgeskin's detector folds /255 into the graph (input scale 1), so unchanged ultralytics "
+        "feeds the wrong integers (its boxes disagree, see the agreement column); *adapted* divides the scale it "
+        "reads by 255 and then agrees with ours. Ultralytics' thread default is cores - 1."
+        + (f" The file: {peers['model_note']}." if peers.get("model_note") else ""),
+        "",
+        "| detector call | interpreter threads | p50 ms | p90 ms | FPS | ours faster by (p50) | top-box IoU with ours | ultralytics pre / inference / post ms |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| edgeskin Detector.detect | {peers['threads']} | {_f(peers['ours']['latency_ms']['p50'], 2)} | "
+        f"{_f(peers['ours']['latency_ms']['p90'], 2)} | {_f(peers['ours']['fps'], 1)} | — | — | — |",
+    ]
+    for variant, label in (
+        ("as_is", "ultralytics predict, unchanged"),
+        ("adapted", "ultralytics predict, input scale adapted"),
+        ("adapted_default_threads", "ultralytics predict, adapted, its default threads"),
+    ):
+        row = peers.get(f"ultralytics_{variant}")
+        if not row:
+            continue
+        speed = row["speed_breakdown_ms_median"]
+        lines.append(
+            f"| {label} | {row['interpreter_threads']} | {_f(row['latency_ms']['p50'], 2)} | {_f(row['latency_ms']['p90'], 2)} | "
+            f"{_f(row['fps'], 1)} | {_f(row['speedup_ours_vs_ultralytics_p50'], 2, 'x')} | {_f(row['agreement_top_box_iou_mean'], 3)} | "
+            f"{_f(speed.get('preprocess'), 2)} / {_f(speed.get('inference'), 2)} / {_f(speed.get('postprocess'), 2)} |"
+        )
+    if "end_to_end_ms" in main_row:
+        mixed = _mixed(results, "pipeline", "peers")
         lines += [
-            f"Ultralytics {peers.get('ultralytics_version')} `YOLO('{peers['model']}').predict` against edgeskin's `Detector.detect` on "
-            f"the same INT8 file and the same {peers['images']} decoded PH2 frames, interleaved call by call, "
-            f"{peers['runs']} runs each. Ultralytics' LiteRT backend quantizes the [0, 1]-scaled image with the input "
-            "tensor's scale; edgeskin's detector folds /255 into the graph (input scale 1), so unchanged ultralytics "
-            "feeds the wrong integers (its boxes disagree, see the agreement column); *adapted* divides the scale it "
-            "reads by 255 and then agrees with ours. Ultralytics' thread default is cores - 1."
-            + (f" The file: {peers['model_note']}." if peers.get("model_note") else ""),
             "",
-            "| detector call | interpreter threads | p50 ms | p90 ms | FPS | ours faster by (p50) | top-box IoU with ours | ultralytics pre / inference / post ms |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| edgeskin Detector.detect | {peers['threads']} | {_f(peers['ours']['latency_ms']['p50'], 2)} | "
-            f"{_f(peers['ours']['latency_ms']['p90'], 2)} | {_f(peers['ours']['fps'], 1)} | — | — | — |",
+            (f"(Pipeline rows, measured {_where(mixed[0])}.) " if mixed else "")
+            + f"Our whole pipeline against its bare `invoke()` times ({threads} threads): end-to-end p50 "
+            f"{_f(main_row['end_to_end_ms']['p50'], 2)} ms vs summed invoke p50 "
+            f"{_f(main_row['end_to_end_ms']['p50'] - main_row['overhead_ms'], 2)} ms: ratio "
+            f"{_f(main_row['overhead_ratio'], 3)}, {_f(main_row['overhead_ms'], 2)} ms outside the models.",
         ]
-        for variant, label in (
-            ("as_is", "ultralytics predict, unchanged"),
-            ("adapted", "ultralytics predict, input scale adapted"),
-            ("adapted_default_threads", "ultralytics predict, adapted, its default threads"),
-        ):
-            row = peers.get(f"ultralytics_{variant}")
-            if not row:
-                continue
-            speed = row["speed_breakdown_ms_median"]
-            lines.append(
-                f"| {label} | {row['interpreter_threads']} | {_f(row['latency_ms']['p50'], 2)} | {_f(row['latency_ms']['p90'], 2)} | "
-                f"{_f(row['fps'], 1)} | {_f(row['speedup_ours_vs_ultralytics_p50'], 2, 'x')} | {_f(row['agreement_top_box_iou_mean'], 3)} | "
-                f"{_f(speed.get('preprocess'), 2)} / {_f(speed.get('inference'), 2)} / {_f(speed.get('postprocess'), 2)} |"
-            )
-        if "end_to_end_ms" in main_row:
-            mixed = _mixed(results, "pipeline", "peers")
-            lines += [
-                "",
-                (f"(Pipeline rows, measured {_where(mixed[0])}.) " if mixed else "")
-                + f"Our whole pipeline against its bare `invoke()` times ({threads} threads): end-to-end p50 "
-                f"{_f(main_row['end_to_end_ms']['p50'], 2)} ms vs summed invoke p50 "
-                f"{_f(main_row['end_to_end_ms']['p50'] - main_row['overhead_ms'], 2)} ms: ratio "
-                f"{_f(main_row['overhead_ratio'], 3)}, {_f(main_row['overhead_ms'], 2)} ms outside the models.",
-            ]
-        lines.append("")
-    else:
-        lines += [f"Not measured: {peers.get('missing', 'unknown')}", ""]
-    return lines
+    return [*lines, ""]
 
 
 def _cam_section(results: dict[str, Any]) -> list[str]:
     """INT8 CAM against exact Grad-CAM, and the CAM's cost."""
     cam = results.get("cam", {})
     lines = _heading(results, "CAM fidelity: INT8 CAM against exact Grad-CAM", "cam")
-    if "metrics" in cam and "cost" in cam:
-        check = cam.get("reference_check_grad_cam_vs_analytic_float_cam_pearson", {})
-        lines += [
-            f"{cam['images']} HAM10000 validation images (seeded subset). Reference: {cam['reference']} "
-            f"(Keras backend {cam['keras_backend']}; check: Grad-CAM vs the analytic float CAM, Pearson median "
-            f"{_f(check.get('median'), 4)}, min {_f(check.get('min'), 4)}). Edge: `CamExplainer` on the INT8 feature map. "
-            f"INT8 and float agree on the top class for {_f(100 * cam['int8_float_same_top_class'], 1)}% of the images. "
-            "Top-20% IoU: IoU of the ceil(0.2 N) highest cells of each map. Constant maps (undefined correlation) are counted and left out.",
-            "",
-            "| class explained | comparison | median | mean | p10 | min | share >= 0.95 | n (undefined) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        titles = {
-            "pearson_grid": "Pearson, 6x6 grid",
-            "pearson_192": "Pearson, upsampled 192x192",
-            "top20_iou_grid": "top-20% IoU, 6x6 grid",
-            "top20_iou_192": "top-20% IoU, 192x192",
-        }
-        for view, label in (
-            ("same_class", "float top class (both)"),
-            ("as_deployed", "INT8's own top class (as shown)"),
-        ):
-            for metric, title in titles.items():
-                s = cam["metrics"][view][metric]
-                lines.append(
-                    f"| {label} | {title} | {_f(s.get('median'))} | {_f(s.get('mean'))} | {_f(s.get('p10'))} | "
-                    f"{_f(s.get('min'))} | {_f(s.get('share_ge_0.95'))} | {s.get('n')} ({s.get('undefined')}) |"
-                )
-        cost = cam["cost"]
-        lines += [
-            "",
-            f"CAM cost: {_f(cost['cam_ms']['p50'], 4)} ms p50 against {_f(cost['classify_with_features_ms']['p50'], 3)} ms "
-            f"for classify_with_features on the same images: {_f(100 * cost['cam_share_of_classify_p50'], 2)}%.",
-        ]
-        lines.append("")
-    else:
-        lines += [f"Not measured: {cam.get('missing', 'unknown')}", ""]
-    return lines
+    if "metrics" not in cam or "cost" not in cam:
+        return [*lines, *_not_measured(cam)]
+    check = cam.get("reference_check_grad_cam_vs_analytic_float_cam_pearson", {})
+    lines += [
+        f"{cam['images']} HAM10000 validation images (seeded subset). Reference: {cam['reference']} "
+        f"(Keras backend {cam['keras_backend']}; check: Grad-CAM vs the analytic float CAM, Pearson median "
+        f"{_f(check.get('median'), 4)}, min {_f(check.get('min'), 4)}). Edge: `CamExplainer` on the INT8 feature map. "
+        f"INT8 and float agree on the top class for {_f(100 * cam['int8_float_same_top_class'], 1)}% of the images. "
+        "Top-20% IoU: IoU of the ceil(0.2 N) highest cells of each map. Constant maps (undefined correlation) are counted and left out.",
+        "",
+        "| class explained | comparison | median | mean | p10 | min | share >= 0.95 | n (undefined) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    titles = {
+        "pearson_grid": "Pearson, 6x6 grid",
+        "pearson_192": "Pearson, upsampled 192x192",
+        "top20_iou_grid": "top-20% IoU, 6x6 grid",
+        "top20_iou_192": "top-20% IoU, 192x192",
+    }
+    for view, label in (
+        ("same_class", "float top class (both)"),
+        ("as_deployed", "INT8's own top class (as shown)"),
+    ):
+        for metric, title in titles.items():
+            s = cam["metrics"][view][metric]
+            lines.append(
+                f"| {label} | {title} | {_f(s.get('median'))} | {_f(s.get('mean'))} | {_f(s.get('p10'))} | "
+                f"{_f(s.get('min'))} | {_f(s.get('share_ge_0.95'))} | {s.get('n')} ({s.get('undefined')}) |"
+            )
+    cost = cam["cost"]
+    lines += [
+        "",
+        f"CAM cost: {_f(cost['cam_ms']['p50'], 4)} ms p50 against {_f(cost['classify_with_features_ms']['p50'], 3)} ms "
+        f"for classify_with_features on the same images: {_f(100 * cost['cam_share_of_classify_p50'], 2)}%.",
+    ]
+    return [*lines, ""]
 
 
 def _reference_lines(reference_dir: Path | None) -> tuple[list[str], list[str]]:
