@@ -65,3 +65,42 @@ def test_import_edgeskin_is_quick_even_on_a_busy_machine():
 @pytest.mark.slow
 def test_import_edgeskin_takes_at_most_300_ms():
     assert _import_seconds() <= IMPORT_BUDGET_S
+
+
+LAZY_PACKAGES = ("edgeskin.core", "edgeskin.runtime", "edgeskin.capture", "edgeskin.tasks")
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_a_package_exports_each_name_from_the_submodule_its_table_names(package: str) -> None:
+    import importlib
+
+    namespace = importlib.import_module(package)
+    assert namespace.__all__, f"{package} exports nothing"
+    for name in namespace.__all__:
+        module = importlib.import_module(f"{package}.{namespace._EXPORTS[name]}")
+        assert getattr(namespace, name) is getattr(module, name), f"{package}.{name}"
+    assert set(namespace.__all__) <= set(dir(namespace))
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'no_such_name'"):
+        namespace.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("package", "heavy"), [("edgeskin.core", "cv2"), ("edgeskin.core.boxes", "cv2"), ("edgeskin.runtime", "numpy")]
+)
+def test_importing_a_package_or_one_submodule_loads_only_what_is_asked_for(package: str, heavy: str) -> None:
+    out = _python(
+        f"""
+        import sys
+        import {package}
+        print({heavy!r} in sys.modules)
+        """
+    )
+    assert out.strip() == "False"
+
+
+def test_a_name_whose_submodule_is_absent_says_so(monkeypatch) -> None:
+    import edgeskin.tasks as tasks
+
+    monkeypatch.setitem(tasks._EXPORTS, "Gone", "no_such_task")
+    with pytest.raises(AttributeError, match="Gone is not available: edgeskin.tasks.no_such_task is not installed"):
+        tasks.Gone  # noqa: B018

@@ -6,8 +6,7 @@ never imports picamera2 or Tkinter (those load inside the functions that need th
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeskin._lazy import lazy_exports
 
 # public name -> module (relative to this package)
 _EXPORTS: dict[str, str] = {
@@ -31,18 +30,5 @@ _EXPORTS: dict[str, str] = {
     "run_kiosk": "kiosk",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)
