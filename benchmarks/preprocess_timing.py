@@ -13,21 +13,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgeskin.core.geometry import letterbox, resize_stretch
-from edgeskin.core.preprocess import (
+from edgeskin.bench import time_ms as timed_runs
+from edgeskin.core import (
     clahe_lightness,
     denoise,
     get_profile,
     hair_mask,
+    letterbox,
     normalize,
     remove_hair,
+    resize_stretch,
     shades_of_gray,
 )
 from edgeskin.image import read_image
@@ -52,12 +53,8 @@ OPERATIONS: dict[str, Callable[[np.ndarray], object]] = {
 
 
 def time_ms(func: Callable[[np.ndarray], object], image: np.ndarray, repeat: int) -> tuple[float, float]:
-    func(image)  # warm-up (allocations, OpenCV dispatch)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func(image)
-        samples.append((time.perf_counter() - start) * 1000)
+    """Median and best milliseconds of ``repeat`` calls on ``image``, after one warm-up (allocations, dispatch)."""
+    samples = timed_runs(lambda: func(image), repeat, warmup=1)
     return statistics.median(samples), min(samples)
 
 
