@@ -8,27 +8,20 @@ from __future__ import annotations
 
 from edgeskin._lazy import lazy_exports
 
-# public name -> module (relative to this package)
-_EXPORTS: dict[str, str] = {
-    "Frame": "sources",
-    "FrameSource": "sources",
-    "CameraLostError": "sources",
-    "Picamera2Source": "sources",
-    "OpenCVSource": "sources",
-    "ImageFolderSource": "sources",
-    "open_source": "sources",
-    "QualityGate": "quality",
-    "QualityReport": "quality",
-    "QualityThresholds": "quality",
-    "assess_quality": "quality",
-    "LiveLoop": "live",
-    "LiveFrame": "live",
-    "LiveSummary": "live",
-    "StillAnalysis": "live",
-    "DiagnosisSmoother": "live",
-    "KioskApp": "kiosk",
-    "run_kiosk": "kiosk",
+# module (relative to this package) -> the public names it defines
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "sources": (
+        "Frame",
+        "FrameSource",
+        "CameraLostError",
+        "Picamera2Source",
+        "OpenCVSource",
+        "ImageFolderSource",
+        "open_source",
+    ),
+    "quality": ("QualityGate", "QualityReport", "QualityThresholds", "assess_quality"),
+    "live": ("LiveLoop", "LiveFrame", "LiveSummary", "StillAnalysis", "DiagnosisSmoother"),
+    "kiosk": ("KioskApp", "run_kiosk"),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = list(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,34 +8,25 @@ from __future__ import annotations
 
 from edgeskin._lazy import lazy_exports
 
-# public name -> module (relative to this package) that defines it
-_EXPORTS: dict[str, str] = {
-    "box_area": "boxes",
-    "box_iou": "boxes",
-    "clip_boxes": "boxes",
-    "mask_to_box": "boxes",
-    "nms": "boxes",
-    "xywh_to_xyxy": "boxes",
-    "xyxy_to_xywh": "boxes",
-    "class_activation_map": "cam",
-    "upsample_cam": "cam",
-    "crop_with_margin": "crop",
-    "ImageTransform": "geometry",
-    "letterbox": "geometry",
-    "resize_stretch": "geometry",
-    "resize_to_input": "geometry",
-    "OPS": "preprocess",
-    "PROFILES": "preprocess",
-    "PreprocessingProfile": "preprocess",
-    "PreprocessStep": "preprocess",
-    "clahe_lightness": "preprocess",
-    "denoise": "preprocess",
-    "get_profile": "preprocess",
-    "hair_mask": "preprocess",
-    "normalize": "preprocess",
-    "remove_hair": "preprocess",
-    "shades_of_gray": "preprocess",
+# module (relative to this package) -> the public names it defines
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "boxes": ("box_area", "box_iou", "clip_boxes", "mask_to_box", "nms", "xywh_to_xyxy", "xyxy_to_xywh"),
+    "cam": ("class_activation_map", "upsample_cam"),
+    "crop": ("crop_with_margin",),
+    "geometry": ("ImageTransform", "letterbox", "resize_stretch", "resize_to_input"),
+    "preprocess": (
+        "OPS",
+        "PROFILES",
+        "PreprocessingProfile",
+        "PreprocessStep",
+        "clahe_lightness",
+        "denoise",
+        "get_profile",
+        "hair_mask",
+        "normalize",
+        "remove_hair",
+        "shades_of_gray",
+    ),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = list(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

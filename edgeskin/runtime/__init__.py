@@ -5,26 +5,29 @@ from __future__ import annotations
 
 from edgeskin._lazy import lazy_exports
 
-# public name -> module (relative to this package) that defines it
-_EXPORTS: dict[str, str] = {
-    "DELEGATES": "interpreter",
-    "InterpreterBackend": "interpreter",
-    "TensorInfo": "interpreter",
-    "TFLiteModel": "interpreter",
-    "check_model_file": "interpreter",
-    "dequantize": "interpreter",
-    "interpreter_backend": "interpreter",
-    "make_interpreter": "interpreter",
-    "quantize": "interpreter",
-    "InputSpec": "spec",
-    "ModelSpec": "spec",
-    "load_model": "spec",
-    "load_spec": "spec",
-    "load_third_party_classifier": "spec",
-    "read_labels": "spec",
-    "sha256_file": "spec",
-    "spec_path_for": "spec",
+# module (relative to this package) -> the public names it defines
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "interpreter": (
+        "DELEGATES",
+        "InterpreterBackend",
+        "TensorInfo",
+        "TFLiteModel",
+        "check_model_file",
+        "dequantize",
+        "interpreter_backend",
+        "make_interpreter",
+        "quantize",
+    ),
+    "spec": (
+        "InputSpec",
+        "ModelSpec",
+        "load_model",
+        "load_spec",
+        "load_third_party_classifier",
+        "read_labels",
+        "sha256_file",
+        "spec_path_for",
+    ),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = list(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
