@@ -577,7 +577,7 @@ def run_quick_suite(
         timers = _bare_timers(pipeline, suite, threads, delegate)
         say(f"timing predict on the {suite.frame.shape[1]}x{suite.frame.shape[0]} frame ({runs} runs)")
         samples = _time_predict(pipeline, suite.frame, timers, runs, warmup)
-        say(f"timing the classify stage without the context view ({runs} runs)")
+        say(f"timing the classify stage with and without the context view ({runs} runs each, alternating)")
         context = _context_summary(pipeline, suite.frame, samples, runs, warmup)
         say("timing decode and annotate")
         _time_decode_and_annotate(samples, suite, runs)
@@ -756,16 +756,17 @@ def _record_stages(stages: dict[str, list[float]], pipeline: Any, result: Any) -
 
 
 def _context_summary(pipeline: Any, frame: np.ndarray, samples: _Samples, runs: int, warmup: int) -> dict[str, Any]:
-    """How often the context view ran on the timed frames, and the classify stage with it (the timed runs) and
-    without it (``runs`` more predicts with the pipeline's context rule off)."""
+    """How often the context view ran on the timed predicts, and the classify stage with the pipeline's context rule
+    and without it: ``runs`` more pairs of predicts, alternating, so that both see the same machine state."""
     rule = pipeline.context
-    without: list[float] = []
-    pipeline.context = None
+    timed: dict[str, list[float]] = {"with": [], "without": []}
     try:
-        for _ in range(warmup):
-            pipeline.predict(frame)
-        for _ in range(runs):
-            without.append(pipeline.predict(frame).timings_ms["classify"])
+        for n in range(warmup + runs):
+            for name, setting in (("with", rule), ("without", None)):
+                pipeline.context = setting
+                classify_ms = pipeline.predict(frame).timings_ms["classify"]
+                if n >= warmup:
+                    timed[name].append(classify_ms)
     finally:
         pipeline.context = rule
     ran = sum(samples.context_ran)
@@ -775,8 +776,8 @@ def _context_summary(pipeline: Any, frame: np.ndarray, samples: _Samples, runs: 
         "frames": len(samples.context_ran),
         "ran": ran,
         "ran_rate": round(ran / len(samples.context_ran), 4) if samples.context_ran else 0.0,
-        "classify_ms_with": percentiles(samples.stages.get("classify", [0.0])),
-        "classify_ms_without": percentiles(without),
+        "classify_ms_with": percentiles(timed["with"]),
+        "classify_ms_without": percentiles(timed["without"]),
     }
 
 
