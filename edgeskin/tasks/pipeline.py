@@ -143,7 +143,9 @@ class LesionPipeline:
 
     Stages: validate the frame (RGB uint8) → detect (a YOLO detector, the classical localiser, or the
     whole frame as one lesion) → crop each box with a margin → classify the crop (the classifier applies
-    its own spec's resize and preprocessing profile to the model-input-sized crop) → dx probabilities,
+    its own spec's resize and preprocessing profile to the model-input-sized crop; a lesion that the context rule
+    picks, by default one whose box covers over half of the frame, also gets the whole frame as one single-view
+    invoke, combined with the crop's answer: :mod:`edgeskin.core.context`, ``Lesion.context_view``) → dx probabilities,
     4 group probabilities (sums), malignant probability and the refer flag → CAM of the top diagnosis
     over the crop. No box at the presence threshold: the best box of the unsure band is answered, flagged
     ``detector_unsure``, when the frame looks like skin and the box stands out from it
