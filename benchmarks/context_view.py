@@ -8,8 +8,9 @@ Stages:
    pipeline gave before), keeping per frame the first lesion's crop probabilities, box and crop window, the whole
    frame with the spec's test-time views (the reference), the whole frame and the grown window (box + its own
    size per side) as one single view. Frames: the classifier's internal validation images
-   (``training/runs/classifier/split.json`` ``val``: HAM10000 and ISIC 2017) and all 100 PH2 images (reported
-   beside, never used to choose). The cache is a JSON file reused when it exists.
+   (``training/runs/classifier/split.json`` ``val``: HAM10000 and ISIC 2017); reported beside, never used to
+   choose: all 100 PH2 images and the labelled images of the split's ISIC 2017 held-out third. The cache is a JSON
+   file reused when it exists.
 2. ``grid``: each rule of the document (trigger ``u > U or f > F``, context, combination) scored from the cache:
    per source the melanoma AUC (a frame without an answer scores 0) and the share of frames it triggers on.
 3. ``choose``: the document's criterion on the internal sources only.
@@ -42,6 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
 CLASSIFIER_SPLIT = REPO / "training" / "runs" / "classifier" / "split.json"
 INTERNAL = ("ham10000", "isic2017")
+# Reported beside, never used to choose: all of PH2, and the labelled ISIC 2017 images of the classifier's
+# held-out third (``source_holdout`` of its split: no training or selection of the classifier saw them).
+BESIDE = ("ph2", "isic2017_holdout")
 UPSAMPLING = (1.0, 1.25, 1.5, 2.0, math.inf)  # math.inf: this measure never triggers
 AREA = (0.5, 0.7, math.inf)
 
@@ -55,21 +59,28 @@ class Frame:
 
 
 def frames(data: Path, split_path: Path, limit: int | None) -> list[Frame]:
-    """The internal validation images with their 8-dx labels and source, then all PH2 images."""
+    """The internal validation images with their 8-dx labels and source, then the sets reported beside."""
     from edgeskin.datasets import apply_split, load_multisource
 
     ham, truth = data / "ham10000", data / "isic_ground_truth"
     table = load_multisource(ham / "HAM10000_metadata.csv", ham / "images", data / "isic2018_task1" / "images", truth)
-    val = apply_split(table, json.loads(split_path.read_text()), "val")
+    split = json.loads(split_path.read_text())
+    val = apply_split(table, split, "val")
     out = [
         Frame(i, s, val.classes[int(y)], Path(p))
         for i, s, y, p in zip(val.image_ids, val.image_sources, val.labels, val.paths, strict=True)
+    ]
+    held_out = set(split.get("source_holdout", {}).get("images", ()))
+    out += [
+        Frame(i, "isic2017_holdout", table.classes[int(y)], Path(p))
+        for i, y, p in zip(table.image_ids, table.labels, table.paths, strict=True)
+        if i in held_out
     ]
     with (data / "ph2" / "labels.csv").open() as handle:
         rows = sorted((r["image_id"], r["diagnosis"]) for r in csv.DictReader(handle))
     out += [Frame(i, "ph2", dx, data / "ph2" / "images" / f"{i}.jpg") for i, dx in rows]
     if limit is not None:
-        out = [f for source in (*INTERNAL, "ph2") for f in [g for g in out if g.source == source][:limit]]
+        out = [f for source in (*INTERNAL, *BESIDE) for f in [g for g in out if g.source == source][:limit]]
     return out
 
 
@@ -176,7 +187,7 @@ def triage(cache: dict, entry: dict, threshold: float) -> dict:
     rule = None if entry["params"] is None else ContextRule(**entry["params"])
     labels = cache["labels"]
     out = {}
-    for source in (*INTERNAL, "ph2"):
+    for source in (*INTERNAL, *BESIDE):
         rows = [r for r in cache["rows"] if r["source"] == source]
         answered = np.array([r["crop"] is not None for r in rows])
         malignant = np.array([str(r["dx"]).lower() in MALIGNANT for r in rows])
@@ -211,7 +222,7 @@ def grid(cache: dict) -> dict:
     """Per source: the references (whole frame, crop only) and every rule's AUC and trigger rate."""
     mel = cache["labels"].index("mel")
     out: dict = {"sources": {}, "rules": []}
-    by_source = {s: [r for r in cache["rows"] if r["source"] == s] for s in (*INTERNAL, "ph2")}
+    by_source = {s: [r for r in cache["rows"] if r["source"] == s] for s in (*INTERNAL, *BESIDE)}
     for source, rows in by_source.items():
         y = truth(rows)
         out["sources"][source] = {
@@ -265,7 +276,7 @@ def interval(cache: dict, entry: dict, resamples: int, seed: int) -> dict:
     rule = None if entry["params"] is None else ContextRule(**entry["params"])
     mel = cache["labels"].index("mel")
     out = {}
-    for source in (*INTERNAL, "ph2"):
+    for source in (*INTERNAL, *BESIDE):
         rows = [r for r in cache["rows"] if r["source"] == source]
         y, chosen = truth(rows), melanoma_scores(cache, rows, rule)[0]
         whole = np.array([r["whole_tta"][mel] for r in rows])
@@ -302,7 +313,7 @@ def print_report(table: dict, chosen: dict, passed: bool, ci: dict, referred: di
     print(f"\nrules by internal mean melanoma AUC (top {top} of {len(ranked)}):")
     for e in ranked[:top]:
         cells = "  ".join(
-            f"{s} {e['sources'][s]['auc']:.4f} ({e['sources'][s]['trigger_rate']:.0%})" for s in (*INTERNAL, "ph2")
+            f"{s} {e['sources'][s]['auc']:.4f} ({e['sources'][s]['trigger_rate']:.0%})" for s in (*INTERNAL, *BESIDE)
         )
         print(f"  {e['rule']:38s} mean {e['mean_auc']:.4f}  {cells}")
     print(
