@@ -530,6 +530,7 @@ def run_quick_suite(
     delegate: str = "cpu",
     progress: Callable[[str], None] | None = None,
     profile: Any = None,
+    context: Any = "default",
 ) -> dict[str, Any]:
     """Run the quick suite and return the JSON-ready result (see the module docstring).
 
@@ -548,6 +549,9 @@ def run_quick_suite(
         profile: A device profile (name, path or :class:`~edgeskin.devices.DeviceProfile`): the pipeline runs
             with its classifier views, and the result gains ``profile_estimate``: the frame time with 1, 2, ...
             views from the costs measured here (see :func:`profile_estimate`).
+        context: The pipeline's context-view rule (:class:`~edgeskin.core.context.ContextRule`, or None: off);
+            ``"default"``: the pipeline's default. The result's ``context_view`` says how often it ran and the
+            classify stage with and without it.
 
     Raises:
         NoDefaultModelError: a default model is not installed. ImageError: ``image`` cannot be read.
@@ -561,13 +565,20 @@ def run_quick_suite(
     say(f"opening the models ({threads} thread{'s' if threads != 1 else ''}, delegate {delegate})")
     pipeline = LesionPipeline.create(
         PipelineOptions(
-            suite.classifier_path, detector=suite.detector_path, num_threads=threads, delegate=delegate, tta=suite.tta
+            suite.classifier_path,
+            detector=suite.detector_path,
+            num_threads=threads,
+            delegate=delegate,
+            tta=suite.tta,
+            **({} if isinstance(context, str) and context == "default" else {"context": context}),
         )
     )
     try:
         timers = _bare_timers(pipeline, suite, threads, delegate)
         say(f"timing predict on the {suite.frame.shape[1]}x{suite.frame.shape[0]} frame ({runs} runs)")
         samples = _time_predict(pipeline, suite.frame, timers, runs, warmup)
+        say(f"timing the classify stage with and without the context view ({runs} runs each, alternating)")
+        context = _context_summary(pipeline, suite.frame, samples, runs, warmup)
         say("timing decode and annotate")
         _time_decode_and_annotate(samples, suite, runs)
         models = {
@@ -579,7 +590,8 @@ def run_quick_suite(
         )
     finally:
         pipeline.close()
-    return _suite_result(suite, timers, samples, used, models, threads=threads, runs=runs, warmup=warmup)
+    result = _suite_result(suite, timers, samples, used, models, threads=threads, runs=runs, warmup=warmup)
+    return {**result, "context_view": context}
 
 
 # -- the stages of the quick suite ----------------------------------------------------------------------------
@@ -689,6 +701,7 @@ class _Samples:
 
     end_to_end: list[float] = field(default_factory=list)
     lesion_counts: list[int] = field(default_factory=list)
+    context_ran: list[bool] = field(default_factory=list)  # per predict: a lesion got the context view
     stages: dict[str, list[float]] = field(default_factory=dict)
     bare: dict[str, list[float]] = field(default_factory=lambda: {"detector": [], "classifier": []})
     view: list[float] = field(default_factory=list)
@@ -716,6 +729,7 @@ def _time_predict(pipeline: Any, frame: np.ndarray, timers: _BareTimers, runs: i
             result = pipeline.predict(frame)
             samples.end_to_end.append((time.perf_counter() - start) * 1000.0)
             samples.lesion_counts.append(len(result.lesions))
+            samples.context_ran.append(any(lesion.context_view for lesion in result.lesions))
             _record_stages(samples.stages, pipeline, result)
             for name, once in timers.ratio.items():
                 samples.bare[name].append(once())
@@ -739,6 +753,32 @@ def _record_stages(stages: dict[str, list[float]], pipeline: Any, result: Any) -
     if result.lesions:
         for name, ms in pipeline.classifier.last_timings_ms.items():
             stages.setdefault(f"classify.{name.removesuffix('_ms')}", []).append(ms)
+
+
+def _context_summary(pipeline: Any, frame: np.ndarray, samples: _Samples, runs: int, warmup: int) -> dict[str, Any]:
+    """How often the context view ran on the timed predicts, and the classify stage with the pipeline's context rule
+    and without it: ``runs`` more pairs of predicts, alternating, so that both see the same machine state."""
+    rule = pipeline.context
+    timed: dict[str, list[float]] = {"with": [], "without": []}
+    try:
+        for n in range(warmup + runs):
+            for name, setting in (("with", rule), ("without", None)):
+                pipeline.context = setting
+                classify_ms = pipeline.predict(frame).timings_ms["classify"]
+                if n >= warmup:
+                    timed[name].append(classify_ms)
+    finally:
+        pipeline.context = rule
+    ran = sum(samples.context_ran)
+    return {
+        # inf ("never on this measure") as null, for strict JSON
+        "rule": None if rule is None else {k: None if v == math.inf else v for k, v in vars(rule).items()},
+        "frames": len(samples.context_ran),
+        "ran": ran,
+        "ran_rate": round(ran / len(samples.context_ran), 4) if samples.context_ran else 0.0,
+        "classify_ms_with": percentiles(timed["with"]),
+        "classify_ms_without": percentiles(timed["without"]),
+    }
 
 
 def _time_decode_and_annotate(samples: _Samples, suite: _SuiteInputs, runs: int) -> None:
@@ -1078,6 +1118,13 @@ def format_table(result: Mapping[str, Any]) -> str:
         lines.append(
             f"  classifier: {result['settings']['classifier_views']} view(s) per lesion, invokes of batch "
             f"{batches or 'none'}; one view bare {result['classifier_view_invoke_ms']['p50']:.3f} ms"
+        )
+    context = result.get("context_view")
+    if context is not None:
+        lines.append(
+            f"  context view: ran on {context['ran']} of {context['frames']} frames"
+            f"{'' if context['rule'] is not None else ' (off)'}; classify p50 "
+            f"{context['classify_ms_with']['p50']:.3f} ms with it, {context['classify_ms_without']['p50']:.3f} ms without"
         )
     lines += [f"  warning: {w}" for w in result["warnings"]]
     if result.get("profile_estimate"):

@@ -147,6 +147,8 @@ class Lesion:
         detector_unsure: True when the detector scored the box in its unsure band (below its presence
             threshold) and it was answered because the frame backed it up; the answer is the classifier's as
             for any lesion, and the user should check that the box is on the lesion.
+        context_view: True when a context view (the whole frame or a wider window around the box) was
+            classified as well and ``dx`` combines it with the crop's (``edgeskin.core.context``).
     """
 
     box: np.ndarray
@@ -158,6 +160,7 @@ class Lesion:
     crop_box: np.ndarray
     cam: np.ndarray | None = None
     detector_unsure: bool = False
+    context_view: bool = False
 
     @property
     def label(self) -> str:
@@ -174,6 +177,7 @@ class Lesion:
             "malignant": round(float(self.malignant), 6),
             "refer": bool(self.refer),
             "detector_unsure": bool(self.detector_unsure),
+            "context_view": bool(self.context_view),
             "crop_box": [int(v) for v in self.crop_box],
         }
 

@@ -350,3 +350,32 @@ def test_report_acceptance_and_missing_items() -> None:
     page = render_markdown(results, {})
     assert "2026-01-01" in page and "Test CPU" in page and "not trained: no weights" in page
     assert "| overhead_ratio" in page
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("always", [True, False])
+def test_the_suite_says_how_often_the_context_view_ran(tiny_models: tuple[Path, Path], always: bool) -> None:
+    from tiny_models import frame_with_dark_square
+
+    from edgeskin.core.context import ContextRule
+
+    classifier, detector = tiny_models
+    frame = frame_with_dark_square(576, 768, (192, 96, 576, 480))
+    rule = ContextRule(upsampling=0.0) if always else ContextRule(upsampling=100.0)  # any crop / no crop
+    result = bench.run_quick_suite(classifier, detector, frame=frame, threads=1, runs=3, warmup=1, context=rule)
+    assert bench.validate_result(result) == []
+    assert json.loads(json.dumps(result)) == result
+    context = result["context_view"]
+    assert context["frames"] == 3 and context["ran"] == (3 if always else 0)
+    assert context["rule"] == {
+        "upsampling": 0.0 if always else 100.0,
+        "area": None,
+        "context": "frame",
+        "combination": "mean",
+    }
+    assert {"p50", "p90"} <= set(context["classify_ms_with"]) and {"p50", "p90"} <= set(context["classify_ms_without"])
+    # The context view is one single-view invoke more than the crops' views, and only when it ran.
+    counts, batches = result["invoke_counts_per_frame"], result["invoke_batches"]
+    views_run = sum(counts[name] * batch for name, batch in batches.items())
+    assert views_run == result["lesions_per_frame"] * result["settings"]["classifier_views"] + (1 if always else 0)
+    assert f"context view: ran on {context['ran']} of 3 frames" in bench.format_table(result)

@@ -121,8 +121,9 @@ def bare_top_box(model: BareModel, frame: np.ndarray) -> tuple[np.ndarray, float
     return box, float(scores[best])
 
 
-def bare_probabilities(model: BareModel, image: np.ndarray) -> np.ndarray:
-    """The classifier's calibrated probabilities: views averaged as logits, softmax(logits / T), top-label map."""
+def bare_probabilities(model: BareModel, image: np.ndarray, views: list[str] | None = None) -> np.ndarray:
+    """The classifier's calibrated probabilities: views (default: the spec's) averaged as logits, softmax(logits / T),
+    top-label map."""
     spec = model.spec
     height, width = spec["input"]["size"]
     pixels = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR_EXACT)
@@ -131,7 +132,10 @@ def bare_probabilities(model: BareModel, image: np.ndarray) -> np.ndarray:
         pixels = profile.apply(pixels)
     output = spec["outputs"]["probabilities"]
     logits = np.mean(
-        [model(np.ascontiguousarray(VIEWS[view](pixels)))[output][0] for view in spec.get("tta") or ["identity"]],
+        [
+            model(np.ascontiguousarray(VIEWS[view](pixels)))[output][0]
+            for view in views or spec.get("tta") or ["identity"]
+        ],
         axis=0,
     )
     calibration = spec.get("calibration") or {}
@@ -175,7 +179,7 @@ def test_classifier_matches_the_bare_interpreter(shipped):
 
 
 def test_pipeline_classifies_its_crop_and_refers_by_the_spec_threshold(shipped):
-    from edgeskin.tasks.pipeline import LesionPipeline
+    from edgeskin.tasks.pipeline import DEFAULT_CONTEXT, LesionPipeline
 
     bare, _, _ = shipped
     labels = bare.spec["labels"]
@@ -192,6 +196,14 @@ def test_pipeline_classifies_its_crop_and_refers_by_the_spec_threshold(shipped):
             x0, y0, x1, y1 = (int(v) for v in lesion.crop_box)
             crop = frame[max(y0, 0) : min(y1, frame.shape[0]), max(x0, 0) : min(x1, frame.shape[1])]
             probs = bare_probabilities(bare, np.ascontiguousarray(crop))
+            # The default context view: a box over half of the frame also gets the whole frame as one view, and the
+            # view with the higher melanoma probability answers.
+            bx0, by0, bx1, by1 = np.clip(lesion.box, 0, [frame.shape[1], frame.shape[0]] * 2)
+            large = (bx1 - bx0) * (by1 - by0) > DEFAULT_CONTEXT.area * frame.shape[0] * frame.shape[1]
+            assert lesion.context_view is bool(large)
+            if large:
+                context = bare_probabilities(bare, frame, ["identity"])
+                probs = context if context[labels.index("mel")] > probs[labels.index("mel")] else probs
             np.testing.assert_allclose(lesion.dx.probabilities, probs, atol=2e-5)
             assert lesion.malignant == pytest.approx(float(probs[malignant].sum()), abs=2e-5)
             if threshold is not None and abs(lesion.malignant - threshold) > 1e-4:

@@ -45,6 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--min-confidence", type=float, default=None, help="detector confidence threshold (default: the model's)"
     )
     parser.add_argument("--no-cam", action="store_true", help="skip the class activation maps")
+    parser.add_argument(
+        "--no-context",
+        action="store_true",
+        help="never classify a context view (the whole frame) beside a crop that is upsampled a lot or fills the frame",
+    )
     return parser
 
 
@@ -93,7 +98,8 @@ def _print_human(path: str, result: Any) -> None:
         group = lesion.group.top_k(1)[0]
         flag = "REFER to a doctor" if lesion.refer else "not flagged"
         unsure = "  (detector unsure: check that the box is on the lesion)" if lesion.detector_unsure else ""
-        print(f"  #{i} box [{x0}, {y0}, {x1}, {y1}]  detector score {lesion.score:.2f}{unsure}")
+        context = "  (crop and context view combined)" if lesion.context_view else ""
+        print(f"  #{i} box [{x0}, {y0}, {x1}, {y1}]  detector score {lesion.score:.2f}{unsure}{context}")
         print(f"     {DX_NAMES.get(dx[0][0], dx[0][0])} ({dx[0][0]}) {dx[0][1]:.2f}   others: "
               + ", ".join(f"{name} {p:.2f}" for name, p in dx[1:]))  # fmt: skip
         print(f"     group {group[0]} {group[1]:.2f}   malignant {lesion.malignant:.2f}   {flag}")
@@ -141,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         max_lesions=args.max_lesions,
         min_confidence=args.min_confidence,
         cam=not args.no_cam,
+        **({"context": None} if args.no_context else {}),
     )
     out_dir = Path(args.out) if args.out else None
     documents: list[dict[str, Any]] = []

@@ -213,9 +213,12 @@ class Classifier(ModelTask):
         return self._run(image_rgb, want_features=True)
 
     def classify_many(
-        self, images: Sequence[np.ndarray], *, want_features: bool = False
+        self, images: Sequence[np.ndarray], *, want_features: bool = False, views: Sequence[str] | None = None
     ) -> list[tuple[Classification, np.ndarray | None]]:
         """Classify several images (e.g. the lesion crops of one frame), all their views in one invoke.
+
+        ``views`` replaces the classifier's test-time views for this call (e.g. ``("identity",)``: one view per
+        image, as the pipeline's context view runs); None keeps :attr:`views`.
 
         The views of every image go into one input batch (``batch_size`` images at a time) when the model's
         batch dimension can be resized (:meth:`TFLiteModel.batched`); otherwise, or with ``batch=False``,
@@ -228,6 +231,7 @@ class Classifier(ModelTask):
             ImageError: an image is not an RGB uint8 (H, W, 3) array.
         """
         start = time.perf_counter()
+        views = self.views if views is None else check_views(views, self.spec.input.size) or ("identity",)
         features_info = self._features_info if want_features else None
         names = (self._probabilities_output,) + ((self._features_output,) if features_info is not None else ())
         results: list[tuple[Classification, np.ndarray | None]] = []
@@ -235,11 +239,11 @@ class Classifier(ModelTask):
         batches: list[int] = []
         for first in range(0, len(images), self.batch_size):
             chunk = images[first : first + self.batch_size]
-            raw, chunk_pre_ms, chunk_invoke_ms, chunk_batches = self._invoke(chunk, names)
+            raw, chunk_pre_ms, chunk_invoke_ms, chunk_batches = self._invoke(chunk, names, views)
             preprocess_ms += chunk_pre_ms
             invoke_ms += chunk_invoke_ms
             batches += chunk_batches
-            results += self._reduce(raw, len(chunk), names)
+            results += self._reduce(raw, len(chunk), names, views)
         total_ms = (time.perf_counter() - start) * 1000.0
         self.last_invoke_batches = tuple(batches)
         self.last_timings_ms = {
@@ -271,14 +275,16 @@ class Classifier(ModelTask):
             )  # fmt: skip
             return None
 
-    def _encode_views(self, image_rgb: np.ndarray, slots: np.ndarray) -> None:
-        """Preprocess one image and write its views into ``slots`` ``(views, H, W, C)`` of the input batch."""
+    def _encode_views(self, image_rgb: np.ndarray, slots: np.ndarray, views: tuple[str, ...] | None = None) -> None:
+        """Preprocess one image and write its views (default :attr:`views`) into ``slots`` ``(views, H, W, C)``
+        of the input batch."""
+        views = self.views if views is None else views
         require_rgb_uint8(image_rgb)
         resized, _ = resize_to_input(image_rgb, self.spec.input.size, self.spec.input.resize)
         if self._profile is not None:
             resized = self._profile.apply(resized)
-        pairs = zip(slots, self.views, strict=True)
-        if self.views[0] == "identity":  # encoded straight into its slot; the other views are copied from it
+        pairs = zip(slots, views, strict=True)
+        if views[0] == "identity":  # encoded straight into its slot; the other views are copied from it
             base = self._encoder.encode(resized, out=slots[0])[0]
             next(pairs)
         else:
@@ -287,10 +293,10 @@ class Classifier(ModelTask):
             view_into(view, base, slot)
 
     def _invoke(
-        self, images: Sequence[np.ndarray], names: tuple[str, ...]
+        self, images: Sequence[np.ndarray], names: tuple[str, ...], views: tuple[str, ...]
     ) -> tuple[dict[str, np.ndarray], float, float, list[int]]:
         """Raw outputs ``(images x views, ...)`` (image-major), preprocess ms, invoke ms, invoke batch sizes."""
-        n_views = len(self.views)
+        n_views = len(views)
         batch = len(images) * n_views
         model = self._batched_model(batch)
         if model is not None:
@@ -300,7 +306,7 @@ class Classifier(ModelTask):
                 nonlocal preprocess_ms
                 began = time.perf_counter()
                 for i, image in enumerate(images):
-                    self._encode_views(image, buffer[i * n_views : (i + 1) * n_views])
+                    self._encode_views(image, buffer[i * n_views : (i + 1) * n_views], views)
                 preprocess_ms = (time.perf_counter() - began) * 1000.0
 
             raw = model.run_filled(fill, names)
@@ -314,7 +320,7 @@ class Classifier(ModelTask):
         }
         invoke_ms = 0.0
         for i, x in enumerate(encoded):
-            for j, view in enumerate(self.views):
+            for j, view in enumerate(views):
                 outputs = self.model.run(x if view == "identity" else apply_view(view, x), outputs=names, raw=True)
                 invoke_ms += self.model.invoke_ms
                 for name in names:
@@ -322,10 +328,10 @@ class Classifier(ModelTask):
         return raw, preprocess_ms, invoke_ms, [1] * batch
 
     def _reduce(
-        self, raw: dict[str, np.ndarray], count: int, names: tuple[str, ...]
+        self, raw: dict[str, np.ndarray], count: int, names: tuple[str, ...], views: tuple[str, ...]
     ) -> list[tuple[Classification, np.ndarray | None]]:
         """Views averaged per image: logits (or probabilities) and the aligned feature maps."""
-        n_views = len(self.views)
+        n_views = len(views)
         info = self._probabilities_info
         stored = raw[names[0]].reshape(count, n_views, -1)
         # Summed as stored (exact in int32), dequantized once. With GAP -> Dense the mean logits are the logits of
@@ -347,8 +353,8 @@ class Classifier(ModelTask):
             # 8-bit maps of up to 256 views sum exactly in int16 (half the memory traffic of int32).
             exact = np.int16 if maps.dtype.itemsize == 1 and n_views <= 256 else np.int32
             wide = exact if features_info.is_quantized else np.float64
-            total = align_stacked(self.views[0], maps[:, 0]).astype(wide)
-            for j, view in enumerate(self.views[1:], start=1):
+            total = align_stacked(views[0], maps[:, 0]).astype(wide)
+            for j, view in enumerate(views[1:], start=1):
                 total += align_stacked(view, maps[:, j]).astype(wide)  # a plain cast, then an unbuffered add
             features = features_info.dequantize_mean(total, n_views, dtype=np.float32)
         return [(Classification(p, self.labels), f) for p, f in zip(probabilities, features, strict=True)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeskin.core.context import GROWN_MARGIN, ContextRule, combine_views, context_measures
 from edgeskin.core.crop import crop_with_margin
 from edgeskin.core.evidence import SCENE, EvidenceThresholds, lesion_evidence
 from edgeskin.errors import ConfigError, check_fraction
@@ -38,6 +39,7 @@ from edgeskin.results import (  # the messages: re-exported from here, as before
     Classification,
     Lesion,
     PipelineResult,
+    merge_timings,
 )
 from edgeskin.roles import ClassifierRole, DetectorRole
 from edgeskin.runtime.interpreter import check_delegate, check_threads
@@ -47,6 +49,8 @@ from edgeskin.tasks.cam import CamExplainer
 
 __all__ = [
     "CLASSICAL",
+    "DEFAULT_CONTEXT",
+    "ContextRule",
     "DETECTOR_UNSURE",
     "NO_LESION_FOUND",
     "NOT_SKIN",
@@ -62,6 +66,10 @@ logger = logging.getLogger(__name__)
 
 CLASSICAL = "classical"
 TIMING_STAGES: tuple[str, ...] = ("preprocess", "detect", "crop", "classify", "cam", "total")
+# The context view's rule, chosen on the internal validation (HAM10000 and ISIC 2017 validation images) by the
+# criterion written in advance in docs/context-view.md: a box over half of the frame also gets the whole frame
+# (one single-view invoke), and the view with the higher melanoma probability answers.
+DEFAULT_CONTEXT: ContextRule | None = ContextRule(area=0.5, context="frame", combination="max_mel")
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,10 @@ class PipelineOptions:
             ``triage.malignant_threshold``; without one, refer when the top group is malignant).
         tta: The classifier's test-time augmentation views (None: its spec's; ``()``: one view, the
             fastest; see :class:`~edgeskin.tasks.classifier.ClassifierOptions`).
+        context: When a lesion's crop also gets a context view (the whole frame or a wider window, one
+            single-view classifier invoke per frame) and how the two are combined
+            (:class:`~edgeskin.core.context.ContextRule`; default :data:`DEFAULT_CONTEXT`, chosen in
+            ``docs/context-view.md``); None: never. Not used without a detector (the crop is the frame).
     """
 
     classifier_path: str | Path
@@ -109,6 +121,7 @@ class PipelineOptions:
     tta: Sequence[str] | None = None
     unsure_confidence: float | None = None
     unsure_evidence: EvidenceThresholds | None = None
+    context: ContextRule | None = DEFAULT_CONTEXT
 
     def __post_init__(self) -> None:
         check_delegate(self.delegate)
@@ -122,6 +135,7 @@ class PipelineOptions:
         check_fraction(self.unsure_confidence, "unsure_confidence")
         if self.detector_spec is not None and (self.detector is None or self.detector == CLASSICAL):
             raise ConfigError("detector_spec is given but the detector is not a model file")
+        _check_context(self.context)
 
 
 class LesionPipeline:
@@ -129,7 +143,9 @@ class LesionPipeline:
 
     Stages: validate the frame (RGB uint8) → detect (a YOLO detector, the classical localiser, or the
     whole frame as one lesion) → crop each box with a margin → classify the crop (the classifier applies
-    its own spec's resize and preprocessing profile to the model-input-sized crop) → dx probabilities,
+    its own spec's resize and preprocessing profile to the model-input-sized crop; a lesion that the context rule
+    picks, by default one whose box covers over half of the frame, also gets the whole frame as one single-view
+    invoke, combined with the crop's answer: :mod:`edgeskin.core.context`, ``Lesion.context_view``) → dx probabilities,
     4 group probabilities (sums), malignant probability and the refer flag → CAM of the top diagnosis
     over the crop. No box at the presence threshold: the best box of the unsure band is answered, flagged
     ``detector_unsure``, when the frame looks like skin and the box stands out from it
@@ -147,8 +163,8 @@ class LesionPipeline:
         classifier: A :class:`~edgeskin.tasks.classifier.Classifier` over the 8 ISIC 2019 (or the 7 HAM10000) diagnoses.
         detector: Anything with ``detect(frame) -> Detections`` (:class:`~edgeskin.tasks.detector.Detector`,
             :class:`~edgeskin.tasks.detector.ClassicalDetector`), or None for whole-frame classification.
-        crop_margin, max_lesions, min_confidence, cam, refer_threshold, unsure_confidence, unsure_evidence: see
-            :class:`PipelineOptions`.
+        crop_margin, max_lesions, min_confidence, cam, refer_threshold, unsure_confidence, unsure_evidence,
+            context: see :class:`PipelineOptions`.
         explainer: The CAM explainer (default: from the classifier's spec when ``cam`` is on).
 
     One instance owns its interpreters and is not thread-safe; make one per thread. Closing the
@@ -168,6 +184,7 @@ class LesionPipeline:
         explainer: CamExplainer | None = None,
         unsure_confidence: float | None = None,
         unsure_evidence: EvidenceThresholds | None = None,
+        context: ContextRule | None = DEFAULT_CONTEXT,
     ) -> None:
         labels = tuple(classifier.labels)
         if not is_dx_labels(labels):
@@ -197,6 +214,7 @@ class LesionPipeline:
         self.min_confidence = min_confidence
         self.unsure_confidence = unsure_confidence
         self.unsure_evidence = unsure_evidence or EvidenceThresholds()
+        self.context = _check_context(context)
         # Every view of every lesion in one invoke when the classifier offers it (edgeskin's Classifier does).
         self._classify_many = getattr(classifier, "classify_many", None)
         spec = getattr(classifier, "spec", None)
@@ -264,6 +282,7 @@ class LesionPipeline:
                 refer_threshold=options.refer_threshold,
                 unsure_confidence=options.unsure_confidence,
                 unsure_evidence=options.unsure_evidence,
+                context=options.context,
             )
 
     @classmethod
@@ -364,6 +383,7 @@ class LesionPipeline:
             classified = [self.classifier.classify_with_features(crop) for crop in crops]
         else:
             classified = [(self.classifier.classify(crop), None) for crop in crops]
+        classified, context_ran = self._add_context(frame, [boxes[i] for i in kept], crop_boxes, classified)
         classified_at = time.perf_counter()
 
         cams: list[np.ndarray | None] = [None] * len(classified)
@@ -373,8 +393,8 @@ class LesionPipeline:
                     cams[j] = self.explainer.explain(features, int(np.argmax(dx.probabilities)))
         explained = time.perf_counter()
         lesions = [
-            self._lesion(boxes[i], scores[i], dx, crop_box, cam, unsure)
-            for i, (dx, _), crop_box, cam in zip(kept, classified, crop_boxes, cams, strict=True)
+            self._lesion(boxes[i], scores[i], dx, crop_box, cam, unsure, ran)
+            for i, (dx, _), crop_box, cam, ran in zip(kept, classified, crop_boxes, cams, context_ran, strict=True)
         ]
         crop_ms = (cropped - detected) * 1000.0
         classify_ms = (classified_at - cropped) * 1000.0
@@ -408,6 +428,51 @@ class LesionPipeline:
         order = index[np.argsort(-scores[index], kind="stable")][: self.max_lesions]
         return detections.xyxy[order], scores[order], top_score, top_box
 
+    def _add_context(
+        self,
+        frame: np.ndarray,
+        boxes: Sequence[np.ndarray],
+        crop_boxes: Sequence[np.ndarray],
+        classified: list[tuple[Classification, np.ndarray | None]],
+    ) -> tuple[list[tuple[Classification, np.ndarray | None]], list[bool]]:
+        """The lesions' classifications with the context view combined in where :attr:`context` triggers, and
+        whether it did per lesion. The context views of a frame are one single-view invoke together."""
+        rule = self.context
+        ran = [False] * len(classified)
+        if rule is None or self.detector is None or not classified:
+            return classified, ran
+        frame_size = (frame.shape[1], frame.shape[0])
+        input_size = getattr(getattr(getattr(self.classifier, "spec", None), "input", None), "size", None)
+        for j, (box, crop_box) in enumerate(zip(boxes, crop_boxes, strict=True)):
+            ran[j] = rule.triggers(*context_measures(box, crop_box, frame_size, input_size))
+        if not any(ran):
+            return classified, ran
+        if rule.context == "frame":
+            views = [frame]
+        else:
+            views = [
+                crop_with_margin(frame, box, margin=GROWN_MARGIN, copy=False)[0]
+                for box, r in zip(boxes, ran, strict=True)
+                if r
+            ]
+        if self._classify_many is not None:
+            crop_timings = dict(getattr(self.classifier, "last_timings_ms", {}))
+            crop_batches = tuple(getattr(self.classifier, "last_invoke_batches", ()))
+            contexts = [dx for dx, _ in self._classify_many(views, views=("identity",))]
+            # The classifier's record of this frame covers every invoke of it: the crops' and the context's.
+            self.classifier.last_timings_ms = merge_timings(crop_timings, self.classifier.last_timings_ms)
+            self.classifier.last_invoke_batches = crop_batches + tuple(self.classifier.last_invoke_batches)
+        else:  # a classifier without batches (a test fake, a third-party wrapper): one call per view
+            contexts = [self.classifier.classify(view) for view in views]
+        melanoma = self.dx_labels.index("mel")
+        out, k = list(classified), 0
+        for j, (dx, features) in enumerate(classified):
+            if ran[j]:
+                combined = combine_views(dx.probabilities, contexts[k].probabilities, rule.combination, melanoma)
+                out[j] = (Classification(combined, dx.labels), features)
+                k += rule.context == "grown"
+        return out, ran
+
     def _in_band(self, top_score: float | None) -> bool:
         """True when the best candidate is in the unsure band (below the reporting threshold, at or above its floor)."""
         low = self.unsure_confidence
@@ -421,6 +486,7 @@ class LesionPipeline:
         crop_box: np.ndarray,
         cam: np.ndarray | None,
         detector_unsure: bool = False,
+        context_view: bool = False,
     ) -> Lesion:
         probs = dx.probabilities
         groups = to_groups(probs, self.dx_labels)
@@ -436,11 +502,19 @@ class LesionPipeline:
             crop_box=crop_box,
             cam=cam,
             detector_unsure=detector_unsure,
+            context_view=context_view,
         )
 
     def __repr__(self) -> str:
         detector = "whole frame" if self.detector is None else repr(self.detector)
         return (
             f"LesionPipeline(classifier={self.classifier!r}, detector={detector}, max_lesions={self.max_lesions}, "
-            f"cam={'on' if self.explainer is not None else 'off'}, refer_threshold={self.refer_threshold})"
+            f"cam={'on' if self.explainer is not None else 'off'}, refer_threshold={self.refer_threshold}, "
+            f"context={self.context})"
         )
+
+
+def _check_context(context: object) -> ContextRule | None:
+    if context is not None and not isinstance(context, ContextRule):
+        raise ConfigError(f"context: expected a ContextRule or None (no context view), got {context!r}")
+    return context

@@ -196,3 +196,17 @@ def test_the_shipped_models_find_no_lesion_in_the_panda(shared_file):
     # No lesion, no diagnosis: the shipped detector's scores on the panda are all 0.00 (no box even at a confidence
     # of 0.01), below its unsure band (from 0.13).
     assert document["lesions"] == [] and document["messages"] == ["no lesion found"]
+
+
+@pytest.mark.shared
+def test_the_context_view_is_shown_and_can_be_turned_off(shared_file, capsys):
+    from tiny_models import shipped_model_paths
+
+    shipped_model_paths()
+    image = str(shared_file("data/ph2/images/IMD030.jpg"))  # the detector's box covers about 3/4 of the frame
+    assert main(["predict", image, "--json", "--no-cam", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["lesions"][0]["context_view"] is True
+    assert main(["predict", image, "--json", "--no-cam", "--threads", "1", "--no-context"]) == 0
+    assert json.loads(capsys.readouterr().out)["lesions"][0]["context_view"] is False
+    assert main(["predict", image, "--no-cam", "--threads", "1"]) == 0
+    assert "(crop and context view combined)" in capsys.readouterr().out

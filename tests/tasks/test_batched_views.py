@@ -201,7 +201,9 @@ def test_batched_views_and_the_per_view_loop_agree_on_the_ph2_validation_images(
     def pipeline(batch: bool) -> LesionPipeline:
         classifier = _classifier(shipped_classifier_path, batch=batch)
         detector = Detector.create(DetectorOptions(default_detector_path(), num_threads=2, max_det=3))
-        return LesionPipeline(classifier, detector)
+        return LesionPipeline(
+            classifier, detector, context=None
+        )  # the crops' views alone (the context view: its own tests)
 
     compared = 0
     with pipeline(True) as batched, pipeline(False) as looped:
