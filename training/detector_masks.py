@@ -574,20 +574,41 @@ def load_images(
     return loaded
 
 
-def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:
-    """Draw and read the images of every slice: the HAM picks (plus the diagnosis boost), ISIC, PH2, validation."""
+class DrawnItems(NamedTuple):
+    """The dermoscopy images each slice of the dataset draws, before they are read (:func:`draw_items`)."""
+
+    ham_train: list[MaskedImage]
+    isic_train: list[MaskedImage]
+    ph2_train: list[MaskedImage]
+    ham_val: list[MaskedImage]
+    isic_val: list[MaskedImage]
+
+
+def draw_items(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator) -> DrawnItems:
+    """Draw the images of every slice: the HAM picks (plus the diagnosis boost), ISIC, PH2, validation.
+
+    Reads no image, so the ids a recipe trained on can be recomputed from its config and seed alone; the picks
+    are the first draws of the dataset's generator (:func:`build_mask_dataset`).
+    """
     pools = sets["train"]
     ham_picked = pick(pools["ham"], config.ham_train, rng)
     if config.ham_boost_train:
         taken = {item.image_id for item in ham_picked}
         boost_pool = [it for it in pools["ham"] if it.dx in config.ham_boost_dx and it.image_id not in taken]
         ham_picked += pick(boost_pool, config.ham_boost_train, rng)
-    ham_train = load_images(ham_picked, config, "HAM train", progress)
-    isic_train = load_images(pick(pools["isic"], config.isic_train, rng), config, "ISIC train", progress)
-    ph2_train = load_images(pools["ph2"], config, "PH2 train", progress)
-    ham_val = load_images(pick(sets["ham_val"], config.ham_val, rng), config, "HAM val", progress)
-    isic_val = load_images(pick(sets["isic_heldout"], config.isic_val, rng), config, "ISIC val", progress)
-    return LoadedPools(ham_train, isic_train, ph2_train, ham_val, isic_val)
+    isic_train = pick(pools["isic"], config.isic_train, rng)
+    ham_val = pick(sets["ham_val"], config.ham_val, rng)
+    isic_val = pick(sets["isic_heldout"], config.isic_val, rng)
+    return DrawnItems(ham_picked, isic_train, list(pools["ph2"]), ham_val, isic_val)
+
+
+def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:
+    """Draw (:func:`draw_items`) and read the images of every slice."""
+    drawn = draw_items(sets, config, rng)
+    descriptions = ("HAM train", "ISIC train", "PH2 train", "HAM val", "ISIC val")
+    return LoadedPools(
+        *(load_images(items, config, desc, progress) for items, desc in zip(drawn, descriptions, strict=True))
+    )
 
 
 def write_whole_images(writer: SampleWriter, pools: LoadedPools, ph2_copies: int, rng: np.random.Generator) -> None:
