@@ -252,10 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgeskin-detector-test-split"), help="scratch folder")
     args = parser.parse_args(argv)
-    if not (args.data / "ham10000").is_dir():
-        parser.error(f"--data: expected the shared data folder with ham10000/, got {args.data}")
     if args.out and args.out.exists():
         parser.error(f"--out: {args.out} exists; the test split is written once and never changed")
+    if not (args.data / "ham10000").is_dir():
+        parser.error(f"--data: expected the shared data folder with ham10000/, got {args.data}")
     recorded = json.loads(args.check.read_text()) if args.check else None
     split = build(args.data, args.work, recorded["date"] if recorded else None)
     print(f"counts {split['counts']}, large {split['large_counts']}, classifier-trained "
