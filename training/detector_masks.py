@@ -61,6 +61,8 @@ LOG = logging.getLogger("edgeskin.detector_masks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_SPLIT = REPO_ROOT / "training" / "runs" / "classifier-ham7" / "split.json"
 ISIC_HOLDOUT = REPO_ROOT / "training" / "runs" / "detector" / "isic_holdout.json"
+# The detector test split (issue 29): no image of it may enter a detector's training data.
+TEST_SPLIT = REPO_ROOT / "benchmarks" / "detector_test_split.json"
 # Everyday photos shipped inside installed packages; none is one of the evaluation photos of
 # ../shared/data/non_lesion (panda, cat, bird, Grace Hopper), so they can teach "no lesion here".
 # scikit-image's sample photos (the [train] extra) add a cat, a person, food, a vehicle, textures and a
@@ -108,6 +110,20 @@ def touches_all_borders(box: np.ndarray, width: int, height: int, margin: float 
 
 
 # ------------------------------------------------------------------------------------------ close-ups
+def resize_long_side(
+    crop: np.ndarray, out_side: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A crop resized so its long side is ``out_side`` (INTER_AREA down, INTER_LINEAR up) and its mask with it
+    (nearest neighbour; None stays None)."""
+    height, width = crop.shape[:2]
+    scale = out_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return crop, mask
+
+
 def closeup_crop(
     image: np.ndarray,
     mask: np.ndarray,
@@ -150,11 +166,7 @@ def closeup_crop(
     fill = float((crop_box[2] - crop_box[0]) * (crop_box[3] - crop_box[1])) / (crop_w * crop_h)
     if fill < min_fill:
         return None
-    crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-    scale = out_side / max(crop_w, crop_h)
-    size = (max(1, round(crop_w * scale)), max(1, round(crop_h * scale)))
-    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    crop_mask = cv2.resize(crop_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    crop, crop_mask = resize_long_side(image[y0 : y0 + crop_h, x0 : x0 + crop_w], out_side, crop_mask)
     out_box = box_from_mask(crop_mask)
     if out_box is None:
         return None
@@ -200,10 +212,7 @@ def negative_crop(
             + integral[y0, x0]
         )
         if total == 0:
-            crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-            scale = out_side / max(crop_w, crop_h)
-            size = (round(crop_w * scale), round(crop_h * scale))
-            return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            return resize_long_side(image[y0 : y0 + crop_h, x0 : x0 + crop_w], out_side)[0]
     return None
 
 
@@ -395,6 +404,9 @@ class MaskDatasetConfig:
     # Extra skin negatives cut from the PH2 training half (never the validation half): dermoscopic skin of the
     # kind the PH2 skin crops among the non-lesion frames show. 0 keeps the datasets built before this.
     neg_skin_ph2_train: int = 0
+    # Real zoom-ins (issue 29 part 2): crops of HAM10000/ISIC training images around the lesion, narrower than its
+    # box, so the lesion fills the frame and runs off it (:func:`write_zoomins`). 0 keeps the datasets built before.
+    zoomins_train: int = 0
     neg_scene_train: int = 60
     neg_photo_train: int = 80
     neg_clutter_train: int = 60
@@ -643,6 +655,42 @@ def write_closeups(
             made += 1
 
 
+def zoomin_crop(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, out_side: int = 320
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A close-up (:func:`closeup_crop`) narrower than the lesion on both axes, so the mask runs off the frame;
+    None when the crop's box does not reach at least two borders (a lesion already cut by the image)."""
+    crop = closeup_crop(image, mask, rng, zoom=(0.55, 0.9), jitter=0.08, min_fill=0.8, out_side=out_side)
+    if crop is None:
+        return None
+    height, width = crop[1].shape
+    box = crop[2]
+    touching = sum((box[0] <= 1, box[1] <= 1, box[2] >= width - 1, box[3] >= height - 1))
+    return crop if touching >= 2 else None
+
+
+def detector_test_ids(path: Path = TEST_SPLIT) -> set[str]:
+    """Every id of the detector test split (empty when the file is absent, e.g. outside a checkout)."""
+    if not Path(path).is_file():
+        return set()
+    return {i for ids in json.loads(Path(path).read_text())["ids"].values() for i in ids}
+
+
+def write_zoomins(
+    writer: SampleWriter, n: int, sources: Sequence[LoadedImage], rng: np.random.Generator, excluded: set[str]
+) -> None:
+    """Up to ``n`` real zoom-ins (:func:`zoomin_crop`) of the HAM10000/ISIC ``sources`` outside ``excluded``."""
+    pool = [s for s in sources if s[0].source in ("ham10000", "isic2018") and s[0].image_id not in excluded]
+    made = attempts = 0
+    while pool and made < n and attempts < 5 * n:
+        attempts += 1
+        _, image, mask = pool[int(rng.integers(len(pool)))]
+        crop = zoomin_crop(image, mask, rng)
+        if crop is not None:
+            writer.write("train", f"zoom_train_{made:05d}", crop[0], [crop[2]], "zoomin")
+            made += 1
+
+
 def real_skin_sources(pools: LoadedPools, lesion_share_max: float) -> RealSkin:
     """The HAM images fit to be a real-skin scene (few enough lesion pixels to inpaint cleanly)."""
 
@@ -756,6 +804,8 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
     write_negatives(writer, "train", NegativeMix.train(config), train_skin, real_skin.train, photos, config, rng)
     write_skin_negatives(writer, "train", config.neg_skin_ph2_train, pools.ph2_train, rng, "ph2skin", "neg_skin_ph2")
     write_negatives(writer, "val", NegativeMix.val(config), pools.val_lesions, real_skin.val, photos, config, rng)
+    # Last, so that every recipe without zoom-ins draws as before.
+    write_zoomins(writer, config.zoomins_train, pools.ham_train + pools.isic_train, rng, detector_test_ids())
     return write_mask_manifest(out, config, sets, writer.counts, started)
 
 

@@ -21,6 +21,8 @@ from training.detector_masks import (
     negative_crop,
     photo_negative,
     touches_all_borders,
+    write_zoomins,
+    zoomin_crop,
 )
 
 
@@ -61,6 +63,41 @@ def test_box_from_mask_empty_and_full() -> None:
 def test_box_from_mask_rejects_a_colour_mask() -> None:
     with pytest.raises(ValueError, match="expected shape"):
         box_from_mask(np.zeros((4, 4, 3), bool))
+
+
+# -- zoom-ins (issue 29 part 2) ---------------------------------------------------------------------------
+def test_zoomin_crop_lets_the_lesion_fill_and_leave_the_frame() -> None:
+    mask = _disc(radius=40)
+    made = 0
+    for seed in range(10):
+        out = zoomin_crop(_image(), mask, np.random.default_rng(seed), out_side=96)
+        if out is None:
+            continue
+        made += 1
+        crop, crop_mask, box = out
+        height, width = crop_mask.shape
+        assert crop.shape[:2] == crop_mask.shape and max(crop.shape[:2]) == 96
+        touching = sum((box[0] <= 1, box[1] <= 1, box[2] >= width - 1, box[3] >= height - 1))
+        assert touching >= 2, f"seed {seed}: box {box} stays inside a {width}x{height} frame"
+        assert crop_mask.mean() > 0.6, "the lesion should fill most of the zoom-in"
+    assert made >= 5, f"only {made} of 10 draws gave a zoom-in"
+
+
+def test_write_zoomins_skips_test_split_and_ph2_images(tmp_path: Path) -> None:
+    from training.detector_masks import MaskedImage, SampleWriter
+
+    def loaded(image_id: str, source: str):
+        return (MaskedImage(image_id, "", "", source), _image(seed=len(image_id)), _disc(radius=40))
+
+    writer = SampleWriter(tmp_path)
+    for split in ("images", "labels"):
+        (tmp_path / split / "train").mkdir(parents=True)
+    sources = [loaded("ISIC_0000001", "ham10000"), loaded("ISIC_0000002", "isic2018"), loaded("IMD002", "ph2")]
+    write_zoomins(writer, 6, sources, np.random.default_rng(0), excluded={"ISIC_0000001", "ISIC_0000002"})
+    assert writer.counts == {}, "only excluded or PH2 sources: no zoom-in may be written"
+    write_zoomins(writer, 6, sources, np.random.default_rng(0), excluded={"ISIC_0000001"})
+    assert writer.counts.get("zoomin_train", 0) >= 1
+    assert len(list((tmp_path / "labels" / "train").glob("zoom_train_*.txt"))) == writer.counts["zoomin_train"]
 
 
 # -- closeup_crop -----------------------------------------------------------------------------------------
