@@ -11,6 +11,9 @@ Builds the YOLO dataset of the mask-trained detector (issue 12) from
 * the PH2 training half (expert masks) as before; the PH2 validation half (``ph2_split.json``) stays out;
 * close-ups (:func:`closeup_crop`): zoomed crops where the lesion fills most or all of the frame, so a box
   that touches every border is a normal answer;
+* real zoom-ins (``zoomins_train``, :func:`zoomin_crop`): crops narrower than the lesion, so it fills and leaves
+  the frame, of HAM10000/ISIC training images, never of an image of the detector test split
+  (``benchmarks/detector_test_split.json``);
 * composites of small, off-centre lesions on skin scenes (:func:`training.detector_data.composite_scene`);
 * hard negatives with empty label files: plain skin and hair and the dark dermoscope vignette outside the
   masks (:func:`negative_crop`), lesion-free skin scenes, crops of everyday photos that are not the
@@ -669,8 +672,9 @@ def zoomin_crop(
     return crop if touching >= 2 else None
 
 
-def detector_test_ids(path: Path = TEST_SPLIT) -> set[str]:
-    """Every id of the detector test split (empty when the file is absent, e.g. outside a checkout)."""
+def detector_test_ids(path: Path | None = None) -> set[str]:
+    """Every id of the detector test split (``TEST_SPLIT`` by default; empty when the file is absent)."""
+    path = TEST_SPLIT if path is None else path
     if not Path(path).is_file():
         return set()
     return {i for ids in json.loads(Path(path).read_text())["ids"].values() for i in ids}

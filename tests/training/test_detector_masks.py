@@ -284,6 +284,25 @@ def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatc
     assert manifest["counts"]["neg_photo_train"] == 1
 
 
+def test_zoomins_come_last_and_never_from_the_test_split(tmp_path: Path, monkeypatch) -> None:
+    import training.detector_masks as masks
+
+    root, ham_ids, isic_ids, _ = _fake_data_tree(tmp_path, monkeypatch)
+    options = dict(isic_train=20, ph2_copies=1, closeups_train=2, composites_train=0, isic_val=2, negatives_val=0)
+    monkeypatch.setattr(masks, "TEST_SPLIT", tmp_path / "absent.json")
+    plain = build_mask_dataset(tmp_path / "plain", _tiny_config(root, **options), progress=False)
+    zoomed = build_mask_dataset(tmp_path / "zoomed", _tiny_config(root, **options, zoomins_train=4), progress=False)
+    assert zoomed["counts"].pop("zoomin_train") == 4
+    assert zoomed["counts"] == plain["counts"]
+    for image in (tmp_path / "plain" / "images" / "train").glob("*.jpg"):  # the zoom-ins draw after everything else
+        assert (tmp_path / "zoomed" / "images" / "train" / image.name).read_bytes() == image.read_bytes()
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"ids": {"ham10000": ham_ids, "isic2018": isic_ids}}))
+    monkeypatch.setattr(masks, "TEST_SPLIT", split)
+    none = build_mask_dataset(tmp_path / "none", _tiny_config(root, **options, zoomins_train=4), progress=False)
+    assert "zoomin_train" not in none["counts"], "every source is a test split image: no zoom-in may be made"
+
+
 def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: Path, monkeypatch) -> None:
     root, ham_ids, _, _ = _fake_data_tree(tmp_path, monkeypatch)
     config = _tiny_config(root, ham_train=2, ham_boost_train=50, ham_boost_dx=("mel",), ham_val=1)
