@@ -16,7 +16,7 @@ Per set, with the shipped models unless ``--detector`` / ``--classifier`` say ot
   melanoma AUC of the pipeline (the top lesion's melanoma probability; a frame without an answer scores 0) and
   of the whole frame classified alone, on the labelled images the classifier did not train on (its split's
   ``train`` list: this leaves out most HAM10000 validation images and the test split's ``classifier_trained``), with a paired
-  bootstrap 95% interval of their difference (``scipy.stats.bootstrap``).
+  bootstrap 95% interval of their difference (``scipy.stats.bootstrap``, stratified by class).
 
     python -m benchmarks.detector_test --json OUT.json [--markdown OUT.md] [--limit N]
 """
@@ -113,13 +113,16 @@ def auc_difference(y: np.ndarray, pipeline: np.ndarray, whole: np.ndarray, seed:
         out["interval_note"] = "fewer than 5 melanomas or 5 others: no interval"
         return out
 
-    def statistic(truth, a, b):
-        if truth.min() == truth.max():  # a resample with one class: no AUC
-            return np.nan
-        return roc_auc_score(truth, a) - roc_auc_score(truth, b)
+    # Resampled within melanomas and within the others (indices, so each image keeps both of its scores): every
+    # resample has both classes and the same class counts, as the AUC needs.
+    positives_at, others_at = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+    def statistic(pos, neg):
+        rows = np.r_[positives_at[pos.astype(int)], others_at[neg.astype(int)]]
+        return roc_auc_score(y[rows], pipeline[rows]) - roc_auc_score(y[rows], whole[rows])
 
     result = bootstrap(
-        (y, pipeline, whole), statistic, paired=True, vectorized=False, n_resamples=2000,
+        (np.arange(len(positives_at)), np.arange(len(others_at))), statistic, vectorized=False, n_resamples=2000,
         method="percentile", random_state=np.random.default_rng(seed),
     )  # fmt: skip
     low, high = result.confidence_interval
@@ -131,17 +134,22 @@ def pipeline_figures(rows: Sequence[dict], exclude: set[str]) -> dict:
     """Unanswered melanomas and lesion frames (all images), and the AUCs on the labelled, classifier-unseen ones."""
     summary = lesion_summary(rows)
     unanswered = {k: v["n"] - v["lesion"] - v["lesion_unsure"] for k, v in summary.items() if k != "malignant"}
-    labelled = [r for r in rows if r["dx"] and r["id"] not in exclude]
-    y = np.array([str(r["dx"]).lower() in MELANOMA for r in labelled], dtype=int)
-    pipe = np.array([r["mel"] if r["outcome"].startswith("lesion") else 0.0 for r in labelled])
-    whole = np.array([r["whole_mel"] for r in labelled])
     return {
         "outcomes": summary,
         "melanomas_unanswered": unanswered["melanoma"],
         "frames_unanswered": unanswered["all"],
         "frames_unanswered_rate": round(unanswered["all"] / max(1, summary["all"]["n"]), 4),
-        "auc": auc_difference(y, pipe, whole),
+        "auc": melanoma_aucs([r for r in rows if r["id"] not in exclude]),
+        "auc_with_classifier_trained": melanoma_aucs(rows),
     }
+
+
+def melanoma_aucs(rows: Sequence[dict]) -> dict:
+    """:func:`auc_difference` on the labelled ``rows``; a frame without an answer scores 0 for the pipeline."""
+    labelled = [r for r in rows if r["dx"]]
+    y = np.array([str(r["dx"]).lower() in MELANOMA for r in labelled], dtype=int)
+    pipe = np.array([r["mel"] if r["outcome"].startswith("lesion") else 0.0 for r in labelled])
+    return auc_difference(y, pipe, np.array([r["whole_mel"] for r in labelled]))
 
 
 def melanoma_probability(result) -> float:
@@ -212,6 +220,19 @@ def markdown(summary: dict, presence: float, unsure: float, split: dict) -> str:
         f"`{split['sha256'][:16]}…`, drawn {split['date']}); thresholds presence {presence} / unsure {unsure}. "
         "Validation sets were chosen on; the test sets were not.",
         "",
+        "| test source | images | mask > half the frame | classifier trained on | eligible | excluded images (trained / "
+        "classic builder read / chosen on / quality gate chose on) |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {s} | {split['counts'][s]} | {split['large_counts'][s]} | {split['classifier_trained_counts'][s]} | "
+            f"{split['eligible_counts'][s]} | "
+            + " / ".join(str(split["excluded_counts"][k].get(s, 0)) for k in split["excluded_counts"])
+            + " |"
+            for s in split["counts"]
+        ),
+        "",
+        "Detector (top box; found: top score ≥ unsure; reported: ≥ presence; reported hit: reported and IoU ≥ 0.5):",
+        "",
         "| set | n | reported hit IoU≥0.5 | top-box mean IoU | found | reported |",
         "|---|---|---|---|---|---|",
     ]
@@ -231,7 +252,7 @@ def markdown(summary: dict, presence: float, unsure: float, split: dict) -> str:
         lines.append(f"| {name} | {g['n']} | {g['found_rate']:.1%} | {g['below_unsure']} | {g['unsure_band']} | "
                      f"{g['at_presence']} | {q} |")  # fmt: skip
     lines += ["", "Pipeline (melanoma AUC on the labelled images the classifier did not train on; a frame without an "
-              "answer scores 0; paired bootstrap 95% interval of the difference, 2,000 resamples):", "",
+              "answer scores 0; paired bootstrap 95% interval of the difference, stratified by class, 2,000 resamples):", "",
               "| set | melanomas unanswered | frames unanswered | AUC n (mel) | pipeline AUC | whole-frame AUC | "
               "difference [95% CI] |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, block in summary.items():
@@ -239,16 +260,38 @@ def markdown(summary: dict, presence: float, unsure: float, split: dict) -> str:
         if p is None:
             continue
         a, mel = p["auc"], p["outcomes"]["melanoma"]["n"]
-        ci = a.get("interval")
-        diff = (
-            ""
-            if "difference" not in a
-            else f"{a['difference']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
-        )
+        diff = _difference(a)
         lines.append(f"| {name} | {p['melanomas_unanswered']} of {mel} | {p['frames_unanswered']} of "
                      f"{p['outcomes']['all']['n']} ({p['frames_unanswered_rate']:.1%}) | {a['n']} ({a['melanomas']}) | "
                      f"{a.get('pipeline_auc', '')} | {a.get('whole_frame_auc', '')} | {diff} |")  # fmt: skip
+    lines += ["", "The same AUCs on every labelled image, the classifier's training images included (not a fair test of "
+              "the classifier; shown for the sets where it trained on most images):", "",
+              "| set | AUC n (mel) | pipeline AUC | whole-frame AUC | difference [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, block in summary.items():
+        if block["pipeline"] is not None:
+            a = block["pipeline"]["auc_with_classifier_trained"]
+            lines.append(f"| {name} | {a['n']} ({a['melanomas']}) | {a.get('pipeline_auc', '')} | "
+                         f"{a.get('whole_frame_auc', '')} | {_difference(a)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _difference(auc: dict) -> str:
+    if "difference" not in auc:
+        return ""
+    ci = auc.get("interval")
+    return f"{auc['difference']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else " (no interval: < 5 melanomas)")
+
+
+def measure_all(sets: dict[str, list[LoadRow]], args: argparse.Namespace) -> tuple[dict, dict, float, float]:
+    """The detector's top-box records and the pipeline's records of every set, and the thresholds used."""
+    from benchmarks.detector_presence import measure, tflite_predictor
+    from edgeskin.models import default_detector_path
+
+    presence, unsure = thresholds(args.detector)
+    predict, _ = tflite_predictor(args.detector or default_detector_path(), args.threads)
+    records = measure(predict, sets, [])
+    records.pop("non_lesion")
+    return records, run_pipelines(sets, args), presence, unsure
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,13 +305,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, help="only the first N images of each set (a quick look, not a result)")
     parser.add_argument("--skip-validation", action="store_true", help="only the test split")
+    parser.add_argument("--records", type=Path, help="summarise the records of an earlier --json instead of running")
     args = parser.parse_args(argv)
     if not args.split.is_file():
         parser.error(f"--split: no such file {args.split}")
     if not (args.data / "ham10000").is_dir():
         parser.error(f"--data: expected the shared data folder with ham10000/, got {args.data}")
-    from benchmarks.detector_presence import lesion_sets, measure, tflite_predictor
-    from edgeskin.models import default_detector_path
+    from benchmarks.detector_presence import lesion_sets
 
     start = time.monotonic()
     split = json.loads(args.split.read_text())
@@ -278,11 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares.update(validation_shares())
     if args.limit:
         sets = {name: rows[: args.limit] for name, rows in sets.items()}
-    presence, unsure = thresholds(args.detector)
-    predict, _ = tflite_predictor(args.detector or default_detector_path(), args.threads)
-    records = measure(predict, sets, [])
-    records.pop("non_lesion")
-    rows = run_pipelines(sets, args)
+    if args.records:
+        earlier = json.loads(args.records.read_text())
+        records, rows = earlier["records"]["detector"], earlier["records"]["pipeline"]
+        presence, unsure = earlier["thresholds"]["presence"], earlier["thresholds"]["unsure"]
+    else:
+        records, rows, presence, unsure = measure_all(sets, args)
     exclude = set(json.loads(CLASSIFIER_SPLIT.read_text())["train"])  # the shipped classifier's training images
     summary = summarise(records, rows, shares, exclude, presence, unsure)
     document = {
@@ -291,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(time.monotonic() - start, 1),
         "summary": summary,
         "records": {"detector": records, "pipeline": rows},
+        "mask_shares": {i: round(v, 4) for i, v in shares.items()},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=1) + "\n")
