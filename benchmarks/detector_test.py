@@ -195,18 +195,32 @@ def thresholds(detector: str | None) -> tuple[float, float]:
 DETECTOR_KEYS = ("n", "reported_hit_iou50", "top_mean_iou", "top_iou50", "no_lesion_found_rate")
 
 
-def summarise(records: dict, rows: dict, shares: dict, exclude: set[str], presence: float, unsure: float) -> dict:
+def detector_figures(records: Sequence[dict], presence: float, unsure: float) -> dict:
+    """``detector_presence.breakdown``'s figures of one set: reported hits, top-box IoU, found and reported rates."""
     from benchmarks.detector_presence import breakdown
 
-    detector = breakdown(records, presence, unsure)
+    if not records:
+        return {"n": 0}
+    figures = breakdown({"set": list(records)}, presence, unsure)["set"]["all"]
+    block = {k: figures[k] for k in DETECTOR_KEYS}
+    block["found_rate"] = round(1.0 - block.pop("no_lesion_found_rate"), 4)
+    block["reported_rate"] = round(figures["reported"] / max(1, block["n"]), 4)
+    return block
+
+
+def summarise(records: dict, rows: dict, shares: dict, exclude: set[str], presence: float, unsure: float) -> dict:
+    """Per set: the detector's figures (all images, and apart by mask share), the large lesions, the pipeline."""
     out = {}
-    for name in records:
-        block = {k: detector[name]["all"][k] for k in DETECTOR_KEYS}
-        block["found_rate"] = round(1.0 - block.pop("no_lesion_found_rate"), 4)
-        block["reported_rate"] = round(detector[name]["all"]["reported"] / max(1, block["n"]), 4)
+    for name, recs in records.items():
+        small = [r for r in recs if shares.get(r["id"], 0.0) <= LARGE_SHARE]
+        large = [r for r in recs if shares.get(r["id"], 0.0) > LARGE_SHARE]
         out[name] = {
-            "detector": block,
-            "large": large_lesions(records[name], shares, presence, unsure),
+            "detector": detector_figures(recs, presence, unsure),
+            "detector_by_size": {
+                "mask_up_to_half": detector_figures(small, presence, unsure),
+                "mask_over_half": detector_figures(large, presence, unsure),
+            },
+            "large": large_lesions(recs, shares, presence, unsure),
             "pipeline": pipeline_figures(rows[name], exclude) if name in rows else None,
         }
     return out
@@ -237,9 +251,12 @@ def markdown(summary: dict, presence: float, unsure: float, split: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, block in summary.items():
-        d = block["detector"]
-        lines.append(f"| {name} | {d['n']} | {d['reported_hit_iou50']:.1%} | {d['top_mean_iou']:.4f} | "
-                     f"{d['found_rate']:.1%} | {d['reported_rate']:.1%} |")  # fmt: skip
+        parts = {"": block["detector"], ", mask ≤ half": block["detector_by_size"]["mask_up_to_half"],
+                 ", mask > half": block["detector_by_size"]["mask_over_half"]}  # fmt: skip
+        for suffix, d in parts.items():
+            if d["n"]:
+                lines.append(f"| {name}{suffix} | {d['n']} | {d['reported_hit_iou50']:.1%} | {d['top_mean_iou']:.4f} | "
+                             f"{d['found_rate']:.1%} | {d['reported_rate']:.1%} |")  # fmt: skip
     lines += ["", "Lesions whose mask covers more than half of the frame (top detector score):", "",
               "| set | n | found | < unsure | unsure band | ≥ presence | min / 5% / 25% / median / 75% / max |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip

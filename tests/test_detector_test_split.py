@@ -120,3 +120,16 @@ def test_the_split_file_is_not_rewritten(tmp_path: Path):
     with pytest.raises(SystemExit):
         main(["--out", str(existing), "--data", str(DATA)])
     assert existing.read_text() == "{}"
+
+
+def test_summarise_splits_the_detector_figures_by_mask_share():
+    from benchmarks.detector_test import summarise
+
+    records = {
+        "s": [{"id": "a", "dx": "nv", "score": 0.9, "iou": 0.9}, {"id": "b", "dx": "mel", "score": 0.3, "iou": 0.2}]
+    }
+    out = summarise(records, {}, {"a": 0.7, "b": 0.1}, set(), presence=0.44, unsure=0.13)["s"]
+    assert out["detector"]["n"] == 2 and out["detector"]["reported_hit_iou50"] == 0.5
+    assert out["detector_by_size"]["mask_over_half"]["reported_hit_iou50"] == 1.0
+    assert out["detector_by_size"]["mask_up_to_half"]["reported_rate"] == 0.0
+    assert out["detector_by_size"]["mask_up_to_half"]["found_rate"] == 1.0 and out["pipeline"] is None
