@@ -11,6 +11,9 @@ Builds the YOLO dataset of the mask-trained detector (issue 12) from
 * the PH2 training half (expert masks) as before; the PH2 validation half (``ph2_split.json``) stays out;
 * close-ups (:func:`closeup_crop`): zoomed crops where the lesion fills most or all of the frame, so a box
   that touches every border is a normal answer;
+* real zoom-ins (``zoomins_train``, :func:`zoomin_crop`): crops narrower than the lesion, so it fills and leaves
+  the frame, of HAM10000/ISIC training images, never of an image of the detector test split
+  (``benchmarks/detector_test_split.json``);
 * composites of small, off-centre lesions on skin scenes (:func:`training.detector_data.composite_scene`);
 * hard negatives with empty label files: plain skin and hair and the dark dermoscope vignette outside the
   masks (:func:`negative_crop`), lesion-free skin scenes, crops of everyday photos that are not the
@@ -61,6 +64,8 @@ LOG = logging.getLogger("edgeskin.detector_masks")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_SPLIT = REPO_ROOT / "training" / "runs" / "classifier-ham7" / "split.json"
 ISIC_HOLDOUT = REPO_ROOT / "training" / "runs" / "detector" / "isic_holdout.json"
+# The detector test split (issue 29): no image of it may enter a detector's training data.
+TEST_SPLIT = REPO_ROOT / "benchmarks" / "detector_test_split.json"
 # Everyday photos shipped inside installed packages; none is one of the evaluation photos of
 # ../shared/data/non_lesion (panda, cat, bird, Grace Hopper), so they can teach "no lesion here".
 # scikit-image's sample photos (the [train] extra) add a cat, a person, food, a vehicle, textures and a
@@ -108,6 +113,20 @@ def touches_all_borders(box: np.ndarray, width: int, height: int, margin: float 
 
 
 # ------------------------------------------------------------------------------------------ close-ups
+def resize_long_side(
+    crop: np.ndarray, out_side: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A crop resized so its long side is ``out_side`` (INTER_AREA down, INTER_LINEAR up) and its mask with it
+    (nearest neighbour; None stays None)."""
+    height, width = crop.shape[:2]
+    scale = out_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return crop, mask
+
+
 def closeup_crop(
     image: np.ndarray,
     mask: np.ndarray,
@@ -150,11 +169,7 @@ def closeup_crop(
     fill = float((crop_box[2] - crop_box[0]) * (crop_box[3] - crop_box[1])) / (crop_w * crop_h)
     if fill < min_fill:
         return None
-    crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-    scale = out_side / max(crop_w, crop_h)
-    size = (max(1, round(crop_w * scale)), max(1, round(crop_h * scale)))
-    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    crop_mask = cv2.resize(crop_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    crop, crop_mask = resize_long_side(image[y0 : y0 + crop_h, x0 : x0 + crop_w], out_side, crop_mask)
     out_box = box_from_mask(crop_mask)
     if out_box is None:
         return None
@@ -200,10 +215,7 @@ def negative_crop(
             + integral[y0, x0]
         )
         if total == 0:
-            crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-            scale = out_side / max(crop_w, crop_h)
-            size = (round(crop_w * scale), round(crop_h * scale))
-            return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            return resize_long_side(image[y0 : y0 + crop_h, x0 : x0 + crop_w], out_side)[0]
     return None
 
 
@@ -395,6 +407,9 @@ class MaskDatasetConfig:
     # Extra skin negatives cut from the PH2 training half (never the validation half): dermoscopic skin of the
     # kind the PH2 skin crops among the non-lesion frames show. 0 keeps the datasets built before this.
     neg_skin_ph2_train: int = 0
+    # Real zoom-ins (issue 29 part 2): crops of HAM10000/ISIC training images around the lesion, narrower than its
+    # box, so the lesion fills the frame and runs off it (:func:`write_zoomins`). 0 keeps the datasets built before.
+    zoomins_train: int = 0
     neg_scene_train: int = 60
     neg_photo_train: int = 80
     neg_clutter_train: int = 60
@@ -574,20 +589,41 @@ def load_images(
     return loaded
 
 
-def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:
-    """Draw and read the images of every slice: the HAM picks (plus the diagnosis boost), ISIC, PH2, validation."""
+class DrawnItems(NamedTuple):
+    """The dermoscopy images each slice of the dataset draws, before they are read (:func:`draw_items`)."""
+
+    ham_train: list[MaskedImage]
+    isic_train: list[MaskedImage]
+    ph2_train: list[MaskedImage]
+    ham_val: list[MaskedImage]
+    isic_val: list[MaskedImage]
+
+
+def draw_items(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator) -> DrawnItems:
+    """Draw the images of every slice: the HAM picks (plus the diagnosis boost), ISIC, PH2, validation.
+
+    Reads no image, so the ids a recipe trained on can be recomputed from its config and seed alone; the picks
+    are the first draws of the dataset's generator (:func:`build_mask_dataset`).
+    """
     pools = sets["train"]
     ham_picked = pick(pools["ham"], config.ham_train, rng)
     if config.ham_boost_train:
         taken = {item.image_id for item in ham_picked}
         boost_pool = [it for it in pools["ham"] if it.dx in config.ham_boost_dx and it.image_id not in taken]
         ham_picked += pick(boost_pool, config.ham_boost_train, rng)
-    ham_train = load_images(ham_picked, config, "HAM train", progress)
-    isic_train = load_images(pick(pools["isic"], config.isic_train, rng), config, "ISIC train", progress)
-    ph2_train = load_images(pools["ph2"], config, "PH2 train", progress)
-    ham_val = load_images(pick(sets["ham_val"], config.ham_val, rng), config, "HAM val", progress)
-    isic_val = load_images(pick(sets["isic_heldout"], config.isic_val, rng), config, "ISIC val", progress)
-    return LoadedPools(ham_train, isic_train, ph2_train, ham_val, isic_val)
+    isic_train = pick(pools["isic"], config.isic_train, rng)
+    ham_val = pick(sets["ham_val"], config.ham_val, rng)
+    isic_val = pick(sets["isic_heldout"], config.isic_val, rng)
+    return DrawnItems(ham_picked, isic_train, list(pools["ph2"]), ham_val, isic_val)
+
+
+def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:
+    """Draw (:func:`draw_items`) and read the images of every slice."""
+    drawn = draw_items(sets, config, rng)
+    descriptions = ("HAM train", "ISIC train", "PH2 train", "HAM val", "ISIC val")
+    return LoadedPools(
+        *(load_images(items, config, desc, progress) for items, desc in zip(drawn, descriptions, strict=True))
+    )
 
 
 def write_whole_images(writer: SampleWriter, pools: LoadedPools, ph2_copies: int, rng: np.random.Generator) -> None:
@@ -619,6 +655,43 @@ def write_closeups(
         crop = closeup_crop(image, mask, rng)
         if crop is not None:
             writer.write(split, f"close_{split}_{made:05d}", crop[0], [crop[2]], "closeup")
+            made += 1
+
+
+def zoomin_crop(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, out_side: int = 320
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A close-up (:func:`closeup_crop`) narrower than the lesion on both axes, so the mask runs off the frame;
+    None when the crop's box does not reach at least two borders (a lesion already cut by the image)."""
+    crop = closeup_crop(image, mask, rng, zoom=(0.55, 0.9), jitter=0.08, min_fill=0.8, out_side=out_side)
+    if crop is None:
+        return None
+    height, width = crop[1].shape
+    box = crop[2]
+    touching = sum((box[0] <= 1, box[1] <= 1, box[2] >= width - 1, box[3] >= height - 1))
+    return crop if touching >= 2 else None
+
+
+def detector_test_ids(path: Path | None = None) -> set[str]:
+    """Every id of the detector test split (``TEST_SPLIT`` by default; empty when the file is absent)."""
+    path = TEST_SPLIT if path is None else path
+    if not Path(path).is_file():
+        return set()
+    return {i for ids in json.loads(Path(path).read_text())["ids"].values() for i in ids}
+
+
+def write_zoomins(
+    writer: SampleWriter, n: int, sources: Sequence[LoadedImage], rng: np.random.Generator, excluded: set[str]
+) -> None:
+    """Up to ``n`` real zoom-ins (:func:`zoomin_crop`) of the HAM10000/ISIC ``sources`` outside ``excluded``."""
+    pool = [s for s in sources if s[0].source in ("ham10000", "isic2018") and s[0].image_id not in excluded]
+    made = attempts = 0
+    while pool and made < n and attempts < 5 * n:
+        attempts += 1
+        _, image, mask = pool[int(rng.integers(len(pool)))]
+        crop = zoomin_crop(image, mask, rng)
+        if crop is not None:
+            writer.write("train", f"zoom_train_{made:05d}", crop[0], [crop[2]], "zoomin")
             made += 1
 
 
@@ -735,6 +808,8 @@ def build_mask_dataset(out_dir: str | Path, config: MaskDatasetConfig, progress:
     write_negatives(writer, "train", NegativeMix.train(config), train_skin, real_skin.train, photos, config, rng)
     write_skin_negatives(writer, "train", config.neg_skin_ph2_train, pools.ph2_train, rng, "ph2skin", "neg_skin_ph2")
     write_negatives(writer, "val", NegativeMix.val(config), pools.val_lesions, real_skin.val, photos, config, rng)
+    # Last, so that every recipe without zoom-ins draws as before.
+    write_zoomins(writer, config.zoomins_train, pools.ham_train + pools.isic_train, rng, detector_test_ids())
     return write_mask_manifest(out, config, sets, writer.counts, started)
 
 

@@ -21,6 +21,8 @@ from training.detector_masks import (
     negative_crop,
     photo_negative,
     touches_all_borders,
+    write_zoomins,
+    zoomin_crop,
 )
 
 
@@ -61,6 +63,41 @@ def test_box_from_mask_empty_and_full() -> None:
 def test_box_from_mask_rejects_a_colour_mask() -> None:
     with pytest.raises(ValueError, match="expected shape"):
         box_from_mask(np.zeros((4, 4, 3), bool))
+
+
+# -- zoom-ins (issue 29 part 2) ---------------------------------------------------------------------------
+def test_zoomin_crop_lets_the_lesion_fill_and_leave_the_frame() -> None:
+    mask = _disc(radius=40)
+    made = 0
+    for seed in range(10):
+        out = zoomin_crop(_image(), mask, np.random.default_rng(seed), out_side=96)
+        if out is None:
+            continue
+        made += 1
+        crop, crop_mask, box = out
+        height, width = crop_mask.shape
+        assert crop.shape[:2] == crop_mask.shape and max(crop.shape[:2]) == 96
+        touching = sum((box[0] <= 1, box[1] <= 1, box[2] >= width - 1, box[3] >= height - 1))
+        assert touching >= 2, f"seed {seed}: box {box} stays inside a {width}x{height} frame"
+        assert crop_mask.mean() > 0.6, "the lesion should fill most of the zoom-in"
+    assert made >= 5, f"only {made} of 10 draws gave a zoom-in"
+
+
+def test_write_zoomins_skips_test_split_and_ph2_images(tmp_path: Path) -> None:
+    from training.detector_masks import MaskedImage, SampleWriter
+
+    def loaded(image_id: str, source: str):
+        return (MaskedImage(image_id, "", "", source), _image(seed=len(image_id)), _disc(radius=40))
+
+    writer = SampleWriter(tmp_path)
+    for split in ("images", "labels"):
+        (tmp_path / split / "train").mkdir(parents=True)
+    sources = [loaded("ISIC_0000001", "ham10000"), loaded("ISIC_0000002", "isic2018"), loaded("IMD002", "ph2")]
+    write_zoomins(writer, 6, sources, np.random.default_rng(0), excluded={"ISIC_0000001", "ISIC_0000002"})
+    assert writer.counts == {}, "only excluded or PH2 sources: no zoom-in may be written"
+    write_zoomins(writer, 6, sources, np.random.default_rng(0), excluded={"ISIC_0000001"})
+    assert writer.counts.get("zoomin_train", 0) >= 1
+    assert len(list((tmp_path / "labels" / "train").glob("zoom_train_*.txt"))) == writer.counts["zoomin_train"]
 
 
 # -- closeup_crop -----------------------------------------------------------------------------------------
@@ -245,6 +282,25 @@ def test_build_mask_dataset_keeps_held_out_images_out(tmp_path: Path, monkeypatc
                     assert values[0] == 0 and all(0.0 <= v <= 1.0 for v in values[1:]) and values[3] > 0
     assert manifest["counts"]["closeup_train"] == 5
     assert manifest["counts"]["neg_photo_train"] == 1
+
+
+def test_zoomins_come_last_and_never_from_the_test_split(tmp_path: Path, monkeypatch) -> None:
+    import training.detector_masks as masks
+
+    root, ham_ids, isic_ids, _ = _fake_data_tree(tmp_path, monkeypatch)
+    options = dict(isic_train=20, ph2_copies=1, closeups_train=2, composites_train=0, isic_val=2, negatives_val=0)
+    monkeypatch.setattr(masks, "TEST_SPLIT", tmp_path / "absent.json")
+    plain = build_mask_dataset(tmp_path / "plain", _tiny_config(root, **options), progress=False)
+    zoomed = build_mask_dataset(tmp_path / "zoomed", _tiny_config(root, **options, zoomins_train=4), progress=False)
+    assert zoomed["counts"].pop("zoomin_train") == 4
+    assert zoomed["counts"] == plain["counts"]
+    for image in (tmp_path / "plain" / "images" / "train").glob("*.jpg"):  # the zoom-ins draw after everything else
+        assert (tmp_path / "zoomed" / "images" / "train" / image.name).read_bytes() == image.read_bytes()
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"ids": {"ham10000": ham_ids, "isic2018": isic_ids}}))
+    monkeypatch.setattr(masks, "TEST_SPLIT", split)
+    none = build_mask_dataset(tmp_path / "none", _tiny_config(root, **options, zoomins_train=4), progress=False)
+    assert "zoomin_train" not in none["counts"], "every source is a test split image: no zoom-in may be made"
 
 
 def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: Path, monkeypatch) -> None:
