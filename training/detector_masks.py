@@ -614,7 +614,24 @@ def draw_items(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator) 
     isic_train = pick(pools["isic"], config.isic_train, rng)
     ham_val = pick(sets["ham_val"], config.ham_val, rng)
     isic_val = pick(sets["isic_heldout"], config.isic_val, rng)
-    return DrawnItems(ham_picked, isic_train, list(pools["ph2"]), ham_val, isic_val)
+    drawn = DrawnItems(ham_picked, isic_train, list(pools["ph2"]), ham_val, isic_val)
+    check_outside_test_split(drawn)
+    return drawn
+
+
+def check_outside_test_split(drawn: DrawnItems, test_ids: set[str] | None = None) -> None:
+    """Refuse a recipe whose training or validation draws touch the detector test split.
+
+    The split was drawn from images no recipe before it had touched, so every recorded recipe passes; a new recipe
+    that draws more images from the pools would otherwise train or choose on the test split without a word.
+    """
+    test_ids = detector_test_ids() if test_ids is None else test_ids
+    touched = sorted({item.image_id for items in drawn for item in items} & test_ids)
+    if touched:
+        raise ValueError(
+            f"this recipe draws {len(touched)} image(s) of the detector test split ({', '.join(touched[:3])}...): "
+            f"{TEST_SPLIT.name} must stay untouched; draw fewer images or exclude the split from the pools"
+        )
 
 
 def load_pools(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator, progress: bool = True) -> LoadedPools:

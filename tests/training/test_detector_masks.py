@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 
 from training.detector_masks import (
+    DrawnItems,
     MaskDatasetConfig,
+    MaskedImage,
     box_from_mask,
     build_mask_dataset,
+    check_outside_test_split,
     closeup_crop,
     clutter_negative,
+    detector_test_ids,
     isic_labels,
     load_mask_dataset_config,
     negative_crop,
@@ -299,8 +303,23 @@ def test_zoomins_come_last_and_never_from_the_test_split(tmp_path: Path, monkeyp
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"ids": {"ham10000": ham_ids, "isic2018": isic_ids}}))
     monkeypatch.setattr(masks, "TEST_SPLIT", split)
-    none = build_mask_dataset(tmp_path / "none", _tiny_config(root, **options, zoomins_train=4), progress=False)
-    assert "zoomin_train" not in none["counts"], "every source is a test split image: no zoom-in may be made"
+    with pytest.raises(ValueError, match="detector test split"):  # the recipe's own draws would touch it
+        build_mask_dataset(tmp_path / "none", _tiny_config(root, **options, zoomins_train=4), progress=False)
+
+
+@pytest.mark.parametrize("slice_index", range(5))
+def test_a_recipe_drawing_test_split_images_is_refused(slice_index: int) -> None:
+    items = [MaskedImage(f"img{i}", "", "", "ham10000") for i in range(5)]
+    drawn = DrawnItems(*([item] if i == slice_index else [] for i, item in enumerate(items)))
+    check_outside_test_split(drawn, {"unrelated"})  # outside the split: accepted
+    with pytest.raises(ValueError, match=f"1 image.*img{slice_index}"):
+        check_outside_test_split(drawn, {f"img{slice_index}"})
+
+
+def test_the_recorded_split_is_the_default_guard() -> None:
+    drawn = DrawnItems([MaskedImage(sorted(detector_test_ids())[0], "", "", "ham10000")], [], [], [], [])
+    with pytest.raises(ValueError, match="detector test split"):
+        check_outside_test_split(drawn)
 
 
 def test_ham_boost_adds_training_images_of_the_chosen_diagnoses_only(tmp_path: Path, monkeypatch) -> None:
