@@ -78,6 +78,7 @@ while (($#)); do
   esac
 done
 
+[[ -f training/train_classifier.py ]] || die "run it from the repository root (training/train_classifier.py not found)"
 [[ $BUDGET =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ ! $BUDGET =~ ^0+([.]0*)?$ ]] || die "--budget must be a positive number of seconds, got '$BUDGET'"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer, got '$WORKERS'"
 [[ -z $LIMIT || $LIMIT =~ ^[1-9][0-9]*$ ]] || die "--limit must be a positive integer, got '$LIMIT'"

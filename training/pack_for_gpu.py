@@ -277,9 +277,8 @@ class Pack:
             sources=tuple(table["source"]),
         )
 
-    def frames(self, images: LabelledImages, workers: int = 2) -> CropImages:
-        """The packed frames and mask boxes of ``images``, decoded: what ``training.frame_cache`` would give."""
-        packed = self.records()["frames"]
+    def packed_rows(self, packed: dict, images: LabelledImages) -> list[int]:
+        """The row in ``images.json``'s ``frames`` of each image; a ValueError when one has no frame."""
         row = {image_id: i for i, image_id in enumerate(packed["image_id"])}
         absent = [image_id for image_id in images.image_ids if image_id not in row]
         if absent:
@@ -288,7 +287,12 @@ class Pack:
                 f"validates on (e.g. {absent[0]}); it was built for {self.manifest['config']} with "
                 f"{self.manifest['recipe']}"
             )
-        index = [row[image_id] for image_id in images.image_ids]
+        return [row[image_id] for image_id in images.image_ids]
+
+    def frames(self, images: LabelledImages, workers: int = 2) -> CropImages:
+        """The packed frames and mask boxes of ``images``, decoded: what ``training.frame_cache`` would give."""
+        packed = self.records()["frames"]
+        index = self.packed_rows(packed, images)
         with ThreadPoolExecutor(workers) as pool:
             frames = list(pool.map(read_image, [images.paths[i] for i in range(len(images))]))
         boxes = np.array([packed["box"][i] for i in index], np.float32).reshape(-1, 4)
@@ -344,15 +348,9 @@ def check_coverage(pack: Pack, config: dict) -> list[str]:
 
     _, rest, split = load_data(config, config.get("limit"), pack)
     packed = pack.records()["frames"]
-    row = {image_id: i for i, image_id in enumerate(packed["image_id"])}
-    absent = [image_id for image_id in rest.image_ids if image_id not in row]
-    if absent:
-        raise ValueError(
-            f"{pack.root} has no frame for {len(absent)} of the {len(rest)} images this config trains and "
-            f"validates on (e.g. {absent[0]}); it was built for {pack.manifest['config']} with {pack.manifest['recipe']}"
-        )
+    part = dict(zip(rest.image_ids, (packed["part"][i] for i in pack.packed_rows(packed, rest)), strict=True))
     notes = [f"{len(split['train'])} train + {len(split['val'])} val images, every frame packed"]
-    low = [image_id for image_id in split["val"] if packed["part"][row[image_id]] != "val"]
+    low = [image_id for image_id in split["val"] if part[image_id] != "val"]
     if low:
         notes.append(f"note: {len(low)} validation images of this config are packed at the training quality")
     return notes
