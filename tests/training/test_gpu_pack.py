@@ -200,3 +200,13 @@ def test_a_run_trained_from_the_pack_comes_back_and_resumes_from_shared(pack_dir
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((restored / "state.json").read_text())["epochs_done"] == 2
+
+
+def test_build_refuses_a_split_the_config_does_not_give(tmp_path, capsys) -> None:
+    from training import pack_for_gpu
+
+    other = ROOT / "training" / "runs" / "classifier" / "split.json"  # the full data's split, not the 24 images'
+    out = tmp_path / "pack"
+    args = ["--config", str(CONFIG), "--limit", LIMIT, "--cache", "none", "--split", str(other), "--out", str(out)]
+    assert pack_for_gpu.main(args) == 2
+    assert "is not the split this config gives" in capsys.readouterr().err and not out.exists()
