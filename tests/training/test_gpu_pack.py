@@ -4,8 +4,9 @@ Small and real: 24 images of ../shared (``--limit 24``, decoded without the fram
 ``training/configs/classifier.json``. The trainer must read from the pack the table, split, labels and mask boxes
 that it reads from ../shared (exactly) and frames within the WebP change that the manifest states; the dry run
 must accept the pack and print the trainer command; bad arguments give one line and status 2. The last test
-trains two tiny epochs through ``gpu_run.sh`` (stopped by its budget after the first), restores the run from the
-files it writes, and resumes it here from ../shared: the path a GPU run takes back to this machine.
+trains a tiny epoch through ``gpu_run.sh`` on Keras' torch backend (as on the GPU machine; stopped there by its
+budget), restores the run from the files it writes, and resumes its second epoch here from ../shared on
+TensorFlow: the path a GPU run takes back to this machine.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def test_check_refuses_a_changed_pack_and_the_wrong_config(pack_dir, tmp_path) -
 
 
 def gpu_run(*args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {**os.environ, "PY": sys.executable, "WHEELS": "", "KERAS_BACKEND": "tensorflow", **env}
-    base.pop("OUT", None) if "OUT" not in env else None
+    base = {key: value for key, value in os.environ.items() if key != "OUT"}  # OUT only where a test sets it
+    base.update({"PY": sys.executable, "WHEELS": "", "KERAS_BACKEND": "tensorflow", **env})
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=base, capture_output=True, text=True)
 
 
@@ -180,8 +181,9 @@ def test_a_real_run_needs_out(pack_dir, tmp_path) -> None:
 def test_a_run_trained_from_the_pack_comes_back_and_resumes_from_shared(pack_dir, tmp_path) -> None:
     out, run = tmp_path / "out", tmp_path / "gpu" / "tiny"
     small = ["--alpha", "0.35", "--input-size", "32", "--weights", "none", "--epochs", "2", "--batch-size", "8"]
+    # Keras on torch, as on the GPU machine; the resumed half below runs on this machine's default backend.
     done = gpu_run("--pack", str(pack_dir), "--config", str(CONFIG), "--out", str(run), "--limit", LIMIT,
-                   "--budget", "1", "--workers", "2", "--", *small, OUT=str(out))  # fmt: skip
+                   "--budget", "1", "--workers", "2", "--", *small, OUT=str(out), KERAS_BACKEND="torch")  # fmt: skip
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]  # stopped by the budget after epoch 1
     assert sorted(p.name for p in out.iterdir()) == ["gpu_run.txt", "run-tiny.tar.00", "train.log"]
     back = tmp_path / "back"
@@ -189,11 +191,12 @@ def test_a_run_trained_from_the_pack_comes_back_and_resumes_from_shared(pack_dir
     subprocess.run(["tar", "-xf", str(out / "run-tiny.tar.00"), "-C", str(back)], check=True)
     restored = back / "tiny"
     assert json.loads((restored / "state.json").read_text())["epochs_done"] == 1
+    assert json.loads((restored / "config.json").read_text())["backend"] == "torch"
     assert (
         json.loads((restored / "split.json").read_text())["val"]
         == json.loads((pack_dir / "split.json").read_text())["val"]
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     resumed = subprocess.run(
         [sys.executable, "-m", "training.train_classifier", "--resume", str(restored), "--cache", "none"],
         cwd=ROOT, env=env, capture_output=True, text=True,
