@@ -25,8 +25,9 @@
 # The Keras backend: KERAS_BACKEND if set, else torch when it sees a CUDA device, else jax when it sees a
 # GPU, else tensorflow, torch or jax on the CPU (whichever is installed, in that order).
 #
-# --dry-run (or DRY_RUN=1) checks the arguments, the software, the pack (manifest, sizes, SHA-256, frames for
-# every image of the config) and prints the trainer command without training. Errors: one line, status 2.
+# --dry-run (or DRY_RUN=1) checks the arguments, the software (installing no wheels), the pack (manifest, sizes,
+# SHA-256, a frame for every image of the config), adds up what a device call would carry from this checkout
+# (64 MiB at most: a warning when over) and prints the trainer command without training. Errors: one line, status 2.
 set -uo pipefail
 
 usage() {
