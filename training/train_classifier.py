@@ -148,17 +148,20 @@ def save_inference_model(model, config: dict, path: Path) -> None:
     clean.save(path)
 
 
-def load_data(config: dict, limit: int | None = None):
-    """The multi-source 8-dx table, the source-held-out ids, and the internal lesion-grouped split."""
+def load_data(config: dict, limit: int | None = None, pack=None):
+    """The multi-source 8-dx table, the source-held-out ids, and the internal lesion-grouped split.
+
+    ``pack`` (a ``training.pack_for_gpu.Pack``) gives the table instead of the config's ``data`` files.
+    """
     from edgeskin.datasets import load_multisource, source_holdout
 
     data_cfg = config["data"]
-    data = load_multisource(
+    data = pack.table() if pack is not None else load_multisource(
         resolve(data_cfg["ham_metadata"]),
         resolve(data_cfg["ham_images"]),
         resolve(data_cfg["isic_images"]),
         resolve(data_cfg["ground_truth"]),
-    )
+    )  # fmt: skip
     log.info("multi-source table: %d images %s; %s", len(data), data.counts(), json.dumps(data.extras["per_source"]))
     holdout_cfg = config["holdout"]
     held = set(source_holdout(data, holdout_cfg["source"], holdout_cfg["fraction"], holdout_cfg["seed"]))
@@ -193,12 +196,15 @@ class TrainingData:
     data_report: dict
 
 
-def prepare_data(config: dict, out: Path, workers: int, cache: str | None) -> TrainingData:
-    """The split (checked against ``out/split.json`` when it exists), the frames and the validation crops."""
+def prepare_data(config: dict, out: Path, workers: int, cache: str | None, pack=None) -> TrainingData:
+    """The split (checked against ``out/split.json`` when it exists), the frames and the validation crops.
+
+    ``pack`` (``training.pack_for_gpu.Pack``): table and frames come from it, and no frame cache is used.
+    """
     from training.classifier_data import SampleMaker, balanced_class_weights, sampling_probabilities
     from training.frame_cache import cached_frames
 
-    data, rest, split = load_data(config, config.get("limit"))
+    data, rest, split = load_data(config, config.get("limit"), pack)
     recorded = out / "split.json"
     if recorded.is_file():
         before = json.loads(recorded.read_text())
@@ -211,7 +217,11 @@ def prepare_data(config: dict, out: Path, workers: int, cache: str | None) -> Tr
         "split: %d train / %d val (lesion-grouped, stratified by dx and source, seed %d); %d %s images held out",
         len(train), len(val), config["seed"], len(split["source_holdout"]["images"]), config["holdout"]["source"],
     )  # fmt: skip
-    frames = cached_frames(rest, [resolve(d) for d in config["data"]["masks"]], config["frame_height"], cache, workers)
+    if pack is not None:
+        frames = pack.frames(rest, workers)
+    else:
+        masks = [resolve(d) for d in config["data"]["masks"]]
+        frames = cached_frames(rest, masks, config["frame_height"], cache, workers)
     position = {image_id: i for i, image_id in enumerate(rest.image_ids)}
     sample = SampleMaker(frames, config)
     val_index = np.array([position[i] for i in val.image_ids])
@@ -411,8 +421,8 @@ def finish(model, config: dict, data: TrainingData, out: Path, train_seconds: fl
     return summary
 
 
-def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache: str | None) -> int:
-    """Train (or continue) the run in ``out`` until its last epoch or the time budget."""
+def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache: str | None, pack=None) -> int:
+    """Train (or continue) the run in ``out`` until its last epoch or the time budget (``pack``: see prepare_data)."""
     import keras
 
     keras.utils.set_random_seed(config["seed"])
@@ -422,10 +432,10 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
     if done >= config["epochs"]:
         log.info("%s has completed its %d epochs: nothing to do", out, config["epochs"])
         return 0
-    data = prepare_data(config, out, workers, cache)
+    data = prepare_data(config, out, workers, cache, pack)
     log.info("data ready in %.0f s", time.time() - started)
     steps = int(np.ceil(len(data.train) / config["batch_size"]))
-    model, weights = compile_model(config, steps, resuming)
+    model, weights = compile_model(pack.with_weights(config) if pack else config, steps, resuming)
     if resuming:
         trim_records(out, done)
         log.info("resuming %s after epoch %d of %d", out, done, config["epochs"])
@@ -514,6 +524,11 @@ def parse_args(argv):
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
     parser.add_argument("--cache", default=None, help="frame cache folder (default: .cache/frames); 'none' to decode")
     parser.add_argument("--limit", type=int, help="use only N random images (smoke tests)")
+    parser.add_argument(
+        "--data-pack", dest="data_pack", metavar="DIR",
+        help="read the table, frames, boxes and ImageNet weights from a training.pack_for_gpu pack (a GPU machine) "
+        "instead of the config's data; no frame cache",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int)
     return parser.parse_args(argv)
 
@@ -534,13 +549,18 @@ def main(argv=None) -> int:
                 materialize(config, out)
                 return 0
         else:
-            local = ("config", "out", "resume", "materialize", "time_budget", "workers", "cache")
+            local = ("config", "out", "resume", "materialize", "time_budget", "workers", "cache", "data_pack")
             config = load_config(args.config, {k: v for k, v in vars(args).items() if k not in local})
             out = Path(args.out or REPO / "artifacts/classifier")
             if epochs_done(out):
                 raise ValueError(f"{out} holds a run already: continue it with --resume {out}, or name a new --out")
+        pack = None
+        if args.data_pack:
+            from training.pack_for_gpu import open_pack
+
+            pack = open_pack(args.data_pack, config)
         out.mkdir(parents=True, exist_ok=True)
-        return run(config, out, workers=args.workers, budget_s=args.time_budget, cache=cache)
+        return run(config, out, workers=args.workers, budget_s=args.time_budget, cache=cache, pack=pack)
     except (OSError, ValueError) as error:
         print(f"train_classifier: {error}", file=sys.stderr)
         return 2
