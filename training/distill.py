@@ -115,17 +115,20 @@ class Distillation:
 
     def teacher_logits(self, samples: np.ndarray) -> np.ndarray:
         """``(B, members, views, n)`` logits of every teacher on every view of each sample."""
-        out = []
-        for teacher in self.teachers:
+        n_classes = self.teachers[0].logits.output_shape[-1]
+        out = np.empty((len(samples), len(self.teachers), len(self.views), n_classes), np.float32)
+        for m, teacher in enumerate(self.teachers):
             images = resize_batch(samples, teacher.input_size)
-            batch = np.empty((len(self.views), *images.shape), np.float32)
-            for v, view in enumerate(self.views):
+            view = np.empty_like(images)
+            for v, name in enumerate(self.views):
                 for b, image in enumerate(images):
-                    view_into(view, image, batch[v, b])
-            with self._lock:
-                logits = np.asarray(teacher.logits([batch.reshape(-1, *images.shape[1:])], training=False))
-            out.append(logits.reshape(len(self.views), len(images), -1).transpose(1, 0, 2))
-        return np.stack(out, axis=1)
+                    view_into(name, image, view[b])
+                # One view per call: one call on all views at once was slower here (MobileNetV2 1.0, 224 px,
+                # 32 crops x 4 views on the shared 2-core CPU: median 44 s against 28 s for four calls).
+                with self._lock:
+                    logits = np.asarray(teacher.logits([view], training=False))
+                out[:, m, v] = logits
+        return out
 
     def __call__(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         soft = teacher_soft_targets(self.teacher_logits(samples), self.temperature)

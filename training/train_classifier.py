@@ -40,7 +40,8 @@ so the teachers see the student's augmented crop; the soft target is the mean ov
 (default: the shipped classifier's four test-time views) of softmax(teacher logits / temperature), computed
 on the fly in the batch workers. Loss: (1 - alpha) x the usual cross-entropy + alpha x T^2 x KL(teacher ||
 student at T), both class-weighted. The student keeps its one ``probs`` output and ``features`` layer; the
-saved models (checkpoint.keras, model.keras) are plain classifiers.
+saved models (checkpoint.keras, model.keras) are plain classifiers. The first student:
+``make train-student-s1`` (training/configs/student-s1.json; the Makefile's train-% starts or resumes it).
 """
 
 from __future__ import annotations
