@@ -26,6 +26,22 @@ source_holdout image ids and sources; a resumed run checks that its data still g
 selected on them). After the last epoch: ``model.keras`` (EMA weights when ``ema`` is set, no optimizer
 state), ``val_probs.npz`` and ``summary.json``. Augmentation runs in numpy/OpenCV/albumentations, so the
 script runs on any Keras 3 backend.
+
+Distillation (issue 30; ``training.distill``): a config section ::
+
+    "distill": {"teachers": ["training/runs/teacher-m1"], "views": ["identity", "hflip", "vflip", "rot180"],
+                "temperature": 2.0, "alpha": 0.7}
+
+makes the run a one-view student of an ensemble teacher. Each teacher is a run folder; its float EMA model is
+restored in memory from its backup (as --materialize writes ema.keras) and the SHA-256 of that backup is
+recorded in config.json (``distill.sha256``): a resumed student whose teacher changed is refused. Each sample
+is made once at the largest input size of student and teachers and resized (bit-exact stretch) to each model,
+so the teachers see the student's augmented crop; the soft target is the mean over members and ``views``
+(default: the shipped classifier's four test-time views) of softmax(teacher logits / temperature), computed
+on the fly in the batch workers. Loss: (1 - alpha) x the usual cross-entropy + alpha x T^2 x KL(teacher ||
+student at T), both class-weighted. The student keeps its one ``probs`` output and ``features`` layer; the
+saved models (checkpoint.keras, model.keras) are plain classifiers. The first student:
+``make train-student-s1`` (training/configs/student-s1.json; the Makefile's train-% starts or resumes it).
 """
 
 from __future__ import annotations
@@ -65,12 +81,15 @@ def make_batches(
     config: dict,
     workers: int = 1,
     start_epoch: int = 0,
+    distillation=None,
 ):
     """A keras.utils.PyDataset of augmented training batches ``(images, one_hot, weights)``.
 
     Each epoch draws ``len(index)`` images with replacement, with the source-balanced ``probabilities``; one
     generator per batch, seeded from (seed, epoch, batch), so a run is reproducible whatever the worker order,
-    and a run resumed at ``start_epoch`` draws what an unbroken run draws from that epoch on.
+    and a run resumed at ``start_epoch`` draws what an unbroken run draws from that epoch on. With a
+    ``distillation`` (``training.distill.Distillation``) the samples are made at its sample size and a batch is
+    ``(student images, {"probs": one_hot, "soft": teacher soft targets}, weights)``.
     """
     import keras
 
@@ -95,6 +114,9 @@ def make_batches(
             rng = np.random.default_rng([config["seed"], self.epoch, b])
             images = np.stack([sample(int(index[r]), rng) for r in rows])
             y = labels[rows]
+            if distillation is not None:
+                images, soft = distillation(images)
+                return images, {"probs": np.eye(n_classes, dtype=np.float32)[y], "soft": soft}, class_weights[y]
             return images, np.eye(n_classes, dtype=np.float32)[y], class_weights[y]
 
         def on_epoch_end(self):
@@ -141,11 +163,16 @@ def model_from_config(config: dict, weights: str | None = None):
     )
 
 
-def save_inference_model(model, config: dict, path: Path) -> None:
-    """Save the trained layers without optimizer state (a third of the size), loadable on any backend."""
+def inference_model(model, config: dict):
+    """The trained layers as the plain one-output classifier, without optimizer (or distillation) parts."""
     clean = model_from_config(config)
     clean.set_weights(model.get_weights())
-    clean.save(path)
+    return clean
+
+
+def save_inference_model(model, config: dict, path: Path) -> None:
+    """Save the trained layers without optimizer state (a third of the size), loadable on any backend."""
+    inference_model(model, config).save(path)
 
 
 def load_data(config: dict, limit: int | None = None, pack=None):
@@ -267,8 +294,21 @@ def compile_model(config: dict, steps: int, resuming: bool):
         schedule, weight_decay=config["weight_decay"], use_ema=bool(ema), ema_momentum=ema or 0.99
     )
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    if config.get("distill"):
+        from training.distill import check_distill, distill_losses, distill_model
+
+        section = check_distill(config["distill"])
+        model = distill_model(model, section["temperature"])
+        model.compile(optimizer=optimizer, **distill_losses(section, loss))
+    else:
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model, weights
+
+
+def predict_probs(model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities of ``x`` (the ``probs`` output of a distilled student's two)."""
+    out = model.predict(x, batch_size=64, verbose=0)
+    return out["probs"] if isinstance(out, dict) else out
 
 
 def epochs_done(out: Path) -> int:
@@ -296,7 +336,7 @@ def make_callbacks(config: dict, data: TrainingData, out: Path, budget_s: float 
 
     class EpochReport(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            metrics = val_metrics(data, self.model.predict(data.x_val, batch_size=64, verbose=0))
+            metrics = val_metrics(data, predict_probs(self.model, data.x_val))
             elapsed = round(seconds_before + time.time() - started, 1)
             metrics.update(epoch=epoch + 1, loss=float(logs["loss"]), elapsed_s=elapsed)
             with (out / "epochs.jsonl").open("a") as handle:
@@ -396,7 +436,7 @@ def finish(model, config: dict, data: TrainingData, out: Path, train_seconds: fl
 
     # fit() ends by writing the EMA weights into the model (when EMA is on): that is the model saved.
     save_inference_model(model, config, out / "model.keras")
-    probs = model.predict(data.x_val, batch_size=64, verbose=0)
+    probs = predict_probs(model, data.x_val)
     np.savez_compressed(
         out / "val_probs.npz",
         image_ids=np.array(data.val.image_ids),
@@ -436,6 +476,7 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
     log.info("data ready in %.0f s", time.time() - started)
     steps = int(np.ceil(len(data.train) / config["batch_size"]))
     model, weights = compile_model(pack.with_weights(config) if pack else config, steps, resuming)
+    distillation, sample = prepare_distillation(config, data) if config.get("distill") else (None, data.sample)
     if resuming:
         trim_records(out, done)
         log.info("resuming %s after epoch %d of %d", out, done, config["epochs"])
@@ -453,8 +494,8 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
         log.info("time budget %.0f s is shorter than one epoch so far (%.0f s): nothing to do", budget_s, before / done)
         return EXIT_STOPPED
     batches = make_batches(
-        data.sample, data.train_index, data.train.labels, data.probabilities, data.class_weights, config,
-        workers=workers, start_epoch=done,
+        sample, data.train_index, data.train.labels, data.probabilities, data.class_weights, config,
+        workers=workers, start_epoch=done, distillation=distillation,
     )  # fmt: skip
     model.fit(
         batches,
@@ -476,14 +517,56 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
     return 0
 
 
+def load_backup(config: dict, out: Path):
+    """The compiled model of the run in ``out`` with its latest backup loaded: weights and optimizer (EMA) state."""
+    model, _ = compile_model(config, steps=1, resuming=True)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(out / RESUME_DIR / "latest.weights.h5")
+    return model
+
+
+def ema_model(run: Path):
+    """The float model of a run's latest backup with its EMA weights (raw weights when it has no EMA), in memory.
+
+    The model ``--materialize`` writes as ``ema.keras`` (``checkpoint.keras`` without EMA); a distilled
+    student's teachers are loaded so, and nothing is written into their run folders.
+    """
+    recorded = json.loads((run / "config.json").read_text())
+    config = {k: v for k, v in recorded.items() if k not in RECORDED_KEYS}
+    model = load_backup(config, run)
+    if config.get("ema"):
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    return inference_model(model, config)
+
+
+def prepare_distillation(config: dict, data: TrainingData):
+    """The teachers of ``config["distill"]`` and a sample maker at the largest input size of student and teachers.
+
+    Records the teachers' SHA-256s in ``config["distill"]["sha256"]`` (a new run writes them into config.json;
+    a resumed run checks its teachers against them).
+    """
+    from training.classifier_data import SampleMaker
+    from training.distill import Distillation, check_distill, load_teachers
+
+    section = check_distill(config["distill"])
+    teachers = load_teachers(section, ema_model, resolve)
+    config["distill"] = {**config["distill"], "sha256": [teacher.sha256 for teacher in teachers]}
+    for teacher in teachers:
+        log.info("teacher %s: %d px, backup SHA-256 %s", teacher.run, teacher.input_size, teacher.sha256)
+    distillation = Distillation(teachers, tuple(section["views"]), section["temperature"], config["input_size"])
+    log.info(
+        "distilling at T=%g, alpha %g, from %d teacher(s) x %d views; samples made at %d px",
+        section["temperature"], section["alpha"], len(teachers), len(distillation.views), distillation.sample_size,
+    )  # fmt: skip
+    return distillation, SampleMaker(data.sample.images, {**config, "input_size": distillation.sample_size})
+
+
 def materialize(config: dict, out: Path) -> None:
     """Write the backed-up weights as loadable models: raw (``checkpoint.keras``) and EMA (``ema.keras``).
 
     A committed run holds only its backup (``resume/``); this recreates the models from it on a new machine.
     """
-    model, _ = compile_model(config, steps=1, resuming=True)
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(out / RESUME_DIR / "latest.weights.h5")
+    model = load_backup(config, out)
     save_inference_model(model, config, out / "checkpoint.keras")
     if config.get("ema"):
         model.optimizer.finalize_variable_values(model.trainable_variables)
