@@ -92,9 +92,9 @@ CANDIDATE ?=
 CANDIDATE_SPLIT ?= training/runs/classifier/split.json
 CANDIDATE_ARG = --model "role=candidate,name=candidate,path=$(CANDIDATE),trained_on=$(CANDIDATE_SPLIT)"
 # TEACHER=RUN (a copy of a teacher run after `python -m training.train_classifier --materialize RUN`) adds its
-# EMA weights as an informational row (float, one view; it never ships).
+# raw weights (those its per-epoch record scores) as an informational row (float, one view; it never ships).
 TEACHER ?=
-TEACHER_ARG = --model "role=reference,name=teacher (float; EMA),path=$(TEACHER),weights=ema,trained_on=$(TEACHER)/split.json"
+TEACHER_ARG = --model "role=reference,name=teacher (float; raw weights),path=$(TEACHER),weights=raw,trained_on=$(TEACHER)/split.json"
 PREDECESSOR_B_COMMIT := c94c3c2
 compare-classifiers: setup-train
 	mkdir -p $(COMPARE_DIR)/predecessor-b

@@ -32,6 +32,7 @@ difference, and the rule's decision with every figure. Writes ``--json`` and ``-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -483,6 +484,13 @@ def model_metrics(scored: Scored, sets: Sequence[EvalSet], lesion_of: dict[str, 
     return out
 
 
+def widen_to_lesions(scored: Scored, lesion_of: dict[str, str]) -> Scored:
+    """``scored`` with every image of a lesion it trained on counted as trained on (``--exclude lesions``)."""
+    lesions = frozenset(lesion_of[i] for i in scored.trained if i in lesion_of)
+    widened = scored.trained | {image_id for image_id, lesion in lesion_of.items() if lesion in lesions}
+    return dataclasses.replace(scored, trained=frozenset(widened))
+
+
 def same_lesion_count(item: EvalSet, rows: np.ndarray, trained_lesions: frozenset[str], lesion_of: dict) -> int:
     """Images kept whose lesion the model trained on through another image (reported; the rule counts images)."""
     return int(sum(lesion_of.get(item.image_ids[i]) in trained_lesions for i in np.flatnonzero(rows)))
@@ -616,6 +624,10 @@ def run_comparison(
     return Comparison(models, comparisons, decisions, ships)
 
 
+EXCLUDE = {
+    "images": "the images each model trained on (the rule's reading)",
+    "lesions": "every image of a lesion each model trained on (stricter than the rule: a sensitivity check)",
+}
 RULE_READINGS = [
     "A resample 'lacks a benign image' when it has no non-melanoma image: the melanoma AUC's negative class is "
     "everything but melanoma.",
@@ -647,6 +659,7 @@ def build_report(args: argparse.Namespace, sets: Sequence[EvalSet], result: Comp
             for s in sets
         },  # fmt: skip
         "split": shown_path(Path(args.split)),
+        "exclude": EXCLUDE[args.exclude],
         "crop": "expert-mask box grown by the config's val_margin (crop_with_margin), then the model's resize and profile",
         "bootstrap": {
             "resamples": RESAMPLES,
@@ -733,7 +746,8 @@ def markdown(report: dict) -> str:
     for m in report["models"]:
         lines.append(f"- **{m['name']}** ({m['role']}): `{m['file']}` (sha256 {m['sha256'][:12]}…), {m['kind']}; "
                      f"views {m['views']}; {m['scores']}; threshold {m['threshold']}; trained on `{m['trained_on']}`.")  # fmt: skip
-    lines += ["", "Figures of each model are on the images it did not train on ('left out' counts the others).", ""]
+    lines += ["", f"Left out of each model's figures and of each comparison: {report['exclude']} ('left out' counts "
+              "them; 'same_lesion_trained' in the JSON counts kept images of lesions the model trained on).", ""]  # fmt: skip
     lines += markdown_models(report) + markdown_comparisons(report) + markdown_decisions(report)
     lines += ["## Readings of the rule", ""] + [f"- {r}" for r in report["rule_readings"]] + [""]
     if report["notes"]:
@@ -749,12 +763,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--model", action="append", required=True, help="key=value,... (repeatable; see above)")
+    parser.add_argument("--model", action="append", required=True, help="key=value,... (repeatable; see below)")
     parser.add_argument("--split", default=str(RUNS / "classifier" / "split.json"), help="split.json (its val decides)")
     parser.add_argument("--config", help="the run config that made the split (default: config.json beside it)")
     parser.add_argument("--ph2", default=str(DATA / "ph2"), help="PH2 folder (images/, masks/, labels.csv)")
     parser.add_argument("--no-external", action="store_true", help="leave out PH2 and the held-out third")
     parser.add_argument("--cache", help="keep each model's scores here (keyed by its SHA-256) and reuse them")
+    parser.add_argument(
+        "--exclude", choices=("images", "lesions"), default="images",
+        help="leave out the images a model trained on (the rule), or every image of a lesion it trained on",
+    )  # fmt: skip
     parser.add_argument("--note", action="append", default=[], help="a sentence for the report (repeatable)")
     parser.add_argument("--json", required=True, help="write the JSON summary here")
     parser.add_argument("--markdown", required=True, help="write the Markdown summary here")
@@ -776,6 +794,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets, lesion_of = load_sets(split, config, None if args.no_external else Path(args.ph2))
         cache = Path(args.cache) if args.cache else None
         scored = [score(entry, sets, cache) for entry in entries]
+        if args.exclude == "lesions":
+            scored = [widen_to_lesions(m, lesion_of) for m in scored]
         result = run_comparison(scored, sets, lesion_of)
     except (CompareError, FileNotFoundError) as error:
         print(f"compare_classifiers: {error}", file=sys.stderr)

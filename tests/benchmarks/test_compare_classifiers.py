@@ -200,3 +200,28 @@ def test_a_candidate_needs_a_predecessor_and_names_are_unique(tmp_path):
         cc.check_entries([entry])
     with pytest.raises(cc.CompareError, match="unique"):
         cc.check_entries([entry, entry])
+
+
+def test_excluding_by_lesion_leaves_out_every_image_of_a_trained_lesion():
+    item = make_set()
+    model = scored("old", "predecessor", item, 2.0, trained=item.image_ids[:1])
+    lesion_of = {image_id: "L0" if image_id in item.image_ids[:3] else image_id for image_id in item.image_ids}
+    widened = cc.widen_to_lesions(model, lesion_of)
+    assert widened.trained == frozenset(item.image_ids[:3])
+    figures = cc.model_metrics(widened, [item], lesion_of)[item.name]["ham10000"]
+    assert figures["n"] == N_PER_SOURCE - 3 and figures["same_lesion_trained"] == 0
+
+
+def test_the_report_names_the_decision_and_labels_a_dry_run():
+    import argparse
+
+    item = make_set()
+    predecessor = scored("old", "predecessor", item, 1.0, seed=2)
+    dry = scored("mock", "dry-run", item, 1.0, seed=2)
+    for model in (predecessor, dry):
+        model.record.update(file="m.tflite", sha256="0" * 64, kind="INT8", views=["identity"], scores="calibrated")
+    result = cc.run_comparison([predecessor, dry], [item], {}, 20)
+    args = argparse.Namespace(split="split.json", note=["a note"], exclude="images")
+    text = cc.markdown(cc.build_report(args, [item], result, 1.0))
+    assert "**mock** (DRY RUN, not a candidate): fails the rule" in text
+    assert "Ships: no candidate" in text and "- a note" in text
