@@ -745,7 +745,8 @@ def markdown(report: dict) -> str:
     lines += ["## Models", ""]
     for m in report["models"]:
         lines.append(f"- **{m['name']}** ({m['role']}): `{m['file']}` (sha256 {m['sha256'][:12]}…), {m['kind']}; "
-                     f"views {m['views']}; {m['scores']}; threshold {m['threshold']}; trained on `{m['trained_on']}`.")  # fmt: skip
+                     f"views {m['views']}; {m['scores']}; threshold {m['threshold']}; trained on `{m['trained_on']}`"
+                     + (f"; epochs done {m['epochs_done']}." if m.get("epochs_done") else "."))  # fmt: skip
     lines += ["", f"Left out of each model's figures and of each comparison: {report['exclude']} ('left out' counts "
               "them; 'same_lesion_trained' in the JSON counts kept images of lesions the model trained on).", ""]  # fmt: skip
     lines += markdown_models(report) + markdown_comparisons(report) + markdown_decisions(report)
