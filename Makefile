@@ -8,7 +8,7 @@ EDGESKIN := .venv/bin/edgeskin
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-dev setup-train demo test test-wheel test-slow test-arm64 lint bench report report-reference \
-	ship-classifier ship-detector ship-card clean
+	ship-classifier ship-detector ship-card compare-classifiers clean
 
 setup:
 	scripts/install.sh runtime
@@ -82,6 +82,30 @@ train-%: setup-train
 	  $(PYTHON) -m training.train_classifier --config training/configs/$*.json --out training/runs/$* \
 	    --time-budget $(TRAIN_BUDGET); \
 	fi
+
+# The classifier ship rule (docs/ship-rule.md) applied: predecessor A (shipped, as deployed), predecessor B (the
+# HAM10000-only model of c94c3c2, extracted to a temporary folder; its step-shaped calibration is refused today,
+# so its logits are scored) and A's one-view variant as a dry run of the rule; CANDIDATE=path/to/model.tflite adds
+# a candidate (CANDIDATE_SPLIT: the split whose train images it trained on). Figures and the decision: $(COMPARE_DIR)/compare.{json,md}.
+COMPARE_DIR ?= artifacts/compare
+CANDIDATE ?=
+CANDIDATE_SPLIT ?= training/runs/classifier/split.json
+CANDIDATE_ARG = --model "role=candidate,name=candidate,path=$(CANDIDATE),trained_on=$(CANDIDATE_SPLIT)"
+# TEACHER=RUN (a copy of a teacher run after `python -m training.train_classifier --materialize RUN`) adds its
+# raw weights (those its per-epoch record scores) as an informational row (float, one view; it never ships).
+TEACHER ?=
+TEACHER_ARG = --model "role=reference,name=teacher (float; raw weights),path=$(TEACHER),weights=raw,trained_on=$(TEACHER)/split.json"
+PREDECESSOR_B_COMMIT := c94c3c2
+compare-classifiers: setup-train
+	mkdir -p $(COMPARE_DIR)/predecessor-b
+	git show $(PREDECESSOR_B_COMMIT):edgeskin/models/edgeskin-mnv2-cls.tflite > $(COMPARE_DIR)/predecessor-b/edgeskin-mnv2-cls.tflite
+	git show $(PREDECESSOR_B_COMMIT):edgeskin/models/edgeskin-mnv2-cls.json > $(COMPARE_DIR)/predecessor-b/edgeskin-mnv2-cls.json
+	$(PYTHON) -m benchmarks.compare_classifiers \
+	  --model "role=predecessor,name=A (shipped),path=edgeskin/models/edgeskin-mnv2-cls.tflite,trained_on=training/runs/classifier/split.json" \
+	  --model "role=predecessor,name=B (HAM10000-only; logits),path=$(COMPARE_DIR)/predecessor-b/edgeskin-mnv2-cls.tflite,scores=logits,trained_on=training/runs/classifier-ham7/split.json" \
+	  --model "role=dry-run,name=A one view (DRY RUN),path=edgeskin/models/edgeskin-mnv2-cls.tflite,views=1,trained_on=training/runs/classifier/split.json" \
+	  $(if $(CANDIDATE),$(CANDIDATE_ARG)) $(if $(TEACHER),$(TEACHER_ARG)) \
+	  --json $(COMPARE_DIR)/compare.json --markdown $(COMPARE_DIR)/compare.md
 
 clean:
 	rm -rf .venv demo-output .pytest_cache test-artifacts
