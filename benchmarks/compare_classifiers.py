@@ -163,7 +163,8 @@ def load_sets(split_path: Path, config_path: Path, ph2_dir: Path | None) -> tupl
     if ph2_dir is not None:
         sets += external(config, split, data, ph2_dir)
     for item in sets:
-        counts = dict(zip(*np.unique(item.sources, return_counts=True), strict=True))
+        names, numbers = np.unique(item.sources, return_counts=True)
+        counts = dict(zip(names.tolist(), numbers.tolist(), strict=True))
         log.info("%s: %d images %s", item.name, len(item.image_ids), counts)
     return sets, dict(zip(data.image_ids, data.groups, strict=True))
 
