@@ -20,7 +20,6 @@ Loss: ``(1 - alpha) * cross-entropy(labels)`` (the trainer's usual loss, class-w
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +29,17 @@ import numpy as np
 
 from edgeskin.core.geometry import resize_to_input
 from edgeskin.core.views import check_views, view_into
+from edgeskin.runtime.spec import sha256_file
 
-# The shipped classifier's test-time views (edgeskin/models/edgeskin-mnv2-cls.json "tta"), the default.
-DEPLOYED_VIEWS = ("identity", "hflip", "vflip", "rot180")
+
+def deployed_views() -> tuple[str, ...]:
+    """The shipped classifier's test-time views (its spec's ``tta``): the default ``distill.views``."""
+    from edgeskin.models import default_classifier_path
+    from edgeskin.runtime.spec import load_spec, spec_path_for
+
+    return load_spec(spec_path_for(default_classifier_path())).tta
+
+
 SOFT_OUTPUT = "soft"
 
 
@@ -53,18 +60,10 @@ def check_distill(section: dict) -> dict:
     if not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
         raise ValueError(f"distill.alpha: expected a weight in [0, 1], got {alpha!r}")
     try:
-        views = check_views(section.get("views", DEPLOYED_VIEWS))
+        views = check_views(section["views"] if "views" in section else deployed_views())
     except ValueError as error:  # ConfigError is a ValueError
         raise ValueError(f"distill.views: {error}") from None
     return {**section, "views": list(views), "temperature": float(temperature), "alpha": float(alpha)}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def load_teachers(section: dict, restore: Callable[[Path], object], resolve: Cal
         backup = run / "resume" / "latest.weights.h5"
         if not backup.is_file():
             raise ValueError(f"distill.teachers: {run} has no backup ({backup.name}); is it a training run folder?")
-        sha = file_sha256(backup)
+        sha = sha256_file(backup)
         if recorded is not None and (len(recorded) != len(section["teachers"]) or recorded[i] != sha):
             raise ValueError(
                 f"distill: teacher {name} changed since this student started (SHA-256 {sha[:12]}, "

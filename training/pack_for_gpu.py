@@ -48,6 +48,7 @@ import numpy as np
 from edgeskin.datasets import LabelledImages
 from edgeskin.image import read_image
 from edgeskin.labels import DX8_CLASSES
+from edgeskin.runtime.spec import sha256_file
 from training.classifier_data import CropImages
 
 log = logging.getLogger("pack_for_gpu")
@@ -147,16 +148,12 @@ def images_record(sel: Selection, frames: CropImages, parts: list[str]) -> dict:
     }
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def frames_digest(folder: Path) -> tuple[int, int, str]:
     """Count, bytes and one SHA-256 over the sorted ``name sha256`` lines of the frames."""
     digest = hashlib.sha256()
     count = size = 0
     for path in sorted(folder.glob("*.webp")):
-        digest.update(f"{path.name} {sha256(path)}\n".encode())
+        digest.update(f"{path.name} {sha256_file(path)}\n".encode())
         count += 1
         size += path.stat().st_size
     return count, size, digest.hexdigest()
@@ -225,7 +222,7 @@ def build(config: dict, config_name: str, out: Path, options: argparse.Namespace
         "frame_size": list(np.asarray(frames.frames[0]).shape[1::-1]),
         "weights": weights,
         "frames": {"count": count, "bytes": size, "sha256": digest, "per_source": per_source, "parts": stats},
-        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": sha256(out / name)} for name in files},
+        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": sha256_file(out / name)} for name in files},
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     manifest["total_bytes"] = size + sum(f["bytes"] for f in manifest["files"].values())
@@ -315,7 +312,7 @@ def verify(root: Path) -> dict:
         file = root / name
         if not file.is_file():
             raise ValueError(f"{root}: {name} is missing")
-        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+        if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
             raise ValueError(f"{root}: {name} differs from the manifest (size or SHA-256): rebuild the pack")
     count, size, digest = frames_digest(root / FRAMES)
     expected = manifest["frames"]

@@ -219,6 +219,8 @@ class LesionPipeline:
         self._classify_many = getattr(classifier, "classify_many", None)
         spec = getattr(classifier, "spec", None)
         spec_threshold = spec.malignant_threshold if spec is not None else None
+        # (height, width) of the classifier's input, for the context rule's upsampling; None without one.
+        self._input_size = getattr(getattr(spec, "input", None), "size", None)
         self.refer_threshold: float | None = refer_threshold if refer_threshold is not None else spec_threshold
         self.explainer: CamExplainer | None = None
         if cam:
@@ -442,9 +444,8 @@ class LesionPipeline:
         if rule is None or self.detector is None or not classified:
             return classified, ran
         frame_size = (frame.shape[1], frame.shape[0])
-        input_size = getattr(getattr(getattr(self.classifier, "spec", None), "input", None), "size", None)
         for j, (box, crop_box) in enumerate(zip(boxes, crop_boxes, strict=True)):
-            ran[j] = rule.triggers(*context_measures(box, crop_box, frame_size, input_size))
+            ran[j] = rule.triggers(*context_measures(box, crop_box, frame_size, self._input_size))
         if not any(ran):
             return classified, ran
         if rule.context == "frame":
