@@ -22,6 +22,8 @@ NO_LESION_FOUND = "no lesion found"
 NOT_SKIN = "no lesion found: this does not look like skin"
 NOTHING_STANDS_OUT = "no lesion found: nothing in the box stands out from the skin"
 DETECTOR_UNSURE = "detector unsure: check that the box is on the lesion"
+# Shown with a lesion whose answer combines its crop with a context view (Lesion.context_view).
+CONTEXT_VIEW = "context view: a wider view of the lesion was classified as well, and the answer combines both"
 RETAKE_ADVICE: Mapping[str, str] = MappingProxyType(
     {
         NO_LESION_FOUND: "Centre the lesion, fill most of the frame, and take the picture again.",

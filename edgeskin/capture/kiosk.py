@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeskin.capture.live import LiveFrame, LiveLoop, LiveSummary, StillAnalysis, draw_result, render_live
 from edgeskin.errors import ConfigError, MissingExtraError
-from edgeskin.results import DETECTOR_UNSURE, RETAKE_ADVICE, PipelineResult
+from edgeskin.results import CONTEXT_VIEW, DETECTOR_UNSURE, RETAKE_ADVICE, PipelineResult
 from edgeskin.roles import PipelineRole
 
 __all__ = ["NOTICE", "KioskApp", "run_kiosk", "import_tk", "fit_image", "to_photo_data"]
@@ -81,16 +81,21 @@ def _diagnosis_text(live: LiveFrame) -> str:
     s = live.smoothed
     lesions = live.entry.get("lesions") or []
     main = live.entry.get("main_lesion")
-    unsure = main is not None and main < len(lesions) and bool(lesions[main].get("detector_unsure"))
+    shown = lesions[main] if main is not None and main < len(lesions) else {}
     top = sorted(s.dx.items(), key=lambda kv: -kv[1])[:3]
     lines = [f"{s.label}  {s.dx[s.label]:.0%}", "  ".join(f"{k} {v:.0%}" for k, v in top[1:])]
     if np.isfinite(s.malignant):
         lines.append(f"malignant {s.malignant:.0%}")
     if s.refer:
         lines.append("Please show this lesion to a doctor.")
-    if unsure:
-        lines.append(DETECTOR_UNSURE[:1].upper() + DETECTOR_UNSURE[1:] + ".")
+    lines += _flag_lines(bool(shown.get("detector_unsure")), bool(shown.get("context_view")))
     return "\n".join(lines)
+
+
+def _flag_lines(detector_unsure: bool, context_view: bool) -> list[str]:
+    """The notes that go with an answered lesion: the detector's doubt, and a combined context view."""
+    notes = [DETECTOR_UNSURE] * detector_unsure + [CONTEXT_VIEW] * context_view
+    return [note[:1].upper() + note[1:] + "." for note in notes]
 
 
 def _still_text(still: StillAnalysis) -> str:
@@ -102,9 +107,7 @@ def _still_text(still: StillAnalysis) -> str:
     text = f"Still: {lesion.label} {float(lesion.dx.probabilities.max()):.0%}, malignant {float(lesion.malignant):.0%}"
     if lesion.refer:
         text += "\nPlease show this lesion to a doctor."
-    if lesion.detector_unsure:
-        text += "\n" + DETECTOR_UNSURE[:1].upper() + DETECTOR_UNSURE[1:] + "."
-    return text
+    return "\n".join([text, *_flag_lines(lesion.detector_unsure, lesion.context_view)])
 
 
 @dataclass

@@ -80,7 +80,7 @@ def _document(path: str, result: Any) -> dict[str, Any]:
 
 def _print_human(path: str, result: Any) -> None:
     from edgeskin.labels import DX_NAMES
-    from edgeskin.results import RETAKE_ADVICE
+    from edgeskin.results import CONTEXT_VIEW, RETAKE_ADVICE
 
     width, height = result.image_size
     count = len(result.lesions)
@@ -98,7 +98,7 @@ def _print_human(path: str, result: Any) -> None:
         group = lesion.group.top_k(1)[0]
         flag = "REFER to a doctor" if lesion.refer else "not flagged"
         unsure = "  (detector unsure: check that the box is on the lesion)" if lesion.detector_unsure else ""
-        context = "  (crop and context view combined)" if lesion.context_view else ""
+        context = f"  ({CONTEXT_VIEW})" if lesion.context_view else ""
         print(f"  #{i} box [{x0}, {y0}, {x1}, {y1}]  detector score {lesion.score:.2f}{unsure}{context}")
         print(f"     {DX_NAMES.get(dx[0][0], dx[0][0])} ({dx[0][0]}) {dx[0][1]:.2f}   others: "
               + ", ".join(f"{name} {p:.2f}" for name, p in dx[1:]))  # fmt: skip

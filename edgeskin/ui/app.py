@@ -19,6 +19,7 @@ import streamlit as st
 from edgeskin.annotate import annotate, lesion_crop_heatmap
 from edgeskin.errors import EdgeskinError, NoDefaultModelError
 from edgeskin.labels import DX_NAMES
+from edgeskin.results import CONTEXT_VIEW
 from edgeskin.ui import launch
 
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
@@ -104,6 +105,8 @@ def _summary(index: int, lesion: Any, pipeline: Any) -> None:
         f"Group **{lesion.group.label}** ({group_p:.0%}) · malignant probability {lesion.malignant:.0%} · "
         f"detector confidence {lesion.score:.0%}{' (unsure)' if lesion.detector_unsure else ''}"
     )
+    if lesion.context_view:
+        st.caption(CONTEXT_VIEW[:1].upper() + CONTEXT_VIEW[1:] + ".")
     if lesion.refer:
         spec = launch.classifier_spec(pipeline)
         threshold = spec.malignant_threshold if spec is not None else None

@@ -12,6 +12,7 @@ from edgeskin.capture.live import LiveLoop, StillAnalysis
 from edgeskin.capture.sources import Frame, SourceBase
 from edgeskin.labels import DX_CLASSES
 from edgeskin.results import (
+    CONTEXT_VIEW,
     DETECTOR_UNSURE,
     NO_LESION_FOUND,
     NOTHING_STANDS_OUT,
@@ -49,8 +50,8 @@ class _Classifier:
 
 
 class _Detector:
-    def __init__(self, score: float) -> None:
-        self.detections = Detections(np.array([[40, 40, 200, 180]], np.float32), [score], [0])
+    def __init__(self, score: float, box=(40, 40, 200, 180)) -> None:
+        self.detections = Detections(np.array([box], np.float32), [score], [0])
         self.spec = ModelSpec.from_dict(
             {"name": "d", "task": "detection", "input": {"size": [320, 320]}, "labels": ["lesion"],
              "outputs": {"predictions": "o"}, "layout": "yolo", "boxes": "xywh_normalized",
@@ -113,3 +114,17 @@ def test_kiosk_texts_show_the_reason_the_advice_and_the_flag():
     assert _diagnosis_text(live).endswith("Detector unsure: check that the box is on the lesion.")
     answered = StillAnalysis(image=np.zeros((4, 4, 3), np.uint8), result=pipeline(_lesion_frame()))
     assert _still_text(answered).endswith("Detector unsure: check that the box is on the lesion.")
+
+
+def test_kiosk_texts_note_a_combined_context_view():
+    note = CONTEXT_VIEW[:1].upper() + CONTEXT_VIEW[1:] + "."
+    large = LesionPipeline(_Classifier(), _Detector(0.9, box=(10, 10, 310, 230)), cam=False)
+    still = StillAnalysis(image=np.zeros((4, 4, 3), np.uint8), result=large(_lesion_frame()))
+    assert still.result.lesions[0].context_view
+    assert _still_text(still).endswith(note)
+    live = LiveLoop(_Frames([]), large, quality_gate=None, keep_records=True).process(
+        Frame(rgb=_lesion_frame(), timestamp=0.0, index=0)
+    )
+    assert _diagnosis_text(live).endswith(note)
+    small = LesionPipeline(_Classifier(), _Detector(0.9), cam=False)
+    assert note not in _still_text(StillAnalysis(image=np.zeros((4, 4, 3), np.uint8), result=small(_lesion_frame())))

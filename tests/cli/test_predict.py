@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edgeskin.cli import main
+from edgeskin.results import CONTEXT_VIEW
 
 
 def edgeskin(*args: str, cwd: Path | None = None, models_dir: Path | None = None) -> subprocess.CompletedProcess:
@@ -209,4 +210,4 @@ def test_the_context_view_is_shown_and_can_be_turned_off(shared_file, capsys):
     assert main(["predict", image, "--json", "--no-cam", "--threads", "1", "--no-context"]) == 0
     assert json.loads(capsys.readouterr().out)["lesions"][0]["context_view"] is False
     assert main(["predict", image, "--no-cam", "--threads", "1"]) == 0
-    assert "(crop and context view combined)" in capsys.readouterr().out
+    assert f"({CONTEXT_VIEW})" in capsys.readouterr().out

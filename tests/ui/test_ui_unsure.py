@@ -11,7 +11,7 @@ pytest.importorskip("streamlit", reason="the [ui] extra (streamlit) is not insta
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from edgeskin.results import DETECTOR_UNSURE, NOTHING_STANDS_OUT, RETAKE_ADVICE  # noqa: E402
+from edgeskin.results import CONTEXT_VIEW, DETECTOR_UNSURE, NOTHING_STANDS_OUT, RETAKE_ADVICE  # noqa: E402
 from edgeskin.ui import launch  # noqa: E402
 
 
@@ -71,3 +71,42 @@ def test_plain_skin_says_why_and_does_not_ask_to_fill_the_frame():
     assert any(RETAKE_ADVICE[NOTHING_STANDS_OUT] in text for text in infos)
     assert not any("fill most of the frame" in text for text in infos)
     assert not any(str(w.value).startswith("**Detector unsure") for w in at.warning)
+
+
+def _large_lesion_app():
+    import numpy as np
+    from ui_fakes import FakeClassifier
+
+    from edgeskin.results import Detections
+    from edgeskin.runtime.spec import ModelSpec
+    from edgeskin.tasks.pipeline import LesionPipeline
+    from edgeskin.ui.app import main
+
+    class LargeBoxDetector:  # a sure box over most of the frame: the default context rule classifies the frame too
+        spec = ModelSpec.from_dict(
+            {"name": "d", "task": "detection", "input": {"size": [320, 320]}, "labels": ["lesion"],
+             "outputs": {"predictions": "o"}, "layout": "yolo", "boxes": "xywh_normalized",
+             "thresholds": {"presence": 0.6, "unsure": 0.3}}
+        )  # fmt: skip
+
+        def detect(self, frame):
+            return Detections(np.array([[8, 6, 152, 114]], np.float32), [0.9], [0])
+
+        def close(self):
+            pass
+
+    main(load_pipeline=lambda: LesionPipeline(FakeClassifier(), LargeBoxDetector()))
+
+
+def test_the_page_says_when_a_context_view_was_combined():
+    frame = np.empty((120, 160, 3), np.uint8)
+    frame[:] = (205, 165, 145)
+    cv2.ellipse(frame, (80, 60), (70, 52), 0, 0, 360, (95, 60, 45), -1)
+    ok, png = cv2.imencode(".png", frame[..., ::-1])
+    at = AppTest.from_function(_large_lesion_app, default_timeout=120).run()
+    at.file_uploader[0].set_value([("frame.png", png.tobytes(), "image/png")]).run()
+    assert not at.exception
+    assert CONTEXT_VIEW[:1].upper() + CONTEXT_VIEW[1:] + "." in [str(c.value) for c in at.caption]
+    # and not on a small lesion's page
+    small = _upload(np.full((120, 160, 3), (205, 165, 145), np.uint8))
+    assert not any(str(c.value).startswith("Context view") for c in small.caption)
