@@ -24,6 +24,7 @@ from typing import Any
 
 from edgeskin.core.views import check_views
 from edgeskin.errors import ChecksumMismatchError, ConfigError, ModelError, SpecError
+from edgeskin.runtime._exports import EXPORTS as _RUNTIME_EXPORTS
 
 logger = logging.getLogger(__name__)
 
@@ -733,13 +734,5 @@ def load_third_party_classifier(
     return model, spec
 
 
-__all__ = [
-    "InputSpec",
-    "ModelSpec",
-    "load_model",
-    "load_spec",
-    "load_third_party_classifier",
-    "read_labels",
-    "sha256_file",
-    "spec_path_for",
-]
+# The names edgeskin.runtime exports from this module (one list, in edgeskin.runtime._exports).
+__all__ = list(_RUNTIME_EXPORTS["spec"])
