@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from edgeskin.runtime.interpreter import TFLiteModel, check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec, load_model
@@ -45,6 +46,21 @@ class BaseOptions:
         return load_model(
             self.model_path, self.spec, expected_task=task, num_threads=self.num_threads, delegate=self.delegate
         )
+
+
+def keyword_options(constructor: Callable[..., object], options: Any) -> dict[str, Any]:
+    """The fields of the ``options`` dataclass that ``constructor`` takes as keyword-only parameters, by name.
+
+    A task's ``create`` passes its options on with this, so each option is named in its options class and in the
+    constructor's signature, not a third time in between. Fields the constructor does not take (the model path, the
+    threads) are left to ``create``.
+    """
+    parameters = inspect.signature(constructor).parameters
+    return {
+        option.name: getattr(options, option.name)
+        for option in fields(options)
+        if option.name in parameters and parameters[option.name].kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 class _Closeable(Protocol):

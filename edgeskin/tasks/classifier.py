@@ -23,7 +23,7 @@ from edgeskin.runtime.spec import (
     ModelSpec,
     load_third_party_classifier,
 )
-from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
+from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error, keyword_options
 
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
@@ -158,9 +158,7 @@ class Classifier(ModelTask):
         else:
             model, spec = options.load_model("classification")
         with closed_on_error(model):
-            return cls(
-                model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta, batch=options.batch
-            )
+            return cls(model, spec, **keyword_options(cls, options))
 
     @classmethod
     def from_model(

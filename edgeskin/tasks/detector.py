@@ -23,7 +23,7 @@ from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec
-from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
+from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error, keyword_options
 
 __all__ = [
     "ClassicalDetector",
@@ -236,14 +236,7 @@ class Detector(ModelTask):
         """
         model, spec = options.load_model("detection")
         with closed_on_error(model):
-            return cls(
-                model,
-                spec,
-                confidence_threshold=options.confidence_threshold,
-                iou_threshold=options.iou_threshold,
-                max_det=options.max_det,
-                class_agnostic=options.class_agnostic,
-            )
+            return cls(model, spec, **keyword_options(cls, options))
 
     @classmethod
     def from_model(
