@@ -85,10 +85,29 @@ _Task = TypeVar("_Task", bound="ModelTask")
 
 class ModelTask:
     """Base of :class:`~edgeskin.tasks.classifier.Classifier` and :class:`~edgeskin.tasks.detector.Detector`:
-    a context manager that owns ``model`` (one :class:`TFLiteModel`) and knows its ``spec``."""
+    built from its options by :meth:`create`, a context manager that owns ``model`` (one :class:`TFLiteModel`) and
+    knows its ``spec``."""
 
     model: TFLiteModel
     spec: ModelSpec
+
+    @classmethod
+    def create(cls: type[_Task], options: BaseOptions) -> _Task:
+        """Open the model of ``options`` (the task's options class), check it against its spec and build the task
+        on it with every option its constructor takes (:func:`keyword_options`).
+
+        Raises:
+            ModelError: missing/corrupt model, checksum mismatch, a model of the other task, or tensors that
+                disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
+        """
+        model, spec = cls._open_model(options)
+        with closed_on_error(model):
+            return cls(model, spec, **keyword_options(cls, options))  # type: ignore[call-arg]
+
+    @classmethod
+    def _open_model(cls, options: Any) -> tuple[TFLiteModel, ModelSpec]:
+        """The task's model and spec, opened and checked against each other; each task says how."""
+        raise NotImplementedError
 
     def __enter__(self: _Task) -> _Task:
         return self
