@@ -184,6 +184,24 @@ def test_edge_task_latency_records_the_classifiers_batched_invokes():
     assert row["invoke_ms"]["p50"] < row["latency_ms"]["p50"]
 
 
+@pytest.mark.parametrize(
+    ("job", "model_index", "timed"), [("classifier-tflite", 0, "Classifier."), ("detector-tflite", 1, "Detector.")]
+)
+def test_an_edge_task_latency_job_times_its_task_on_the_shipped_model_over_the_images_it_reads(job, model_index, timed):
+    from dataclasses import replace
+
+    from tiny_models import shipped_model_paths
+
+    from edgeskin.report.latency import JOB_FUNCTIONS
+
+    image = np.random.default_rng(0).integers(0, 256, (200, 240, 3), np.uint8)
+    read: list[int] = []
+    quick = replace(JOB_FUNCTIONS[job], images=lambda given, count: read.append(count) or [image] * count)
+    row = quick(None, threads=1, runs=2, images=3)
+    assert read == [3] and row["latency_ms"]["n"] == 2 and row["threads"] == 1
+    assert row["model"] == shipped_model_paths()[model_index].name and row["timed"].startswith(timed)
+
+
 def test_the_pipeline_profile_times_every_piece_of_the_shipped_models():
     # benchmarks.profile_pipeline once decoded the detector's raw outputs as an in-graph layout and failed on the
     # shipped yolo_dfl model without any test noticing: a few runs of every piece, on the shipped models.

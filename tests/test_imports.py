@@ -86,6 +86,14 @@ def test_a_package_exports_each_name_from_the_submodule_its_table_names(package:
         namespace.no_such_name  # noqa: B018
 
 
+def test_the_runtime_spec_module_lists_as_public_the_names_the_package_exports_from_it() -> None:
+    import edgeskin.runtime as runtime
+    from edgeskin.runtime import spec
+
+    assert spec.__all__ == list(runtime._EXPORTS["spec"])
+    assert all(hasattr(spec, name) for name in spec.__all__)
+
+
 @pytest.mark.parametrize(
     ("package", "heavy"), [("edgeskin.core", "cv2"), ("edgeskin.core.boxes", "cv2"), ("edgeskin.runtime", "numpy")]
 )

@@ -52,14 +52,8 @@ def xywh_to_xyxy(xywh: ArrayLike) -> np.ndarray:
 
 
 def xyxy_to_xywh(xyxy: ArrayLike) -> np.ndarray:
-    """Convert corner boxes ``[x0, y0, x1, y1]`` to centre boxes ``[cx, cy, w, h]`` (YOLO convention).
-
-    Args:
-        xyxy: Boxes of shape (..., 4).
-
-    Returns:
-        float32 array of the same shape.
-    """
+    """The inverse of :func:`xywh_to_xyxy` (the same shapes, float32): corner boxes ``[x0, y0, x1, y1]`` to centre
+    boxes ``[cx, cy, w, h]``. There and back gives the boxes again, up to float32 rounding."""
     b = _as_boxes(xyxy, "xyxy")
     wh = b[..., 2:] - b[..., :2]
     return np.concatenate([b[..., :2] + wh / 2, wh], axis=-1)

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +124,42 @@ def _time_edge_task(
     )  # fmt: skip
 
 
-def job_classifier_tflite(
-    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
-) -> dict[str, Any]:
-    from edgeskin.tasks.classifier import Classifier
+@dataclass(frozen=True)
+class EdgeTaskJob:
+    """A latency job that times one edgeskin task on the shipped model (or ``--model``) over decoded real images.
 
-    path = Path(model) if model else models()[0]
-    return _time_edge_task(
-        Classifier, "classify_with_features", path, _ham_images(given, images), threads, runs,
-        "Classifier.classify_with_features on a decoded HAM10000 image: resize, profile, quantize, invoke, "
-        "dequantize, softmax",
-    )  # fmt: skip
+    Attributes:
+        task: The task class's name in :mod:`edgeskin.tasks` (imported when the job runs).
+        method: The timed method, called on one decoded RGB image.
+        shipped: The default model: its index in :func:`~edgeskin.report.common.models` (classifier, detector).
+        images: The decoded images, from the report's inputs and a count.
+        timed: What one timed call covers, written in the result.
+    """
+
+    task: str
+    method: str
+    shipped: int
+    images: Callable[[ReportInputs, int], list[np.ndarray]]
+    timed: str
+
+    def __call__(
+        self, given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
+    ) -> dict[str, Any]:
+        import edgeskin.tasks
+
+        task = getattr(edgeskin.tasks, self.task)
+        path = Path(model) if model else models()[self.shipped]
+        return _time_edge_task(task, self.method, path, self.images(given, images), threads, runs, self.timed)
+
+
+job_classifier_tflite = EdgeTaskJob(
+    task="Classifier",
+    method="classify_with_features",
+    shipped=0,
+    images=_ham_images,
+    timed="Classifier.classify_with_features on a decoded HAM10000 image: resize, profile, quantize, invoke, "
+    "dequantize, softmax",
+)
 
 
 def set_keras_threads(backend: str, threads: int) -> None:
@@ -185,16 +211,13 @@ def job_classifier_keras(
     )
 
 
-def job_detector_tflite(
-    given: ReportInputs, threads: int, runs: int, model: str | None = None, images: int = 20, **_: Any
-) -> dict[str, Any]:
-    from edgeskin.tasks.detector import Detector
-
-    path = Path(model) if model else models()[1]
-    return _time_edge_task(
-        Detector, "detect", path, _ph2_frames(given, images), threads, runs,
-        "Detector.detect on a decoded PH2 frame: letterbox, quantize, invoke, decode, NMS",
-    )  # fmt: skip
+job_detector_tflite = EdgeTaskJob(
+    task="Detector",
+    method="detect",
+    shipped=1,
+    images=_ph2_frames,
+    timed="Detector.detect on a decoded PH2 frame: letterbox, quantize, invoke, decode, NMS",
+)
 
 
 def job_detector_torch(

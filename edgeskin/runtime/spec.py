@@ -20,10 +20,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from edgeskin.core.views import check_views
 from edgeskin.errors import ChecksumMismatchError, ConfigError, ModelError, SpecError
+from edgeskin.runtime._exports import EXPORTS as _RUNTIME_EXPORTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -459,12 +463,7 @@ class ModelSpec:
         labels: str | Path | Sequence[str],
         mean: float | Sequence[float] = THIRD_PARTY_MEAN,
         std: float | Sequence[float] = THIRD_PARTY_STD,
-        *,
-        name: str | None = None,
-        resize: str = "stretch",
-        color_order: str = "RGB",
-        outputs_are: str | None = None,
-        output: str | None = None,
+        **spec_args: Unpack[ThirdPartySpecArgs],
     ) -> ModelSpec:
         """A spec for a classification ``.tflite`` that came without one.
 
@@ -490,9 +489,18 @@ class ModelSpec:
         from edgeskin.runtime.interpreter import TFLiteModel
 
         with TFLiteModel.from_file(model_path) as model:
-            return _third_party_spec(
-                model, Path(model_path), labels, mean, std, name, resize, color_order, outputs_are, output
-            )
+            return _third_party_spec(model, Path(model_path), labels, mean, std, **spec_args)
+
+
+class ThirdPartySpecArgs(TypedDict, total=False):
+    """The optional keyword arguments that say how to feed and read a classifier that came without a spec, taken
+    by :meth:`ModelSpec.for_third_party_classifier` (which documents them) and :func:`load_third_party_classifier`."""
+
+    name: str | None
+    resize: str
+    color_order: str
+    outputs_are: str | None
+    output: str | None
 
 
 def _third_party_spec(
@@ -501,11 +509,12 @@ def _third_party_spec(
     labels: str | Path | Sequence[str],
     mean: Any,
     std: Any,
-    name: str | None,
-    resize: str,
-    color_order: str,
-    outputs_are: str | None,
-    output: str | None,
+    *,
+    name: str | None = None,
+    resize: str = "stretch",
+    color_order: str = "RGB",
+    outputs_are: str | None = None,
+    output: str | None = None,
 ) -> ModelSpec:
     label_list = read_labels(labels) if isinstance(labels, (str, Path)) else tuple(labels)
     shape = model.input.shape
@@ -710,11 +719,7 @@ def load_third_party_classifier(
     *,
     num_threads: int | None = None,
     delegate: str = "cpu",
-    name: str | None = None,
-    resize: str = "stretch",
-    color_order: str = "RGB",
-    outputs_are: str | None = None,
-    output: str | None = None,
+    **spec_args: Unpack[ThirdPartySpecArgs],
 ) -> tuple[Any, ModelSpec]:
     """Open a third-party classifier without a spec; see :meth:`ModelSpec.for_third_party_classifier`.
 
@@ -726,20 +731,12 @@ def load_third_party_classifier(
     path = Path(model_path)
     model = TFLiteModel.from_file(path, num_threads=num_threads, delegate=delegate)  # type: ignore[arg-type]
     try:
-        spec = _third_party_spec(model, path, labels, mean, std, name, resize, color_order, outputs_are, output)
+        spec = _third_party_spec(model, path, labels, mean, std, **spec_args)
     except BaseException:
         model.close()
         raise
     return model, spec
 
 
-__all__ = [
-    "InputSpec",
-    "ModelSpec",
-    "load_model",
-    "load_spec",
-    "load_third_party_classifier",
-    "read_labels",
-    "sha256_file",
-    "spec_path_for",
-]
+# The names edgeskin.runtime exports from this module (one list, in edgeskin.runtime._exports).
+__all__ = list(_RUNTIME_EXPORTS["spec"])

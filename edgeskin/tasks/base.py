@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from edgeskin.runtime.interpreter import TFLiteModel, check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec, load_model
@@ -47,6 +48,21 @@ class BaseOptions:
         )
 
 
+def keyword_options(constructor: Callable[..., object], options: Any) -> dict[str, Any]:
+    """The fields of the ``options`` dataclass that ``constructor`` takes as keyword-only parameters, by name.
+
+    A task's ``create`` passes its options on with this, so each option is named in its options class and in the
+    constructor's signature, not a third time in between. Fields the constructor does not take (the model path, the
+    threads) are left to ``create``.
+    """
+    parameters = inspect.signature(constructor).parameters
+    return {
+        option.name: getattr(options, option.name)
+        for option in fields(options)
+        if option.name in parameters and parameters[option.name].kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
 class _Closeable(Protocol):
     def close(self) -> None: ...
 
@@ -69,10 +85,29 @@ _Task = TypeVar("_Task", bound="ModelTask")
 
 class ModelTask:
     """Base of :class:`~edgeskin.tasks.classifier.Classifier` and :class:`~edgeskin.tasks.detector.Detector`:
-    a context manager that owns ``model`` (one :class:`TFLiteModel`) and knows its ``spec``."""
+    built from its options by :meth:`create`, a context manager that owns ``model`` (one :class:`TFLiteModel`) and
+    knows its ``spec``."""
 
     model: TFLiteModel
     spec: ModelSpec
+
+    @classmethod
+    def create(cls: type[_Task], options: BaseOptions) -> _Task:
+        """Open the model of ``options`` (the task's options class), check it against its spec and build the task
+        on it with every option its constructor takes (:func:`keyword_options`).
+
+        Raises:
+            ModelError: missing/corrupt model, checksum mismatch, a model of the other task, or tensors that
+                disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
+        """
+        model, spec = cls._open_model(options)
+        with closed_on_error(model):
+            return cls(model, spec, **keyword_options(cls, options))  # type: ignore[call-arg]
+
+    @classmethod
+    def _open_model(cls, options: Any) -> tuple[TFLiteModel, ModelSpec]:
+        """The task's model and spec, opened and checked against each other; each task says how."""
+        raise NotImplementedError
 
     def __enter__(self: _Task) -> _Task:
         return self

@@ -23,7 +23,7 @@ from edgeskin.runtime.spec import (
     ModelSpec,
     load_third_party_classifier,
 )
-from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
+from edgeskin.tasks.base import BaseOptions, ModelTask
 
 __all__ = ["Classifier", "ClassifierOptions", "softmax"]
 
@@ -139,15 +139,11 @@ class Classifier(ModelTask):
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def create(cls, options: ClassifierOptions) -> Classifier:
-        """Open the model of ``options`` and check it against its spec.
-
-        Raises:
-            ModelError: missing/corrupt model, checksum mismatch, a detection model, or tensors that
-                disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
-        """
+    def _open_model(cls, options: ClassifierOptions) -> tuple[TFLiteModel, ModelSpec]:
+        """The model with its spec, or with one built from ``options.labels``, ``mean`` and ``std`` (a third-party
+        classifier); :meth:`create` builds the classifier on it."""
         if options.labels is not None:
-            model, spec = load_third_party_classifier(
+            return load_third_party_classifier(
                 options.model_path,
                 options.labels,
                 THIRD_PARTY_MEAN if options.mean is None else options.mean,
@@ -155,12 +151,7 @@ class Classifier(ModelTask):
                 num_threads=options.num_threads,
                 delegate=options.delegate,
             )
-        else:
-            model, spec = options.load_model("classification")
-        with closed_on_error(model):
-            return cls(
-                model, spec, apply_preprocessing=options.apply_preprocessing, tta=options.tta, batch=options.batch
-            )
+        return options.load_model("classification")
 
     @classmethod
     def from_model(

@@ -23,7 +23,7 @@ from edgeskin.image import require_rgb_uint8
 from edgeskin.results import Detections
 from edgeskin.runtime.interpreter import InputEncoder, TFLiteModel
 from edgeskin.runtime.spec import ModelSpec
-from edgeskin.tasks.base import BaseOptions, ModelTask, closed_on_error
+from edgeskin.tasks.base import BaseOptions, ModelTask
 
 __all__ = [
     "ClassicalDetector",
@@ -227,23 +227,9 @@ class Detector(ModelTask):
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def create(cls, options: DetectorOptions) -> Detector:
-        """Open the model of ``options`` and check it against its spec.
-
-        Raises:
-            ModelError: missing/corrupt model, checksum mismatch, a classification model, or tensors
-                that disagree with the spec (SpecError). DelegateError: the Edge TPU was asked but is absent.
-        """
-        model, spec = options.load_model("detection")
-        with closed_on_error(model):
-            return cls(
-                model,
-                spec,
-                confidence_threshold=options.confidence_threshold,
-                iou_threshold=options.iou_threshold,
-                max_det=options.max_det,
-                class_agnostic=options.class_agnostic,
-            )
+    def _open_model(cls, options: DetectorOptions) -> tuple[TFLiteModel, ModelSpec]:
+        """The detection model with its spec; :meth:`create` builds the detector on it."""
+        return options.load_model("detection")
 
     @classmethod
     def from_model(

@@ -44,7 +44,7 @@ from edgeskin.results import (  # the messages: re-exported from here, as before
 from edgeskin.roles import ClassifierRole, DetectorRole
 from edgeskin.runtime.interpreter import check_delegate, check_threads
 from edgeskin.runtime.spec import ModelSpec
-from edgeskin.tasks.base import closed_on_error
+from edgeskin.tasks.base import closed_on_error, keyword_options
 from edgeskin.tasks.cam import CamExplainer
 
 __all__ = [
@@ -274,18 +274,7 @@ class LesionPipeline:
                 if unsure is not None and detector.confidence_threshold > unsure:
                     detector.confidence_threshold = float(unsure)  # keep the unsure band's candidates
         with closed_on_error(classifier, detector):
-            return cls(
-                classifier,
-                detector,
-                crop_margin=options.crop_margin,
-                max_lesions=options.max_lesions,
-                min_confidence=options.min_confidence,
-                cam=options.cam,
-                refer_threshold=options.refer_threshold,
-                unsure_confidence=options.unsure_confidence,
-                unsure_evidence=options.unsure_evidence,
-                context=options.context,
-            )
+            return cls(classifier, detector, **keyword_options(cls, options))
 
     @classmethod
     def from_defaults(cls, **overrides: Any) -> LesionPipeline:

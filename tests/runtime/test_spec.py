@@ -260,6 +260,23 @@ def test_third_party_spec_is_inferred_from_the_tensors(google_model, imagenet_la
 
 
 @pytest.mark.shared
+def test_third_party_keywords_reach_the_spec_through_both_entry_points(quant_model, imagenet_labels):
+    given = dict(name="mine", resize="letterbox", color_order="BGR", outputs_are="logits", output=None)
+    model, loaded = load_third_party_classifier(quant_model, imagenet_labels, **given)
+    model.close()
+    built = ModelSpec.for_third_party_classifier(quant_model, imagenet_labels, **given)
+    for spec in (loaded, built):
+        assert (spec.name, spec.input.resize, spec.input.color_order, spec.outputs_are) == (
+            "mine",
+            "letterbox",
+            "BGR",
+            "logits",
+        )
+    with pytest.raises(TypeError, match="colour_order"):
+        ModelSpec.for_third_party_classifier(quant_model, imagenet_labels, colour_order="BGR")
+
+
+@pytest.mark.shared
 def test_third_party_label_count_must_match_the_output(tmp_path, quant_model, imagenet_labels):
     short = tmp_path / "labels.txt"
     short.write_text("\n".join(read_labels(imagenet_labels)[1:]))  # the 1000 labels without "background"
