@@ -410,6 +410,10 @@ class MaskDatasetConfig:
     # Real zoom-ins (issue 29 part 2): crops of HAM10000/ISIC training images around the lesion, narrower than its
     # box, so the lesion fills the frame and runs off it (:func:`write_zoomins`). 0 keeps the datasets built before.
     zoomins_train: int = 0
+    # More ISIC training images, drawn after every other pick by a generator of their own (seeded from ``seed``) from
+    # the ISIC pool outside the held-out third, the ``isic_train`` picks and the detector test split. They join
+    # ``isic_train`` (whole images, close-ups, composites, zoom-ins). 0 keeps the datasets built before.
+    isic_extra_train: int = 0
     neg_scene_train: int = 60
     neg_photo_train: int = 80
     neg_clutter_train: int = 60
@@ -614,9 +618,21 @@ def draw_items(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator) 
     isic_train = pick(pools["isic"], config.isic_train, rng)
     ham_val = pick(sets["ham_val"], config.ham_val, rng)
     isic_val = pick(sets["isic_heldout"], config.isic_val, rng)
+    if config.isic_extra_train:
+        isic_train = isic_train + extra_isic(pools["isic"], isic_train, config)
     drawn = DrawnItems(ham_picked, isic_train, list(pools["ph2"]), ham_val, isic_val)
     check_outside_test_split(drawn)
     return drawn
+
+
+def extra_isic(pool: Sequence[MaskedImage], picked: Sequence[MaskedImage], config: MaskDatasetConfig) -> list[MaskedImage]:
+    """``config.isic_extra_train`` ISIC images of ``pool`` outside ``picked`` and the detector test split.
+
+    A generator of their own draws them, so the recipe's generator, and every slice it draws, stays as without them.
+    """
+    excluded = {item.image_id for item in picked} | detector_test_ids()
+    rest = [item for item in pool if item.image_id not in excluded]
+    return pick(rest, config.isic_extra_train, np.random.default_rng([config.seed, 1]))
 
 
 def check_outside_test_split(drawn: DrawnItems, test_ids: set[str] | None = None) -> None:

@@ -20,6 +20,8 @@ from training.detector_masks import (
     closeup_crop,
     clutter_negative,
     detector_test_ids,
+    draw_items,
+    heldout_sets,
     isic_labels,
     load_mask_dataset_config,
     negative_crop,
@@ -305,6 +307,27 @@ def test_zoomins_come_last_and_never_from_the_test_split(tmp_path: Path, monkeyp
     monkeypatch.setattr(masks, "TEST_SPLIT", split)
     with pytest.raises(ValueError, match="detector test split"):  # the recipe's own draws would touch it
         build_mask_dataset(tmp_path / "none", _tiny_config(root, **options, zoomins_train=4), progress=False)
+
+
+def test_extra_isic_images_skip_picks_and_test_split_and_leave_other_draws_alone(tmp_path: Path, monkeypatch) -> None:
+    import training.detector_masks as masks
+
+    root, _, isic_ids, _ = _fake_data_tree(tmp_path, monkeypatch)
+    monkeypatch.setattr(masks, "TEST_SPLIT", tmp_path / "absent.json")
+    sets = heldout_sets(_tiny_config(root), tmp_path / "ph2_split.json", masks.ISIC_HOLDOUT)
+    plain_rng, extra_rng = np.random.default_rng(0), np.random.default_rng(0)
+    plain = draw_items(sets, _tiny_config(root, isic_train=2, isic_val=2), plain_rng)
+    picked = {it.image_id for it in plain.isic_train}
+    in_split = [i for i in isic_ids[3:] if i not in picked][:2]  # two training-pool images the picks left
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"ids": {"isic2018": in_split}}))
+    monkeypatch.setattr(masks, "TEST_SPLIT", split)
+    extra = draw_items(sets, _tiny_config(root, isic_train=2, isic_val=2, isic_extra_train=50), extra_rng)
+    assert plain_rng.integers(1 << 30) == extra_rng.integers(1 << 30)  # the recipe's generator drew the same
+    assert extra.isic_train[:2] == plain.isic_train and extra[2:] == plain[2:] and extra.ham_train == plain.ham_train
+    ids = [it.image_id for it in extra.isic_train]
+    assert len(ids) == len(set(ids)) == 4  # the 6-image pool less the split's 2, each once
+    assert not set(ids) & (set(isic_ids[:3]) | set(in_split))  # neither the held-out third nor the split
 
 
 @pytest.mark.parametrize("slice_index", range(5))
