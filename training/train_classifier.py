@@ -525,16 +525,15 @@ def load_backup(config: dict, out: Path):
     return model
 
 
-def ema_model(run: Path):
-    """The float model of a run's latest backup with its EMA weights (raw weights when it has no EMA), in memory.
-
-    The model ``--materialize`` writes as ``ema.keras`` (``checkpoint.keras`` without EMA); a distilled
-    student's teachers are loaded so, and nothing is written into their run folders.
+def backup_model(run: Path, weights: str = "ema"):
+    """The float model of a run's latest backup, in memory, with its ``"ema"`` weights (raw weights when the run
+    has no EMA) or its ``"raw"`` weights: the models ``--materialize`` writes as ``ema.keras`` and
+    ``checkpoint.keras``. A distilled student's teachers are loaded so; nothing is written into their run folders.
     """
     recorded = json.loads((run / "config.json").read_text())
     config = {k: v for k, v in recorded.items() if k not in RECORDED_KEYS}
     model = load_backup(config, run)
-    if config.get("ema"):
+    if weights == "ema" and config.get("ema"):
         model.optimizer.finalize_variable_values(model.trainable_variables)
     return inference_model(model, config)
 
@@ -549,10 +548,13 @@ def prepare_distillation(config: dict, data: TrainingData):
     from training.distill import Distillation, check_distill, load_teachers
 
     section = check_distill(config["distill"])
-    teachers = load_teachers(section, ema_model, resolve)
-    config["distill"] = {**config["distill"], "sha256": [teacher.sha256 for teacher in teachers]}
+    weights = section["teacher_weights"]
+    teachers = load_teachers(section, lambda run: backup_model(run, weights), resolve)
+    config["distill"] = {**section, "sha256": [teacher.sha256 for teacher in teachers]}
     for teacher in teachers:
-        log.info("teacher %s: %d px, backup SHA-256 %s", teacher.run, teacher.input_size, teacher.sha256)
+        log.info(
+            "teacher %s: %d px, %s weights, backup SHA-256 %s", teacher.run, teacher.input_size, weights, teacher.sha256
+        )
     distillation = Distillation(teachers, tuple(section["views"]), section["temperature"], config["input_size"])
     log.info(
         "distilling at T=%g, alpha %g, from %d teacher(s) x %d views; samples made at %d px",

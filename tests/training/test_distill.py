@@ -90,6 +90,7 @@ def test_a_changed_teacher_is_refused(tmp_path) -> None:
         ({"teachers": ["a"], "alpha": 1.5}, r"\[0, 1\]"),
         ({"teachers": ["a"], "views": ["identity", "spin"]}, "unknown test-time"),
         ({"teachers": ["a"], "teacher": "b"}, "unknown keys"),
+        ({"teachers": ["a"], "teacher_weights": "best"}, "teacher_weights"),
     ],
 )
 def test_bad_distill_sections_say_what_is_wrong(section, message) -> None:
@@ -97,6 +98,14 @@ def test_bad_distill_sections_say_what_is_wrong(section, message) -> None:
 
     with pytest.raises(ValueError, match=message):
         check_distill(section)
+
+
+def test_teachers_use_their_raw_weights_unless_asked_for_ema() -> None:
+    from training.distill import check_distill
+
+    section = {"teachers": ["a"], "views": ["identity"]}
+    assert check_distill(section)["teacher_weights"] == "raw"
+    assert check_distill({**section, "teacher_weights": "ema"})["teacher_weights"] == "ema"
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +157,21 @@ def test_distilled_run_records_its_teacher_and_saves_a_plain_classifier(runs) ->
     model = keras.models.load_model(unbroken / "model.keras", compile=False)
     assert model.output_shape == (None, 8) and model.input_shape == (None, 32, 32, 3)
     assert model.get_layer("features") is not None
+
+
+@pytest.mark.shared
+def test_a_teacher_loads_with_its_raw_or_its_ema_weights(runs) -> None:
+    from training.train_classifier import backup_model
+
+    teacher, _, _ = runs
+    raw, ema = backup_model(teacher, "raw"), backup_model(teacher, "ema")
+    trainable = [
+        not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(raw.trainable_variables, ema.trainable_variables, strict=True)
+    ]
+    assert any(trainable)  # the EMA differs from the raw weights...
+    statistics = [(a, b) for a, b in zip(raw.non_trainable_variables, ema.non_trainable_variables, strict=True)
+                  if "moving_" in a.path]  # fmt: skip
+    assert statistics
+    for a, b in statistics:
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # ...but keeps the raw batch-norm statistics
