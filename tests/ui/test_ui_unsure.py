@@ -15,7 +15,8 @@ from edgeskin.results import CONTEXT_VIEW, DETECTOR_UNSURE, NOTHING_STANDS_OUT, 
 from edgeskin.ui import launch  # noqa: E402
 
 
-def _unsure_app():
+def _app(box=(20, 20, 60, 60), score=0.4):
+    """The page on a fake pipeline whose detector finds one box: by default a small one in the unsure band."""
     import numpy as np
     from ui_fakes import FakeClassifier
 
@@ -24,7 +25,7 @@ def _unsure_app():
     from edgeskin.tasks.pipeline import LesionPipeline
     from edgeskin.ui.app import main
 
-    class UnsureDetector:
+    class OneBoxDetector:
         spec = ModelSpec.from_dict(
             {"name": "d", "task": "detection", "input": {"size": [320, 320]}, "labels": ["lesion"],
              "outputs": {"predictions": "o"}, "layout": "yolo", "boxes": "xywh_normalized",
@@ -32,12 +33,12 @@ def _unsure_app():
         )  # fmt: skip
 
         def detect(self, frame):
-            return Detections(np.array([[20, 20, 60, 60]], np.float32), [0.4], [0])
+            return Detections(np.array([box], np.float32), [score], [0])
 
         def close(self):
             pass
 
-    main(load_pipeline=lambda: LesionPipeline(FakeClassifier(), UnsureDetector()))
+    main(load_pipeline=lambda: LesionPipeline(FakeClassifier(), OneBoxDetector()))
 
 
 def test_the_ui_message_names_match_the_pipeline():
@@ -45,9 +46,9 @@ def test_the_ui_message_names_match_the_pipeline():
     assert NOTHING_STANDS_OUT in launch.ABSENT_MESSAGES and set(launch.ABSENT_MESSAGES) == set(RETAKE_ADVICE)
 
 
-def _upload(frame: np.ndarray):
+def _upload(frame: np.ndarray, **detector):
     ok, png = cv2.imencode(".png", frame[..., ::-1])
-    at = AppTest.from_function(_unsure_app, default_timeout=120).run()
+    at = AppTest.from_function(_app, default_timeout=120, kwargs=detector).run()
     at.file_uploader[0].set_value([("frame.png", png.tobytes(), "image/png")]).run()
     assert not at.exception
     return at
@@ -73,40 +74,16 @@ def test_plain_skin_says_why_and_does_not_ask_to_fill_the_frame():
     assert not any(str(w.value).startswith("**Detector unsure") for w in at.warning)
 
 
-def _large_lesion_app():
-    import numpy as np
-    from ui_fakes import FakeClassifier
-
-    from edgeskin.results import Detections
-    from edgeskin.runtime.spec import ModelSpec
-    from edgeskin.tasks.pipeline import LesionPipeline
-    from edgeskin.ui.app import main
-
-    class LargeBoxDetector:  # a sure box over most of the frame: the default context rule classifies the frame too
-        spec = ModelSpec.from_dict(
-            {"name": "d", "task": "detection", "input": {"size": [320, 320]}, "labels": ["lesion"],
-             "outputs": {"predictions": "o"}, "layout": "yolo", "boxes": "xywh_normalized",
-             "thresholds": {"presence": 0.6, "unsure": 0.3}}
-        )  # fmt: skip
-
-        def detect(self, frame):
-            return Detections(np.array([[8, 6, 152, 114]], np.float32), [0.9], [0])
-
-        def close(self):
-            pass
-
-    main(load_pipeline=lambda: LesionPipeline(FakeClassifier(), LargeBoxDetector()))
-
-
 def test_the_page_says_when_a_context_view_was_combined():
     frame = np.empty((120, 160, 3), np.uint8)
     frame[:] = (205, 165, 145)
     cv2.ellipse(frame, (80, 60), (70, 52), 0, 0, 360, (95, 60, 45), -1)
-    ok, png = cv2.imencode(".png", frame[..., ::-1])
-    at = AppTest.from_function(_large_lesion_app, default_timeout=120).run()
-    at.file_uploader[0].set_value([("frame.png", png.tobytes(), "image/png")]).run()
-    assert not at.exception
+    # a sure box over most of the frame: the default context rule classifies the whole frame as well
+    at = _upload(frame, box=(8, 6, 152, 114), score=0.9)
     assert CONTEXT_VIEW[:1].upper() + CONTEXT_VIEW[1:] + "." in [str(c.value) for c in at.caption]
-    # and not on a small lesion's page
-    small = _upload(np.full((120, 160, 3), (205, 165, 145), np.uint8))
+    # and not on the page of a small lesion, which is answered from its crop alone
+    frame[:] = (205, 165, 145)
+    cv2.ellipse(frame, (40, 40), (14, 12), 0, 0, 360, (95, 60, 45), -1)
+    small = _upload(frame)
+    assert any(str(m.value).startswith("#### Lesion 1") for m in small.markdown)
     assert not any(str(c.value).startswith("Context view") for c in small.caption)
