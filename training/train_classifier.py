@@ -32,9 +32,10 @@ Distillation (issue 30; ``training.distill``): a config section ::
     "distill": {"teachers": ["training/runs/teacher-m1"], "views": ["identity", "hflip", "vflip", "rot180"],
                 "temperature": 2.0, "alpha": 0.7}
 
-makes the run a one-view student of an ensemble teacher. Each teacher is a run folder; its float EMA model is
-restored in memory from its backup (as --materialize writes ema.keras) and the SHA-256 of that backup is
-recorded in config.json (``distill.sha256``): a resumed student whose teacher changed is refused. Each sample
+makes the run a one-view student of an ensemble teacher. Each teacher is a run folder; its float model is
+restored in memory from its backup, with the raw weights by default (``distill.teacher_weights``: ``raw`` or
+``ema``, as --materialize writes checkpoint.keras and ema.keras), and the SHA-256 of that backup is recorded in
+config.json (``distill.sha256``): a resumed student whose teacher changed is refused. Each sample
 is made once at the largest input size of student and teachers and resized (bit-exact stretch) to each model,
 so the teachers see the student's augmented crop; the soft target is the mean over members and ``views``
 (default: the shipped classifier's four test-time views) of softmax(teacher logits / temperature), computed
@@ -525,9 +526,9 @@ def load_backup(config: dict, out: Path):
     return model
 
 
-def backup_model(run: Path, weights: str = "ema"):
-    """The float model of a run's latest backup, in memory, with its ``"ema"`` weights (raw weights when the run
-    has no EMA) or its ``"raw"`` weights: the models ``--materialize`` writes as ``ema.keras`` and
+def backup_model(run: Path, weights: str):
+    """The float model of a run's latest backup, in memory, with its ``weights``: ``"ema"`` (raw weights when the
+    run has no EMA) or ``"raw"``: the models ``--materialize`` writes as ``ema.keras`` and
     ``checkpoint.keras``. A distilled student's teachers are loaded so; nothing is written into their run folders.
     """
     recorded = json.loads((run / "config.json").read_text())
