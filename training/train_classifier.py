@@ -12,7 +12,9 @@ Data: HAM10000 (two Vienna/Queensland clinics) and the ISIC 2017/2018 images of 
 Sloan Kettering), labelled from the ISIC 2019 and 2017 ground truth (``edgeskin.datasets.load_multisource``).
 A seeded third of one source (``holdout``; the ISIC 2017 images) is held out whole for a source-held-out score;
 the rest is split by lesion, stratified by dx and source. Each epoch draws images with source-balanced
-probabilities (``source_shares``) and weights the loss so the classes are balanced as drawn. Every sample is
+probabilities (``source_shares``; ``epoch_images`` of them, by default as many as the training images: fewer
+make shorter epochs, so a run that checkpoints each epoch loses less when a session ends mid-epoch) and weights
+the loss so the classes are balanced as drawn. Every sample is
 the runtime's lesion crop (``training.classifier_data``), augmented with albumentations, then passed through
 the spec's preprocessing profile exactly as on the device (bit-exact resize). Decoded frames are cached in
 ``.cache/frames`` (``training.frame_cache``; never committed).
@@ -73,6 +75,16 @@ def load_config(path: str | None, overrides: dict) -> dict:
     return config
 
 
+def epoch_images(config: dict, n_train: int) -> int:
+    """How many images an epoch draws: ``config["epoch_images"]`` (a positive whole number) or ``n_train``."""
+    drawn = config.get("epoch_images")
+    if drawn is None:
+        return n_train
+    if isinstance(drawn, bool) or not isinstance(drawn, int) or drawn < 1:
+        raise ValueError(f"epoch_images must be a positive whole number of images, got {drawn!r}")
+    return drawn
+
+
 def make_batches(
     sample,
     index: np.ndarray,
@@ -86,7 +98,8 @@ def make_batches(
 ):
     """A keras.utils.PyDataset of augmented training batches ``(images, one_hot, weights)``.
 
-    Each epoch draws ``len(index)`` images with replacement, with the source-balanced ``probabilities``; one
+    Each epoch draws ``epoch_images(config, len(index))`` images with replacement, with the source-balanced
+    ``probabilities``; one
     generator per batch, seeded from (seed, epoch, batch), so a run is reproducible whatever the worker order,
     and a run resumed at ``start_epoch`` draws what an unbroken run draws from that epoch on. With a
     ``distillation`` (``training.distill.Distillation``) the samples are made at its sample size and a batch is
@@ -96,6 +109,7 @@ def make_batches(
 
     n_classes = len(class_weights)
     batch = config["batch_size"]
+    drawn = epoch_images(config, len(index))
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -105,10 +119,10 @@ def make_batches(
 
         def _draw(self):
             rng = np.random.default_rng([config["seed"], self.epoch, 1])
-            self.order = rng.choice(len(index), size=len(index), replace=True, p=probabilities)
+            self.order = rng.choice(len(index), size=drawn, replace=True, p=probabilities)
 
         def __len__(self):
-            return int(np.ceil(len(index) / batch))
+            return int(np.ceil(drawn / batch))
 
         def __getitem__(self, b):
             rows = self.order[b * batch : (b + 1) * batch]
@@ -475,7 +489,7 @@ def run(config: dict, out: Path, *, workers: int, budget_s: float | None, cache:
         return 0
     data = prepare_data(config, out, workers, cache, pack)
     log.info("data ready in %.0f s", time.time() - started)
-    steps = int(np.ceil(len(data.train) / config["batch_size"]))
+    steps = int(np.ceil(epoch_images(config, len(data.train)) / config["batch_size"]))
     model, weights = compile_model(pack.with_weights(config) if pack else config, steps, resuming)
     distillation, sample = prepare_distillation(config, data) if config.get("distill") else (None, data.sample)
     if resuming:
