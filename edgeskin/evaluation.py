@@ -129,6 +129,16 @@ def classification_metrics(
     }
 
 
+def _referred(
+    y_true_dx: Sequence[int] | np.ndarray, dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checked labels and probabilities, and the pipeline's refer decision for each row."""
+    from edgeskin.labels import refer_decision
+
+    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
+    return y, p, refer_decision(p.astype(np.float32), dx_labels, threshold)
+
+
 def malignant_metrics(
     y_true_dx: Sequence[int] | np.ndarray,
     dx_probabilities: np.ndarray,
@@ -141,12 +151,11 @@ def malignant_metrics(
     probability >= ``threshold`` when the model has a triage threshold, else "the most probable of
     the 4 groups is not Benign". ``rule`` says which was used.
     """
-    from edgeskin.labels import refer_decision, refer_rule
+    from edgeskin.labels import refer_rule
 
-    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
+    y, p, decided = _referred(y_true_dx, dx_probabilities, dx_labels, threshold)
     malignant = malignant_index(dx_labels)
     truth = np.isin(y, malignant)
-    decided = refer_decision(p.astype(np.float32), dx_labels, threshold)
     tp = int((truth & decided).sum())
     fn = int((truth & ~decided).sum())
     tn = int((~truth & ~decided).sum())
@@ -182,13 +191,10 @@ def melanoma_metrics(
 ) -> dict[str, Any]:
     """Melanoma against everything else: AUC of P(mel) and of P(malignant), sensitivity at 80 % and 90 %
     specificity (of P(mel)), and the share of melanomas and of benign lesions that the refer decision refers."""
-    from edgeskin.tasks.pipeline import refer_decision
-
-    y, p = _check_predictions(np.asarray(y_true_dx), dx_probabilities, len(dx_labels))
+    y, p, referred = _referred(y_true_dx, dx_probabilities, dx_labels, threshold)
     labels = list(dx_labels)
     truth = y == labels.index("mel")
     benign = ~np.isin(y, malignant_index(labels))
-    referred = refer_decision(p.astype(np.float32), labels, threshold)
     out: dict[str, Any] = {"n_melanoma": int(truth.sum()), "n_benign": int(benign.sum())}
     if truth.any() and not truth.all():
         metrics = _sklearn_metrics()
