@@ -281,6 +281,28 @@ def prepare_data(config: dict, out: Path, workers: int, cache: str | None, pack=
     )
 
 
+def initial_model(config: dict):
+    """The model a new run continues from (``init_from``): a saved ``.keras`` file, or a run folder's latest backup
+    with its raw weights (the weights its per-epoch record scores). For a run folder the SHA-256 of that backup goes
+    into ``config["init_sha256"]`` (recorded in the new run's config.json)."""
+    import keras
+
+    from edgeskin.runtime.spec import sha256_file
+
+    source = resolve(config["init_from"])
+    if source.is_dir():
+        backup = source / RESUME_DIR / "latest.weights.h5"
+        if not backup.is_file():
+            raise ValueError(f"init_from {config['init_from']}: a run folder without a backup ({backup} is missing)")
+        config["init_sha256"] = sha256_file(backup)
+        log.info(
+            "continuing from the raw weights of %s (backup SHA-256 %s)", config["init_from"], config["init_sha256"]
+        )
+        return backup_model(source, "raw")
+    log.info("continuing from %s", config["init_from"])
+    return keras.models.load_model(source, compile=False)
+
+
 def compile_model(config: dict, steps: int, resuming: bool):
     """The model with its optimizer; ImageNet (or ``init_from``) weights only for a new run."""
     import keras
@@ -295,8 +317,7 @@ def compile_model(config: dict, steps: int, resuming: bool):
         )
     model = model_from_config(config, weights)
     if config.get("init_from") and not resuming:
-        model.set_weights(keras.models.load_model(resolve(config["init_from"]), compile=False).get_weights())
-        log.info("continuing from %s", config["init_from"])
+        model.set_weights(initial_model(config).get_weights())
     warmup = config["warmup_epochs"] * steps
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config["learning_rate"] / 20 if warmup else config["learning_rate"],
@@ -619,7 +640,8 @@ def parse_args(argv):
     parser.add_argument("--learning-rate", type=float, dest="learning_rate")
     parser.add_argument(
         "--init-from", dest="init_from",
-        help="a saved .keras model of the same architecture to continue from (fresh schedule; warmup_epochs may be 0)",
+        help="a saved .keras model of the same architecture, or a run folder (its latest backup, raw weights), to "
+        "continue from (fresh schedule; warmup_epochs may be 0)",
     )  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads")
     parser.add_argument("--cache", default=None, help="frame cache folder (default: .cache/frames); 'none' to decode")

@@ -7,6 +7,7 @@ max difference 0.0 on this CPU), so the test asks for equality.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -84,3 +85,22 @@ def test_resume_refuses_a_finished_run_folder_as_new(runs, tmp_path) -> None:
     again = train(*SMALL, "--out", str(unbroken))
     assert again.returncode == 2
     assert "--resume" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_new_run_continues_from_a_run_folders_raw_weights(runs) -> None:
+    from training.train_classifier import RECORDED_KEYS, backup_model, compile_model, initial_model
+
+    unbroken, _ = runs
+    recorded = json.loads((unbroken / "config.json").read_text())
+    config = {k: v for k, v in recorded.items() if k not in RECORDED_KEYS}
+    config["init_from"] = str(unbroken)
+    model, _ = compile_model(config, steps=1, resuming=False)
+    raw = backup_model(unbroken, "raw")
+    for got, want in zip(model.get_weights(), raw.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert config["init_sha256"] == hashlib.sha256((unbroken / "resume" / "latest.weights.h5").read_bytes()).hexdigest()
+    # The EMA weights differ from the raw ones after two epochs: the start really is the raw weights.
+    ema = backup_model(unbroken, "ema")
+    assert any(not np.array_equal(a, b) for a, b in zip(ema.get_weights(), raw.get_weights(), strict=True))
+    with pytest.raises(ValueError, match="without a backup"):
+        initial_model({**config, "init_from": str(unbroken / "resume")})
