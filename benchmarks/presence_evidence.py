@@ -1,8 +1,8 @@
 """The frame's evidence verdict for boxes at or above the presence threshold (issue 29; docs/presence-evidence-rule.md).
 
 For every frame of the lesion sets and of the non-lesion seeds, runs the pipeline as it is (the shipped models,
-no CAM) and records its outcome (``benchmarks.unsure_band.record``), the detector's top score and
-``edgeskin.core.evidence.lesion_evidence`` of the top box, with its verdict under ``EvidenceThresholds()``. Then
+no CAM) and records its outcome (``benchmarks.unsure_band.record``) and, for a frame with an answer,
+``edgeskin.core.evidence.lesion_evidence`` of its top lesion's box, with its verdict under ``EvidenceThresholds()``. Then
 counts, per variant of the rule file (A: the scene verdict also at presence; B: both verdicts also at presence),
 the lesion frames that would lose their answer and the non-lesion frames that would stay answered.
 
@@ -26,16 +26,14 @@ CHOOSING_SEEDS = ("seed 0", "seed 1", "seed 2")
 
 
 def measure(pipeline, frame, **fields) -> dict:
-    """The pipeline's record of ``frame`` with the top box's score, evidence and verdict."""
+    """The pipeline's record of ``frame``; for an answered frame also its top box's evidence and verdict."""
     from edgeskin.core.evidence import lesion_evidence
     from edgeskin.image import validate_frame
 
-    row = record(pipeline(frame), **fields)
-    frame = validate_frame(frame)
-    _, _, top_score, top_box = pipeline._detect(frame)
-    row["top_score"] = None if top_box is None else round(float(top_score), 4)
-    if top_box is not None:
-        evidence = lesion_evidence(frame, top_box, pipeline.unsure_evidence.work_side)
+    result = pipeline(frame)
+    row = record(result, **fields)
+    if result.lesions:  # only an answered frame can lose its answer
+        evidence = lesion_evidence(validate_frame(frame), result.lesions[0].box, pipeline.unsure_evidence.work_side)
         row["evidence"] = evidence.to_dict()
         row["verdict"] = evidence.verdict(pipeline.unsure_evidence)
     return row

@@ -625,7 +625,9 @@ def draw_items(sets: dict, config: MaskDatasetConfig, rng: np.random.Generator) 
     return drawn
 
 
-def extra_isic(pool: Sequence[MaskedImage], picked: Sequence[MaskedImage], config: MaskDatasetConfig) -> list[MaskedImage]:
+def extra_isic(
+    pool: Sequence[MaskedImage], picked: Sequence[MaskedImage], config: MaskDatasetConfig
+) -> list[MaskedImage]:
     """``config.isic_extra_train`` ISIC images of ``pool`` outside ``picked`` and the detector test split.
 
     A generator of their own draws them, so the recipe's generator, and every slice it draws, stays as without them.

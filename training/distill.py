@@ -148,6 +148,14 @@ class Distillation:
         return resize_batch(samples, self.student_size), soft
 
 
+def backup_sha256(run: Path) -> str:
+    """The SHA-256 of a training run folder's latest backup (``resume/latest.weights.h5``); ValueError without one."""
+    backup = run / "resume" / "latest.weights.h5"
+    if not backup.is_file():
+        raise ValueError(f"{run} has no backup ({backup.name}); is it a training run folder?")
+    return sha256_file(backup)
+
+
 def load_teachers(section: dict, restore: Callable[[Path], object], resolve: Callable[[str], Path]) -> list[Teacher]:
     """The float model of each teacher run (``restore(run)``), checked against the SHA-256s the run recorded.
 
@@ -158,10 +166,10 @@ def load_teachers(section: dict, restore: Callable[[Path], object], resolve: Cal
     teachers = []
     for i, name in enumerate(section["teachers"]):
         run = resolve(name)
-        backup = run / "resume" / "latest.weights.h5"
-        if not backup.is_file():
-            raise ValueError(f"distill.teachers: {run} has no backup ({backup.name}); is it a training run folder?")
-        sha = sha256_file(backup)
+        try:
+            sha = backup_sha256(run)
+        except ValueError as error:
+            raise ValueError(f"distill.teachers: {error}") from None
         if recorded is not None and (len(recorded) != len(section["teachers"]) or recorded[i] != sha):
             raise ValueError(
                 f"distill: teacher {name} changed since this student started (SHA-256 {sha[:12]}, "

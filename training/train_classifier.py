@@ -287,14 +287,14 @@ def initial_model(config: dict):
     into ``config["init_sha256"]`` (recorded in the new run's config.json)."""
     import keras
 
-    from edgeskin.runtime.spec import sha256_file
+    from training.distill import backup_sha256
 
     source = resolve(config["init_from"])
     if source.is_dir():
-        backup = source / RESUME_DIR / "latest.weights.h5"
-        if not backup.is_file():
-            raise ValueError(f"init_from {config['init_from']}: a run folder without a backup ({backup} is missing)")
-        config["init_sha256"] = sha256_file(backup)
+        try:
+            config["init_sha256"] = backup_sha256(source)
+        except ValueError as error:
+            raise ValueError(f"init_from: {error}") from None
         log.info(
             "continuing from the raw weights of %s (backup SHA-256 %s)", config["init_from"], config["init_sha256"]
         )

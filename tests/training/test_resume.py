@@ -102,5 +102,5 @@ def test_a_new_run_continues_from_a_run_folders_raw_weights(runs) -> None:
     # The EMA weights differ from the raw ones after two epochs: the start really is the raw weights.
     ema = backup_model(unbroken, "ema")
     assert any(not np.array_equal(a, b) for a, b in zip(ema.get_weights(), raw.get_weights(), strict=True))
-    with pytest.raises(ValueError, match="without a backup"):
+    with pytest.raises(ValueError, match="init_from: .* has no backup"):
         initial_model({**config, "init_from": str(unbroken / "resume")})
