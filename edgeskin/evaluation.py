@@ -130,7 +130,10 @@ def classification_metrics(
 
 
 def _referred(
-    y_true_dx: Sequence[int] | np.ndarray, dx_probabilities: np.ndarray, dx_labels: Sequence[str], threshold: float | None
+    y_true_dx: Sequence[int] | np.ndarray,
+    dx_probabilities: np.ndarray,
+    dx_labels: Sequence[str],
+    threshold: float | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The checked labels and probabilities, and the pipeline's refer decision for each row."""
     from edgeskin.labels import refer_decision
